@@ -1,0 +1,1 @@
+"""Pure Polars transformations: no Dagster, no HTTP, no file paths."""

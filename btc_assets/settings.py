@@ -1,0 +1,106 @@
+"""The one place that reads non-secret environment variables.
+
+Secrets (API keys, tokens) never pass through here: they are read by resources through
+``dg.EnvVar`` so they stay out of run config, logs and metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Literal
+
+Environment = Literal["sandbox", "live"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+LIVE_BINANCE_SPOT_URL = "https://api.binance.com"
+LIVE_BINANCE_FUTURES_URL = "https://fapi.binance.com"
+# The in-process sandbox answers on any host; these names make logs read well.
+SANDBOX_BINANCE_SPOT_URL = "http://sandbox.binance.invalid"
+SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the project cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Environment
+    symbol: str
+    start_date: date
+    data_dir: Path
+    tail_days: int
+    binance_spot_base_url: str
+    binance_futures_base_url: str
+    sandbox_seed: int
+    sandbox_faults: str
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.env == "sandbox"
+
+
+def _get(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None else value.strip()
+
+
+def _base_url(name: str, default: str) -> str:
+    value = _get(name, default)
+    if not value:
+        raise SettingsError(f"{name} is set but empty: give the vendor's base URL, e.g. {default}")
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+def load_settings() -> Settings:
+    env = _get("BTC_ASSETS_ENV", "sandbox")
+    if env not in ("sandbox", "live"):
+        raise SettingsError(f"BTC_ASSETS_ENV={env!r}: expected 'sandbox' or 'live'")
+    live = env == "live"
+    symbol = _get("BTC_ASSETS_SYMBOL", "BTCUSDT").upper()
+    if not symbol.isalnum():
+        raise SettingsError(f"BTC_ASSETS_SYMBOL={symbol!r} is not a Binance symbol")
+    start_raw = _get("BTC_ASSETS_START_DATE", "2020-01-01")
+    try:
+        start_date = date.fromisoformat(start_raw)
+    except ValueError as exc:
+        raise SettingsError(f"BTC_ASSETS_START_DATE={start_raw!r} is not YYYY-MM-DD") from exc
+    if start_date > datetime.now(UTC).date():
+        raise SettingsError(f"BTC_ASSETS_START_DATE={start_raw} is in the future")
+    tail_raw = _get("BTC_ASSETS_TAIL_DAYS", "2")
+    if not tail_raw.isdigit():
+        raise SettingsError(f"BTC_ASSETS_TAIL_DAYS={tail_raw!r} is not a whole number")
+    return Settings(
+        env=env,  # type: ignore[arg-type]
+        symbol=symbol,
+        start_date=start_date,
+        data_dir=Path(_get("BTC_ASSETS_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve(),
+        tail_days=int(tail_raw),
+        binance_spot_base_url=_base_url(
+            "BINANCE_SPOT_BASE_URL", LIVE_BINANCE_SPOT_URL if live else SANDBOX_BINANCE_SPOT_URL
+        ),
+        binance_futures_base_url=_base_url(
+            "BINANCE_FUTURES_BASE_URL",
+            LIVE_BINANCE_FUTURES_URL if live else SANDBOX_BINANCE_FUTURES_URL,
+        ),
+        sandbox_seed=int(_get("BTC_ASSETS_SANDBOX_SEED", "7")),
+        sandbox_faults=_get("BTC_ASSETS_SANDBOX_FAULTS", ""),
+    )
