@@ -1,0 +1,356 @@
+"""Quality figures per partition day, for a whole range of days in one Polars query.
+
+A Dagster range run evaluates checks for hundreds of days at once, so every function here
+takes the full window and returns one row per requested day (days with no rows included)
+rather than being called day by day. The day of a row is ``schema.partition_day_expr()``:
+``ts`` in ``(D 00:00, D+1 00:00]`` belongs to ``D``. Rows with a null ``ts`` have no day and
+are not counted (the lake refuses to store them).
+
+The frames are expected to hold a single symbol (call once per symbol): ``present_bars`` and
+the gap figures count distinct timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from btc_assets.core.bars import bar_duration, expected_source_count
+from btc_assets.core.schema import (
+    BAR_SCHEMA,
+    OHLC_COLUMNS,
+    TS,
+    VOLUME_COLUMNS,
+    day_bounds,
+    partition_day_expr,
+)
+
+ONE_DAY = timedelta(days=1)
+# Resampled volumes are float sums, so taker_buy may exceed total by rounding noise only.
+VOLUME_REL_EPS = 1e-9
+VOLUME_ABS_EPS = 1e-9
+
+_GAP_SCHEMA = {"gap_start": TS, "gap_end": TS, "missing_bars": pl.Int64()}
+
+
+# ---------------------------------------------------------------- row-level expressions
+
+
+def ohlc_violation() -> pl.Expr:
+    """True where a bar is impossible: OHLC null/NaN/<=0, or not low <= open, close <= high.
+
+    NaN is tested explicitly because Polars orders NaN above every number, so comparisons
+    alone would accept a NaN high.
+    """
+    o, h, l, c = (pl.col(x) for x in OHLC_COLUMNS)  # noqa: E741
+    bad_value = [x.is_null() | x.is_nan() | (x <= 0) for x in (o, h, l, c)]
+    return pl.any_horizontal(*bad_value, l > o, l > c, o > h, c > h).fill_null(True)
+
+
+def volume_violation() -> pl.Expr:
+    """True where a volume is negative or NaN, trades < 0, or a taker-buy part exceeds its total."""
+    negative = [pl.col(c).lt(0) | pl.col(c).is_nan() for c in VOLUME_COLUMNS]
+
+    def exceeds(part: str, total: str) -> pl.Expr:
+        slack = VOLUME_REL_EPS * pl.col(total).abs() + VOLUME_ABS_EPS
+        return (pl.col(part) - pl.col(total)) > slack
+
+    return pl.any_horizontal(
+        *negative,
+        pl.col("trades") < 0,
+        exceeds("taker_buy_volume", "volume"),
+        exceeds("taker_buy_quote_volume", "quote_volume"),
+    ).fill_null(False)
+
+
+def null_count(columns: Iterable[str]) -> pl.Expr:
+    """Number of null cells per row among ``columns``."""
+    return pl.sum_horizontal(*[pl.col(c).is_null().cast(pl.Int64) for c in columns])
+
+
+def non_monotonic_step() -> pl.Expr:
+    """True where ``ts`` does not strictly increase over the previous row of the same symbol,
+    in stored order (so it must be evaluated before any sort or filter)."""
+    return (pl.col("ts").diff().over("symbol") <= timedelta(0)).fill_null(False)
+
+
+# ---------------------------------------------------------------- shared plumbing
+
+
+def _days_frame(days: Iterable[date]) -> pl.LazyFrame:
+    unique = sorted(set(days))
+    day = pl.col("day").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    return pl.LazyFrame({"day": unique}, schema={"day": pl.Date()}).with_columns(
+        start=day, end=day + ONE_DAY
+    )
+
+
+def _rows_in_days(frame: pl.LazyFrame, days: pl.LazyFrame, lo: date, hi: date) -> pl.LazyFrame:
+    """Tag rows with their partition day and keep the requested days.
+
+    The stored-order figures are computed first, so a filter cannot reorder or hide steps.
+    """
+    start, _ = day_bounds(lo)
+    _, end = day_bounds(hi)
+    return (
+        frame.with_columns(
+            _non_monotonic=non_monotonic_step(),
+            _spacing=pl.col("ts").diff().over("symbol"),
+            day=partition_day_expr(),
+        )
+        .filter((pl.col("ts") > start) & (pl.col("ts") <= end))
+        .join(days.select("day"), on="day", how="semi")
+    )
+
+
+def _on_grid(step: timedelta) -> pl.Expr:
+    return pl.col("ts").dt.epoch("ms") % (step // timedelta(milliseconds=1)) == 0
+
+
+def _gap_runs(slots: pl.LazyFrame, bounds: pl.LazyFrame, step: timedelta) -> pl.LazyFrame:
+    """Maximal runs of missing grid slots per ``key``.
+
+    ``slots`` holds (key, ts) of present on-grid bars inside each key's ``(start, end]``;
+    ``bounds`` holds (key, start, end). Expected slots are start+step … end. Sentinels at
+    ``start`` and ``end + step`` turn leading, trailing and whole-range gaps into ordinary
+    differences between neighbours.
+    """
+    step_ms = step // timedelta(milliseconds=1)
+    sentinels = pl.concat(
+        [
+            bounds.select("key", ts=pl.col("start")),
+            bounds.select("key", ts=pl.col("end") + step),
+        ]
+    )
+    prev = pl.col("ts").shift(1).over("key")
+    return (
+        pl.concat([slots.select("key", pl.col("ts").cast(TS)), sentinels.cast({"ts": TS})])
+        .unique()
+        .sort("key", "ts")
+        .with_columns(prev=prev)
+        .with_columns(
+            missing_bars=(pl.col("ts") - pl.col("prev")).dt.total_milliseconds() // step_ms - 1
+        )
+        .filter(pl.col("missing_bars") > 0)
+        .select(
+            "key",
+            gap_start=pl.col("prev") + step,
+            gap_end=pl.col("ts") - step,
+            missing_bars=pl.col("missing_bars").cast(pl.Int64),
+        )
+    )
+
+
+# ---------------------------------------------------------------- public figures
+
+
+def bar_quality_by_day(bars: pl.LazyFrame, every: str, days: list[date]) -> pl.DataFrame:
+    """One row per requested day with coverage, gaps, key and value violations.
+
+    Expected slots for day D are D 00:00+every … D+1 00:00 (1440 for 1m, 96 for 15m).
+    ``present_bars`` counts distinct on-grid ``ts``; rows off the grid are counted in
+    ``off_grid_rows`` instead of inflating coverage. ``short_bars`` counts resampled bars
+    built from fewer 1m bars than a full one (0 for frames without ``source_count``).
+    ``rows`` is the raw row count.
+    """
+    step = bar_duration(every)  # also guarantees the step divides a day
+    expected = ONE_DAY // step
+    if not days:
+        return pl.DataFrame(schema=_bar_quality_schema())
+    days_lf = _days_frame(days)
+    schema = bars.collect_schema()
+    contract = [c for c in BAR_SCHEMA if c in schema]
+    # Resampled bars say how many 1m bars they hold; raw 1m bars are full by definition.
+    short = (
+        (pl.col("source_count") < expected_source_count(every)).sum()
+        if "source_count" in schema
+        else pl.lit(0)
+    )
+    base = _rows_in_days(bars, days_lf, min(days), max(days))
+    on_grid = _on_grid(step)
+    stats = base.group_by("day").agg(
+        rows=pl.len().cast(pl.Int64),
+        present_bars=pl.col("ts").filter(on_grid).n_unique().cast(pl.Int64),
+        off_grid_rows=(~on_grid).sum().cast(pl.Int64),
+        short_bars=short.cast(pl.Int64),
+        duplicate_keys=(pl.len() - pl.struct("symbol", "ts").n_unique()).cast(pl.Int64),
+        ohlc_violations=ohlc_violation().sum().cast(pl.Int64),
+        negative_volumes=volume_violation().sum().cast(pl.Int64),
+        non_monotonic=pl.col("_non_monotonic").sum().cast(pl.Int64),
+        null_values=null_count(contract).sum().cast(pl.Int64),
+        first_ts=pl.col("ts").min(),
+        last_ts=pl.col("ts").max(),
+    )
+    slots = base.filter(on_grid).select(key=pl.col("day"), ts=pl.col("ts"))
+    runs = _gap_runs(slots, days_lf.rename({"day": "key"}), step)
+    gap_stats = runs.group_by("key").agg(
+        gap_count=pl.len().cast(pl.Int64), longest_gap_bars=pl.col("missing_bars").max()
+    )
+    counts = [c for c, t in _bar_quality_schema().items() if t == pl.Int64()]
+    return (
+        days_lf.select("day")
+        .join(stats, on="day", how="left")
+        .join(gap_stats, left_on="day", right_on="key", how="left")
+        .with_columns(expected_bars=pl.lit(expected, pl.Int64))
+        .with_columns(
+            pl.col(counts).fill_null(0),
+            coverage=pl.col("present_bars").fill_null(0) / pl.col("expected_bars"),
+        )
+        .select([pl.col(c).cast(t) for c, t in _bar_quality_schema().items()])
+        .sort("day")
+        .collect()
+    )
+
+
+def _bar_quality_schema() -> dict[str, pl.DataType]:
+    i64 = pl.Int64()
+    return {
+        "day": pl.Date(),
+        "expected_bars": i64,
+        "present_bars": i64,
+        "coverage": pl.Float64(),
+        "duplicate_keys": i64,
+        "gap_count": i64,
+        "longest_gap_bars": i64,
+        "ohlc_violations": i64,
+        "negative_volumes": i64,
+        "non_monotonic": i64,
+        "null_values": i64,
+        "off_grid_rows": i64,
+        "short_bars": i64,
+        "rows": i64,
+        "first_ts": TS,
+        "last_ts": TS,
+    }
+
+
+def event_quality_by_day(
+    events: pl.LazyFrame, days: list[date], expected_interval: timedelta | None = None
+) -> pl.DataFrame:
+    """One row per requested day for point-in-time tables such as funding.
+
+    ``expected_events`` = whole intervals in a day (3 for 8h, 6 for 4h). Without
+    ``expected_interval`` the interval is the median spacing of the distinct timestamps in
+    the requested days, reported in ``expected_interval`` (null, with null coverage, when
+    fewer than two events exist). ``max_spacing`` is the longest wait from the previous
+    event (the previous event may sit in an earlier day if the frame holds it).
+    ``null_values`` counts nulls in every column of the frame.
+    """
+    if expected_interval is not None and expected_interval <= timedelta(0):
+        raise ValueError(f"expected_interval must be positive, got {expected_interval}")
+    if not days:
+        return pl.DataFrame(schema=_event_quality_schema())
+    days_lf = _days_frame(days)
+    columns = list(events.collect_schema())
+    base = _rows_in_days(events, days_lf, min(days), max(days))
+    stats = base.group_by("day").agg(
+        rows=pl.len().cast(pl.Int64),
+        present_events=pl.col("ts").n_unique().cast(pl.Int64),
+        duplicate_keys=(pl.len() - pl.struct("symbol", "ts").n_unique()).cast(pl.Int64),
+        non_monotonic=pl.col("_non_monotonic").sum().cast(pl.Int64),
+        null_values=null_count(columns).sum().cast(pl.Int64),
+        max_spacing=pl.col("_spacing").max(),
+        first_ts=pl.col("ts").min(),
+        last_ts=pl.col("ts").max(),
+    )
+    if expected_interval is None:
+        spacing = pl.col("ts").drop_nulls().unique().sort().diff().drop_nulls()
+        interval = base.select(expected_interval=spacing.median())
+    else:
+        interval = pl.LazyFrame({"expected_interval": [expected_interval]})
+    interval = interval.select(pl.col("expected_interval").cast(pl.Duration("ms")))
+    interval_ms = pl.col("expected_interval").dt.total_milliseconds()
+    day_ms = ONE_DAY // timedelta(milliseconds=1)
+    counts = [c for c, t in _event_quality_schema().items() if t == pl.Int64()]
+    counts.remove("expected_events")
+    return (
+        days_lf.select("day")
+        .join(stats, on="day", how="left")
+        .join(interval, how="cross")
+        .with_columns(
+            pl.col(counts).fill_null(0),
+            expected_events=pl.when(interval_ms > 0).then(day_ms // interval_ms),
+        )
+        .with_columns(coverage=pl.col("present_events") / pl.col("expected_events"))
+        .select([pl.col(c).cast(t) for c, t in _event_quality_schema().items()])
+        .sort("day")
+        .collect()
+    )
+
+
+def _event_quality_schema() -> dict[str, pl.DataType]:
+    i64 = pl.Int64()
+    return {
+        "day": pl.Date(),
+        "expected_events": i64,
+        "present_events": i64,
+        "coverage": pl.Float64(),
+        "duplicate_keys": i64,
+        "non_monotonic": i64,
+        "null_values": i64,
+        "rows": i64,
+        "max_spacing": pl.Duration("ms"),
+        "expected_interval": pl.Duration("ms"),
+        "first_ts": TS,
+        "last_ts": TS,
+    }
+
+
+def gaps(bars: pl.LazyFrame, every: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Each maximal run of missing ``every`` slots in ``(start, end]``.
+
+    Columns: ``gap_start`` (first missing ts), ``gap_end`` (last missing ts), ``missing_bars``.
+    ``start`` and ``end`` must be timezone-aware and on the bar grid.
+    """
+    step = bar_duration(every)  # also guarantees the step divides a day
+    for name, moment in (("start", start), ("end", end)):
+        if moment.tzinfo is None:
+            raise ValueError(f"{name}={moment} is naive; pass a UTC-aware datetime")
+        if moment.timestamp() * 1000 % (step // timedelta(milliseconds=1)):
+            raise ValueError(f"{name}={moment} is not on the {every} grid")
+    if end <= start:
+        return pl.DataFrame(schema=_GAP_SCHEMA)
+    slots = bars.filter((pl.col("ts") > start) & (pl.col("ts") <= end) & _on_grid(step)).select(
+        key=pl.lit(0, pl.Int64), ts=pl.col("ts")
+    )
+    bounds = pl.LazyFrame({"key": [0], "start": [start], "end": [end]}).cast(
+        {"start": TS, "end": TS}
+    )
+    return _gap_runs(slots, bounds, step).drop("key").sort("gap_start").collect()
+
+
+def summarise(by_day: pl.DataFrame) -> dict[str, int | float | str | None]:
+    """Range totals of a ``*_quality_by_day`` frame, flat enough for check metadata."""
+    present = "present_bars" if "present_bars" in by_day.columns else "present_events"
+    expected = present.replace("present", "expected")
+    out: dict[str, int | float | str | None] = {"days": by_day.height}
+    if by_day.is_empty():
+        return out
+    total_expected = by_day[expected].sum()
+    out["empty_days"] = int((by_day[present] == 0).sum())
+    out["coverage"] = by_day[present].sum() / total_expected if total_expected else None
+    worst = by_day.sort("coverage", nulls_last=True).row(0, named=True)
+    out["min_coverage"] = worst["coverage"]
+    out["worst_day"] = worst["day"].isoformat()
+    for name in _summed_columns(by_day.columns):
+        out[name] = int(by_day[name].sum())
+    if "longest_gap_bars" in by_day.columns:
+        out["longest_gap_bars"] = int(by_day["longest_gap_bars"].max() or 0)
+    return out
+
+
+def _summed_columns(columns: Sequence[str]) -> list[str]:
+    summed = (
+        "rows",
+        "duplicate_keys",
+        "gap_count",
+        "ohlc_violations",
+        "negative_volumes",
+        "non_monotonic",
+        "null_values",
+        "off_grid_rows",
+        "short_bars",
+    )
+    return [c for c in summed if c in columns]
