@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DAYS ?= 30
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export BTC_ASSETS_ENV ?= sandbox
+
+.PHONY: install demo test dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+demo: install
+	$(BIN)/python -m btc_assets.demo --days $(DAYS)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_backfill.py
+	$(BIN)/python benchmarks/bench_resample.py
+
+clean:
+	rm -rf $(VENV) $(DAGSTER_HOME) data/lake data/reports data/warehouse.duckdb

@@ -1,0 +1,71 @@
+"""Resampled bar tables: 1m klines -> right-closed 15m bars labelled by close time."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from btc_assets import checks
+from btc_assets.assets.common import Table, range_days, record_range
+from btc_assets.assets.raw import PERP_1M, SPOT_1M
+from btc_assets.core.bars import resample
+from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
+from btc_assets.partitions import DAILY, SINGLE_RUN
+from btc_assets.resources import DatasetResource
+
+SPOT_15M = Table(
+    "spot_klines_15m",
+    BAR_SCHEMA,
+    "15m",
+    "Binance spot 15m bars resampled from 1m (right-closed, ts = close time); source_count "
+    "says how many 1m bars each holds.",
+)
+PERP_15M = Table(
+    "perp_klines_15m",
+    BAR_SCHEMA,
+    "15m",
+    "Binance USD-M perpetual 15m bars resampled from 1m (right-closed, ts = close time).",
+)
+
+
+def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
+    every = table.every
+    assert every is not None
+
+    @dg.asset(
+        name=table.name,
+        description=table.description,
+        partitions_def=DAILY,
+        backfill_policy=SINGLE_RUN,
+        group_name="bars",
+        kinds=table.kinds,
+        deps=[source.key],
+        check_specs=checks.table_check_specs(table.key),
+    )
+    def _asset(context: dg.AssetExecutionContext, dataset: DatasetResource) -> Iterator[Any]:
+        days = range_days(context)
+        lake, symbol = dataset.lake(), dataset.symbol
+        blocked = checks.blocked_days(context.instance, [source.key], days)
+        good = [day for day in days if day not in blocked]
+        klines = lake.scan_days(source.name, symbol, good, schema=KLINE_SCHEMA)
+        bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
+        parts = bars.partition_by("_day", as_dict=True, include_key=False)
+        empty = conform(bars.clear().drop("_day"), BAR_SCHEMA)
+        for day in good:
+            lake.write_day(table.name, symbol, day, conform(parts.get((day,), empty), BAR_SCHEMA))
+        metadata = {day: {"source": f"resampled from {source.name}"} for day in good}
+        yield from record_range(
+            context, table, lake, symbol, good, metadata, materialize_all=not blocked
+        )
+        if blocked:
+            reasons = "; ".join(f"{day}: {', '.join(why)}" for day, why in sorted(blocked.items()))
+            raise dg.Failure(
+                description=f"{table.name}: {len(blocked)} day(s) not built because a blocking "
+                f"upstream check failed ({reasons}). {len(good)} other day(s) were written.",
+                metadata={"blocked_days": sorted(d.isoformat() for d in blocked)},
+            )
+
+    return _asset
+
+
+bar_assets = [_resampled_asset(SPOT_15M, SPOT_1M), _resampled_asset(PERP_15M, PERP_1M)]

@@ -1,0 +1,152 @@
+"""What every daily lake-table asset does after its own work: record, check, report.
+
+Assets stay thin: they produce day frames; this module writes them through the lake, then
+emits per-day metadata, per-day check evaluations and the step's outputs in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from btc_assets import checks
+from btc_assets.core import quality
+from btc_assets.core.schema import partition_day_expr
+from btc_assets.lake import Lake, LakeError
+from btc_assets.partitions import partition_days
+
+# A run tagged with this re-fetches every day of its range, even complete ones.
+FORCE_TAG = "btc_assets/force"
+PREVIEW_ROWS = 3
+
+
+@dataclass(frozen=True)
+class Table:
+    """A daily lake table and the asset that materializes it."""
+
+    name: str
+    schema: Mapping[str, pl.DataType]
+    every: str | None  # bar interval; None for point-in-time events (funding)
+    description: str
+    required: tuple[str, ...] = field(default=())  # columns that must never be null
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(self.name)
+
+    @property
+    def kinds(self) -> set[str]:
+        return {"polars", "parquet"}
+
+
+def range_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The run's days, refusing a range that reaches before the start date by name.
+
+    Reads the key range, not ``partition_keys``: the latter fails on such a range with an
+    invariant error that does not say which setting is involved.
+    """
+    start = context.assets_def.partitions_def.start.date()  # type: ignore[union-attr]
+    key_range = context.partition_key_range
+    first, last = partition_days([key_range.start, key_range.end], start)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def forced(context: dg.AssetExecutionContext) -> bool:
+    return context.run.tags.get(FORCE_TAG, "").lower() in ("1", "true", "yes")
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def quality_by_day(table: Table, frame: pl.LazyFrame, days: list[date]) -> pl.DataFrame:
+    if table.every is None:
+        required = ["symbol", "ts", *table.required]
+        return quality.event_quality_by_day(frame.select(required), days)
+    return quality.bar_quality_by_day(frame, table.every, days)
+
+
+def _manifest_errors(lake: Lake, table: Table, symbol: str, days: list[date]) -> dict:
+    errors: dict[date, str | None] = {}
+    for day in days:
+        try:
+            lake.verify_day(table.name, symbol, day)
+            errors[day] = None
+        except LakeError as exc:
+            errors[day] = str(exc)
+    return errors
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_cols=-1,
+        tbl_width_chars=400,
+    ):
+        return str(frame)
+
+
+def column_schema(table: Table) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in table.schema.items()]
+    )
+
+
+def record_range(
+    context: dg.AssetExecutionContext,
+    table: Table,
+    lake: Lake,
+    symbol: str,
+    days: list[date],
+    day_metadata: Mapping[date, Mapping[str, Any]],
+    materialize_all: bool = True,
+) -> Iterator[Any]:
+    """Emit the materialization(s), the per-day checks and the check outputs for ``days``.
+
+    The data is re-read from the lake in one scan: what is checked is what was stored.
+    With ``materialize_all`` the step's output covers the whole range (per-day metadata is
+    attached through ``add_asset_metadata``); without it, each day gets its own
+    ``AssetMaterialization`` because the range is only partly written (the caller fails the
+    step afterwards, so no output is owed).
+    """
+    frame = lake.scan_days(table.name, symbol, days, schema=dict(table.schema)).collect()
+    parts = frame.with_columns(_day=partition_day_expr()).partition_by(
+        "_day", as_dict=True, include_key=False
+    )
+    per_day: dict[date, dict[str, Any]] = {}
+    for day in days:
+        part = parts.get((day,))
+        per_day[day] = {
+            **day_metadata.get(day, {}),
+            "dagster/row_count": 0 if part is None else part.height,
+            "lake_path": dg.MetadataValue.path(str(lake.day_file(table.name, symbol, day))),
+            "preview": dg.MetadataValue.md(
+                "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
+            ),
+        }
+    schema_meta = {"dagster/column_schema": column_schema(table)}
+    if materialize_all:
+        for day, metadata in per_day.items():
+            context.add_asset_metadata(metadata, partition_key=day.isoformat())
+        yield dg.MaterializeResult(
+            metadata={**schema_meta, "days": len(days), "rows": frame.height}
+        )
+    else:
+        for day, metadata in per_day.items():
+            yield dg.AssetMaterialization(
+                asset_key=table.key,
+                partition=day.isoformat(),
+                metadata={**schema_meta, **metadata},
+            )
+    by_day = quality_by_day(table, frame.lazy(), days)
+    errors = _manifest_errors(lake, table, symbol, days)
+    yield from checks.day_evaluations(table.key, by_day, errors)
+    if materialize_all:
+        yield from checks.check_outputs(context)

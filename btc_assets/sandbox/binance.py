@@ -1,0 +1,147 @@
+"""Binance spot and USD-M futures routes of the sandbox, with Binance's selection rules.
+
+Serves ``/api/v3/klines``, ``/fapi/v1/klines``, ``/fapi/v1/continuousKlines``,
+``/fapi/v1/fundingRate`` and the ``time``/``ping`` endpoints with the real JSON shapes
+(12-element arrays, decimals as strings, times and trade counts as numbers), the real
+validation errors (-1102, -1100, -1120, -1121, -1130) and a cumulative
+``x-mbx-used-weight-1m`` header per clock minute that answers 429 (-1003) past the limit.
+The still-forming candle is served like the live API; nothing after ``now`` exists.
+Intervals 1m..1d are synthesised (1s, 3d, 1w, 1M answer -1120 here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from btc_assets.sandbox import market as mk
+from btc_assets.sandbox import routes
+from btc_assets.sandbox.binance_common import (
+    DEFAULT_LIMITS,
+    FAPI_BUCKET,
+    FUNDING_BUCKET,
+    SPOT_BUCKET,
+    WEIGHT_HEADER,
+    BadRequest,
+    bucket_of,
+    error,
+    limit_param,
+    render_fault,
+    symbol_param,
+    time_param,
+    too_many,
+    weight_headers,
+)
+from btc_assets.sandbox.binance_klines import KlineRoute
+from btc_assets.sandbox.faults import Fault
+from btc_assets.sandbox.routes import (
+    Handler,
+    Route,
+    SandboxRequest,
+    SandboxResponse,
+    SandboxState,
+    register,
+)
+
+EIGHT_HOURS_MS = 8 * 3_600_000
+
+
+def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -> SandboxResponse:
+    _, retry_after = state.charge(FUNDING_BUCKET, 1, 300)
+    if retry_after is not None:
+        return too_many(state, FUNDING_BUCKET, retry_after)
+    headers = weight_headers(state, req.path)
+    try:
+        params = req.params
+        symbols = (
+            [symbol_param(params, "symbol", state)]
+            if params.get("symbol")
+            else sorted(state.symbols)
+        )
+        start, end = time_param(params, "startTime", False), time_param(params, "endTime", False)
+        limit = limit_param(params, 100, 1000)
+    except BadRequest as exc:
+        return error(exc.status, exc.code, exc.msg, headers)
+    now = state.now_ms()
+    listed = mk.EPOCH_MS + mk.day_index(mk.PERP_LISTED) * mk.DAY_MS
+    # Settlement slots k * 8h, each stamped a few ms late; select on the stamped time.
+    first_slot = (max(start or 0, listed) - 10) // EIGHT_HOURS_MS + 1
+    last_slot = (min(end if end is not None else now, now)) // EIGHT_HOURS_MS
+    if start is not None:
+        slots = range(first_slot, min(last_slot, first_slot + limit) + 1)
+    else:
+        slots = range(max(first_slot, last_slot - limit), last_slot + 1)
+    kinds = {f.kind for f in faults}
+    unit = 1000 if "microseconds" in kinds else 1
+    holes = [f.gap_range_ms() for f in faults if f.kind == "gap"]
+    rows: list[tuple[int, str, dict[str, object]]] = []
+    for slot in slots:
+        slot_ms = slot * EIGHT_HOURS_MS
+        if slot_ms <= listed or any(a <= slot_ms < b for a, b in holes):
+            continue
+        day = mk.day_of_ms(slot_ms - 1)
+        k = (slot_ms - mk.EPOCH_MS - mk.day_index(day) * mk.DAY_MS) // EIGHT_HOURS_MS - 1
+        for symbol in symbols:
+            f = mk.market_day(state.seed, symbol, day).funding
+            t = int(f.time_ms[k])
+            if (
+                (start is not None and t < start)
+                or t > (end if end is not None else now)
+                or t > now
+            ):
+                continue
+            mark = float(f.mark_price[k])
+            row: dict[str, object] = {
+                "symbol": symbol,
+                "fundingTime": t * unit,
+                "fundingRate": f"{f.rate[k]:.8f}",
+                "markPrice": "" if np.isnan(mark) else f"{mark:.8f}",
+                "rateType": "Regular",
+            }
+            if "extra_field" in kinds:
+                row["interestRate"] = "0.00010000"
+            rows.append((t, symbol, row))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    picked = rows[:limit] if start is not None else rows[-limit:]
+    out = [r[2] for r in picked]
+    if "empty" in kinds:
+        out = []
+    if "duplicates" in kinds:
+        out = [r for row in out for r in (row, row)]
+    if "out_of_order" in kinds:
+        out = out[::-1]
+    return SandboxResponse.json(200, out, headers)
+
+
+def _time(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -> SandboxResponse:
+    used, _ = state.charge(bucket_of(req.path), 1, 60)
+    return SandboxResponse.json(200, {"serverTime": state.now_ms()}, {WEIGHT_HEADER: str(used)})
+
+
+def _ping(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -> SandboxResponse:
+    used, _ = state.charge(bucket_of(req.path), 1, 60)
+    return SandboxResponse.json(200, {}, {WEIGHT_HEADER: str(used)})
+
+
+def _register() -> None:
+    kline_routes: dict[str, KlineRoute] = {
+        "/api/v3/klines": KlineRoute("spot", SPOT_BUCKET, 1000),
+        "/fapi/v1/klines": KlineRoute("perp", FAPI_BUCKET, 1500),
+        "/fapi/v1/continuousKlines": KlineRoute("perp", FAPI_BUCKET, 1500, "pair", True),
+    }
+    for path, kr in kline_routes.items():
+        register(Route("binance", path, kr.handle, render_fault, symbol_param=kr.symbol_param))
+    simple: dict[str, Handler] = {
+        "/fapi/v1/fundingRate": _funding,
+        "/api/v3/time": _time,
+        "/fapi/v1/time": _time,
+        "/api/v3/ping": _ping,
+        "/fapi/v1/ping": _ping,
+    }
+    for path, handler in simple.items():
+        register(Route("binance", path, handler, render_fault, symbol_param="symbol"))
+
+
+_register()
+routes.DEFAULT_LIMITS.update(DEFAULT_LIMITS)

@@ -1,0 +1,152 @@
+"""Fault injection for the sandbox: what goes wrong, on which path, how many times.
+
+A plan is a JSON list, so it can come from ``BTC_ASSETS_SANDBOX_FAULTS`` or a Dagster config
+string::
+
+    [{"kind": "429", "path": "/api/v3/klines", "count": 2, "retry_after": 1},
+     {"kind": "gap", "path": "/fapi/v1/klines", "day": "2024-01-02",
+      "start_minute": 600, "minutes": 30}]
+
+``count`` is how many matching requests the fault hits (``-1``: all of them); ``skip`` lets
+that many matching requests through first (e.g. fail only the second page). Data faults
+that model missing history (``gap``) default to ``count: -1`` so that re-fetching a day
+gives the same hole and a coverage check can see it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+from btc_assets.sandbox.market import DAY_MS, EPOCH_MS, MINUTE_MS, day_index
+
+# Answered by the vendor's route module in the vendor's own error shape.
+HTTP_KINDS = frozenset({"429", "418", "451", "500", "503", "error200"})
+# Answered by the wire layer: in-process they raise the httpx exception at once; over the
+# loopback socket "timeout" really waits ``delay`` s and "reset"/"connect" drop the socket.
+NETWORK_KINDS = frozenset({"timeout", "reset", "connect"})
+BODY_KINDS = frozenset({"truncated"})
+# Applied by the route to a normal answer.
+DATA_KINDS = frozenset(
+    {"empty", "duplicates", "out_of_order", "gap", "extra_field", "microseconds"}
+)
+KINDS = HTTP_KINDS | NETWORK_KINDS | BODY_KINDS | DATA_KINDS
+
+
+class FaultPlanError(ValueError):
+    """A fault plan (JSON) the sandbox cannot use."""
+
+
+@dataclass
+class Fault:
+    kind: str
+    path: str = "*"  # exact path, "*" for all, or a prefix ending in "*"
+    count: int = 1
+    skip: int = 0
+    symbol: str | None = None
+    retry_after: float | None = None  # 429 / 418: the Retry-After header, seconds
+    delay: float = 1.0  # timeout: how long the loopback server stalls
+    code: int | None = None  # error200: the vendor code and message to send
+    msg: str | None = None
+    day: date | None = None  # gap: which UTC day
+    start_minute: int = 0  # gap: first missing bar's opening minute of the day
+    minutes: int = 1  # gap: how many consecutive 1m bars are missing
+
+    def matches(self, path: str, symbol: str | None) -> bool:
+        if self.symbol is not None and (symbol or "").upper() != self.symbol.upper():
+            return False
+        if self.path == "*":
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+    def gap_range_ms(self) -> tuple[int, int]:
+        """[first, last) open times of the missing bars."""
+        if self.day is None:
+            raise FaultPlanError("a gap fault needs a 'day' (YYYY-MM-DD)")
+        first = EPOCH_MS + day_index(self.day) * DAY_MS + self.start_minute * MINUTE_MS
+        return first, first + self.minutes * MINUTE_MS
+
+
+def _fault_from_dict(raw: Any, index: int) -> Fault:
+    where = f"fault #{index}"
+    if not isinstance(raw, dict):
+        raise FaultPlanError(f"{where}: expected an object, got {raw!r}")
+    known = {f.name for f in fields(Fault)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise FaultPlanError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    kind = str(raw.get("kind", ""))
+    if kind not in KINDS:
+        raise FaultPlanError(f"{where}: kind {kind!r} unknown; expected one of {sorted(KINDS)}")
+    values = dict(raw, kind=kind)
+    if kind == "gap":
+        values.setdefault("count", -1)
+        try:
+            values["day"] = date.fromisoformat(str(values["day"]))
+        except (KeyError, ValueError) as exc:
+            raise FaultPlanError(f"{where}: a gap needs 'day' as YYYY-MM-DD") from exc
+    fault = Fault(**values)
+    if not isinstance(fault.count, int) or fault.count < -1:
+        raise FaultPlanError(f"{where}: count must be a whole number >= -1")
+    return fault
+
+
+class FaultPlan:
+    """A thread-safe list of faults with their remaining counts."""
+
+    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        self.faults = list(faults)
+        self._seen = [0] * len(self.faults)
+        self._fired = [0] * len(self.faults)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_json(cls, text: str | None) -> FaultPlan:
+        """Parse a JSON list of faults (a single object is accepted too); blank → no faults."""
+        if text is None or not text.strip():
+            return cls()
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FaultPlanError(f"fault plan is not valid JSON ({exc}): {text[:200]!r}") from exc
+        items = raw if isinstance(raw, list) else [raw]
+        return cls(_fault_from_dict(item, i) for i, item in enumerate(items))
+
+    @classmethod
+    def coerce(cls, spec: FaultPlan | str | Sequence[Fault] | None) -> FaultPlan:
+        if isinstance(spec, FaultPlan):
+            return spec
+        if spec is None or isinstance(spec, str):
+            return cls.from_json(spec)
+        return cls(spec)
+
+    def take(self, path: str, symbol: str | None = None) -> list[Fault]:
+        """The faults that fire for this request, consuming one of each one's count."""
+        firing: list[Fault] = []
+        with self._lock:
+            for i, fault in enumerate(self.faults):
+                if not fault.matches(path, symbol):
+                    continue
+                self._seen[i] += 1
+                if self._seen[i] <= fault.skip:
+                    continue
+                if fault.count != -1 and self._fired[i] >= fault.count:
+                    continue
+                self._fired[i] += 1
+                firing.append(fault)
+        return firing
+
+    def fired(self, kind: str | None = None) -> int:
+        """How many times faults (of ``kind``) have fired so far: tests assert on it."""
+        with self._lock:
+            return sum(
+                n
+                for f, n in zip(self.faults, self._fired, strict=True)
+                if kind is None or f.kind == kind
+            )

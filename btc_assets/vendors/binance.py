@@ -1,0 +1,404 @@
+"""Binance spot and USD-M futures market data as frames in the ``core.schema`` contract.
+
+A plain client (no Dagster): the Dagster resource wraps it. Windows are right-closed on the
+bar's close-labelled ``ts`` = open time + interval, so ``spot_klines(s, "1m", D, D+1)``
+returns the 1440 bars opening D 00:00..23:59, in exactly 2 requests (1000 + 440); USD-M
+1m takes 1 request per day (limit 1500) and funding 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+import polars as pl
+
+from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, conform, empty_frame, to_ms
+from btc_assets.settings import LIVE_BINANCE_FUTURES_URL, LIVE_BINANCE_SPOT_URL
+from btc_assets.vendors.http import (
+    VendorError,
+    VendorHttpClient,
+    VendorResponseError,
+    WeightBudget,
+)
+
+log = logging.getLogger("btc_assets.vendors")
+
+VENDOR = "binance"
+SPOT_KLINES = "/api/v3/klines"
+FUTURES_KLINES = "/fapi/v1/klines"
+CONTINUOUS_KLINES = "/fapi/v1/continuousKlines"
+FUNDING_RATE = "/fapi/v1/fundingRate"
+SPOT_LIMIT, FUTURES_LIMIT, FUNDING_LIMIT = 1000, 1500, 1000
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+SPOT_KLINES_WEIGHT = 2
+MINUTE_MS = 60_000
+# Fixed-length intervals only: 3d/1w/1M bars do not align on epoch multiples.
+INTERVAL_MS: dict[str, int] = {
+    "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000,
+    "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000,
+    "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000,
+}  # fmt: skip
+# Row fields 0..10 are the ones we use; field 11 ("ignore") may be absent without harm.
+_KLINE_FIELDS = 11
+_DECIMALS = {1: "open", 2: "high", 3: "low", 4: "close", 5: "volume", 7: "quote_volume",
+             9: "taker_buy_volume", 10: "taker_buy_quote_volume"}  # fmt: skip
+_MICROS = 100_000_000_000_000  # anything above is µs (ms stays below until year 5138)
+
+
+class BinanceSymbolError(VendorError):
+    """Binance does not list the symbol (-1121) on this market."""
+
+
+class BinanceGeoBlocked(VendorError):
+    """HTTP 451: Binance refuses requests from this location."""
+
+
+def futures_klines_weight(limit: int) -> int:
+    """USD-M kline weight by page size: [1,100) 1, [100,500) 2, [500,1000] 5, above 10."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+def _bad(endpoint: str, message: str) -> VendorResponseError:
+    return VendorResponseError(VENDOR, endpoint, None, status=200, message=message)
+
+
+def _raw(values: Sequence[Any], name: str, endpoint: str) -> pl.Series:
+    """JSON values as they came: all strings (the norm), all numbers, or mixed → text.
+
+    Numbers in a mixed column go back to their shortest exact text (``repr`` round-trips),
+    so every decimal reaches Polars' correctly rounded parser without a lossy step.
+    """
+    for dtype in (pl.String, pl.Int64, pl.Float64):
+        try:
+            return pl.Series(name, values, dtype=dtype, strict=True)
+        except TypeError:
+            continue
+    texts: list[str | None] = []
+    for v in values:
+        if v is None or isinstance(v, str):
+            texts.append(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            texts.append(repr(v))
+        else:
+            raise _bad(endpoint, f"field {name!r} holds {v!r}, not a number")
+    return pl.Series(name, texts, dtype=pl.String)
+
+
+def _typed(frame: pl.DataFrame, ints: Sequence[str], times: Sequence[str]) -> pl.DataFrame:
+    """One pass casting every column: text → number, µs → ms, ``""``/``"0 "`` handled."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype == pl.String:
+            col = col.str.strip_chars().replace("", None).cast(pl.Float64, strict=True)
+        if name in ints or name in times:
+            col = col.cast(pl.Int64, strict=True)
+        else:
+            col = col.cast(pl.Float64, strict=True)
+        if name in times:
+            col = pl.when(col > _MICROS).then(col // 1000).otherwise(col)
+        exprs.append(col.alias(name))
+    return frame.select(exprs)
+
+
+def _parse(
+    columns: dict[str, Sequence[Any]],
+    endpoint: str,
+    *,
+    ints: Sequence[str] = (),
+    times: Sequence[str] = (),
+    required: Sequence[str] = (),
+) -> pl.DataFrame:
+    raw = pl.DataFrame([_raw(v, name, endpoint) for name, v in columns.items()])
+    try:
+        frame = _typed(raw, ints, times)
+    except pl.exceptions.PolarsError as exc:
+        raise _bad(endpoint, f"a field is not numeric: {str(exc).splitlines()[0]}") from None
+    nulls = {c: n for c, n in frame.select(required).null_count().row(0, named=True).items() if n}
+    if nulls:
+        raise _bad(endpoint, f"required fields are empty (column: rows): {nulls}")
+    return frame
+
+
+def parse_kline_rows(rows: Any, endpoint: str) -> pl.DataFrame:
+    """Binance kline arrays → ``open_ms``, ``close_ms`` and the contract's value columns.
+
+    Accepts ms or µs times, numbers as JSON strings or numbers, and extra trailing fields;
+    a row too short to hold the 11 fields we use raises :class:`VendorResponseError`.
+    """
+    if not isinstance(rows, list):
+        raise _bad(endpoint, f"expected a list of klines, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) < _KLINE_FIELDS:
+            raise _bad(endpoint, f"kline row {i} has the wrong shape (need 11+ fields): {row!r}")
+    if not rows:
+        return pl.DataFrame(schema={"open_ms": pl.Int64, "close_ms": pl.Int64})
+    cols = list(zip(*(row[:_KLINE_FIELDS] for row in rows), strict=True))
+    named = {"open_ms": cols[0], "close_ms": cols[6], "trades": cols[8]}
+    named.update({name: cols[i] for i, name in _DECIMALS.items()})
+    return _parse(
+        named, endpoint, ints=["trades"], times=["open_ms", "close_ms"], required=list(named)
+    )
+
+
+def parse_funding_rows(rows: Any, endpoint: str) -> pl.DataFrame:
+    """fundingRate objects → ``time_ms``, ``symbol``, ``funding_rate``, ``mark_price``.
+
+    ``markPrice`` may be ``""`` (old rows) or absent: null. Extra keys are ignored;
+    a missing ``fundingTime``/``fundingRate`` raises :class:`VendorResponseError`.
+    """
+    if not isinstance(rows, list):
+        raise _bad(endpoint, f"expected a list of funding rates, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        missing = [
+            k for k in ("fundingTime", "fundingRate") if not isinstance(row, dict) or k not in row
+        ]
+        if missing:
+            raise _bad(endpoint, f"funding row {i} lacks {missing}: {row!r}")
+    if not rows:
+        return pl.DataFrame(schema={"time_ms": pl.Int64, "symbol": pl.String})
+    named = {
+        "time_ms": [r["fundingTime"] for r in rows],
+        "funding_rate": [r["fundingRate"] for r in rows],
+        "mark_price": [r.get("markPrice") for r in rows],
+    }
+    frame = _parse(named, endpoint, times=["time_ms"], required=["time_ms", "funding_rate"])
+    symbols = pl.Series("symbol", [str(r.get("symbol", "")) for r in rows], dtype=pl.String)
+    return frame.with_columns(symbols)
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class BinanceClient:
+    """Spot (``/api/v3``) and USD-M futures (``/fapi/v1``) market data.
+
+    ``transport`` lets tests and the sandbox answer in-process; ``now_ms`` is the clock
+    that decides which candle is still open (dropped: closeTime >= now).
+    """
+
+    def __init__(
+        self,
+        spot_base_url: str = LIVE_BINANCE_SPOT_URL,
+        futures_base_url: str = LIVE_BINANCE_FUTURES_URL,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        now_ms: Callable[[], int] = _wall_clock_ms,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 120.0,
+        spot_weight_limit: int = 6000,
+        futures_weight_limit: int = 2400,
+        funding_limit_per_5m: int = 500,
+        weight_safety: float = 0.9,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.now_ms = now_ms
+        headers = {"X-MBX-APIKEY": api_key} if api_key else {}
+
+        def budget(limit: int, window: float, header: str | None, name: str) -> WeightBudget:
+            return WeightBudget(
+                limit, window, header=header, safety=weight_safety, clock=clock, sleep=sleep,
+                name=name,
+            )  # fmt: skip
+
+        def http(base_url: str, setting: str, limiter: WeightBudget) -> VendorHttpClient:
+            return VendorHttpClient(
+                VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
+                backoff_base=backoff_base, backoff_cap=backoff_cap,
+                max_retry_after=max_retry_after, headers=headers, limiter=limiter, sleep=sleep,
+                base_url_setting=setting, error_hook=_refine(setting),
+            )  # fmt: skip
+
+        self.spot_budget = budget(spot_weight_limit, 60, WEIGHT_HEADER, "binance spot weight")
+        self.futures_budget = budget(futures_weight_limit, 60, WEIGHT_HEADER, "binance fapi weight")
+        self.funding_budget = budget(funding_limit_per_5m, 300, None, "binance fundingRate")
+        self.spot = http(spot_base_url, "BINANCE_SPOT_BASE_URL", self.spot_budget)
+        self.futures = http(futures_base_url, "BINANCE_FUTURES_BASE_URL", self.futures_budget)
+
+    def __enter__(self) -> BinanceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent on the wire so far, retries included."""
+        return self.spot.requests_sent + self.futures.requests_sent
+
+    def close(self) -> None:
+        self.spot.close()
+        self.futures.close()
+
+    def spot_klines(
+        self, symbol: str, interval: str, start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        """Spot bars with ``ts`` in ``(start, end]`` (``KLINE_SCHEMA``)."""
+        params = {"symbol": symbol, "interval": interval}
+        return self._klines(self.spot, SPOT_KLINES, params, symbol, interval, start, end,
+                            SPOT_LIMIT, SPOT_KLINES_WEIGHT)  # fmt: skip
+
+    def futures_klines(
+        self, symbol: str, interval: str, start: datetime, end: datetime, continuous: bool = False
+    ) -> pl.DataFrame:
+        """USD-M perpetual bars with ``ts`` in ``(start, end]`` (``KLINE_SCHEMA``).
+
+        ``continuous`` reads the stitched PERPETUAL series (``pair=``) instead of the symbol.
+        """
+        if continuous:
+            path, params = CONTINUOUS_KLINES, {"pair": symbol, "contractType": "PERPETUAL"}
+        else:
+            path, params = FUTURES_KLINES, {"symbol": symbol}
+        params["interval"] = interval
+        weight = futures_klines_weight(FUTURES_LIMIT)
+        return self._klines(
+            self.futures, path, params, symbol, interval, start, end, FUTURES_LIMIT, weight
+        )
+
+    def funding_rate(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """Funding settlements with minute-rounded ``ts`` in ``(start, end]`` (FUNDING_SCHEMA)."""
+        start_ms, end_ms = to_ms(start), to_ms(end)
+        # fundingTime rounds to ts > start iff it is >= start + 30 s, and to ts <= end iff
+        # it is < end + 30 s: this catches a settlement at `end` stamped a few ms late.
+        cursor, last = start_ms + MINUTE_MS // 2, end_ms + MINUTE_MS // 2 - 1
+        frames: list[pl.DataFrame] = []
+        while cursor <= last:
+            params = {
+                "symbol": symbol,
+                "startTime": cursor,
+                "endTime": last,
+                "limit": FUNDING_LIMIT,
+            }
+            rows = self.futures.get_json(
+                FUNDING_RATE, params, weight=0, budgets=[(self.funding_budget, 1)], expect=list
+            )
+            try:
+                frame = parse_funding_rows(rows, FUNDING_RATE)
+            except VendorResponseError as exc:
+                shown = self.futures.shown_params(params)
+                raise VendorResponseError(
+                    VENDOR, FUNDING_RATE, shown, status=200, message=exc.message
+                ) from None
+            if frame.height:
+                frames.append(frame)
+            if len(rows) < FUNDING_LIMIT or not frame.height:
+                break
+            cursor = int(frame["time_ms"].max()) + 1  # type: ignore[arg-type]
+        if not frames:
+            return empty_frame(FUNDING_SCHEMA)
+        out = (
+            pl.concat(frames, how="diagonal_relaxed")
+            .filter((pl.col("symbol") == symbol) | (pl.col("symbol") == ""))
+            .with_columns(
+                ((pl.col("time_ms") + MINUTE_MS // 2) // MINUTE_MS * MINUTE_MS)
+                .cast(pl.Datetime("ms", "UTC"))
+                .alias("ts"),
+                pl.lit(symbol).alias("symbol"),
+            )
+            .unique(subset="ts", keep="first", maintain_order=True)
+            .filter((pl.col("ts") > start) & (pl.col("ts") <= end))
+            .sort("ts")
+        )
+        return conform(out, FUNDING_SCHEMA)
+
+    def _klines(
+        self,
+        http: VendorHttpClient,
+        path: str,
+        params: dict[str, Any],
+        symbol: str,
+        interval: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        weight: int,
+    ) -> pl.DataFrame:
+        step = INTERVAL_MS.get(interval)
+        if step is None:
+            raise ValueError(f"interval {interval!r} not supported; use one of {list(INTERVAL_MS)}")
+        start_ms, end_ms = to_ms(start), to_ms(end)
+        # ts = open + step in (start, end]  <=>  open in (start - step, end - step]
+        cursor = start_ms // step * step
+        last_open_bound = end_ms // step * step - 1
+        now = self.now_ms()
+        frames: list[pl.DataFrame] = []
+        empty_retry = True
+        while cursor <= last_open_bound:
+            page = {**params, "startTime": cursor, "endTime": last_open_bound, "limit": limit}
+            rows = http.get_json(path, page, weight=weight, expect=list)
+            if not rows:
+                if empty_retry and cursor + step <= now:
+                    # Closed bars should exist here; one empty page is more often a vendor
+                    # hiccup than missing history, and one retry costs little.
+                    empty_retry = False
+                    log.warning("%s %s: empty page at %s; asking once more",
+                                VENDOR, http.describe(path, page), cursor)  # fmt: skip
+                    continue
+                break
+            try:
+                frame = parse_kline_rows(rows, path)
+            except VendorResponseError as exc:  # say which request brought the bad rows
+                shown = http.shown_params(page)
+                raise VendorResponseError(
+                    VENDOR, path, shown, status=200, message=exc.message
+                ) from None
+            frames.append(frame)
+            last_open = int(frame["open_ms"].max())  # type: ignore[arg-type]
+            if len(rows) < limit or last_open + step > last_open_bound:
+                break
+            cursor = last_open + 1
+        if not frames:
+            return empty_frame(KLINE_SCHEMA)
+        out = (
+            pl.concat(frames)
+            .filter(pl.col("close_ms") < now)  # the still-open candle would change later
+            .unique(subset="open_ms", keep="first", maintain_order=True)
+            .with_columns(
+                (pl.col("open_ms") + step).cast(pl.Datetime("ms", "UTC")).alias("ts"),
+                pl.lit(symbol).alias("symbol"),
+            )
+            .filter((pl.col("ts") > start) & (pl.col("ts") <= end))
+            .sort("ts")
+        )
+        expected = max(0, (min(last_open_bound, now - step) - start_ms // step * step) // step + 1)
+        if out.height < expected:
+            log.warning(
+                "%s %s %s %s (%s, %s]: %d of %d bars (%d missing)", VENDOR, path, symbol,
+                interval, start, end, out.height, expected, expected - out.height,
+            )  # fmt: skip
+        return conform(out, KLINE_SCHEMA)
+
+
+def _refine(setting: str) -> Callable[[VendorError], VendorError]:
+    """Turn Binance's generic failures into errors that say what to do."""
+
+    def refine(err: VendorError) -> VendorError:
+        if err.code == -1121:
+            symbol = (err.params or {}).get("symbol") or (err.params or {}).get("pair")
+            return err.evolve(
+                BinanceSymbolError,
+                f"symbol {symbol!r} is not listed on this Binance market; check the symbol "
+                "(BTC_ASSETS_SYMBOL) and the base URL",
+            )
+        if err.status == 451:
+            return err.evolve(
+                BinanceGeoBlocked,
+                "Binance refuses requests from this location (HTTP 451). Use a host that "
+                "serves it: api.binance.us or data-api.binance.vision for spot, or another "
+                f"reachable host, via {setting} (BINANCE_SPOT_BASE_URL / "
+                "BINANCE_FUTURES_BASE_URL)",
+            )
+        return err
+
+    return refine

@@ -1,0 +1,61 @@
+"""Build the project's resources over a temporary lake and run asset ranges."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from btc_assets.assets.common import FORCE_TAG
+from btc_assets.definitions import all_assets, build_resources
+from btc_assets.settings import load_settings
+
+
+def resources(data_dir: Path, **overrides: Any) -> dict[str, object]:
+    settings = replace(load_settings(), env="sandbox", data_dir=data_dir, **overrides)
+    return build_resources(settings)
+
+
+def run_range(
+    instance: dg.DagsterInstance,
+    res: dict[str, object],
+    start: str,
+    end: str,
+    selection: list[str] | None = None,
+    force: bool = False,
+) -> dg.ExecuteInProcessResult:
+    tags = {
+        "dagster/asset_partition_range_start": start,
+        "dagster/asset_partition_range_end": end,
+    }
+    if force:
+        tags[FORCE_TAG] = "true"
+    partitioned = [a for a in all_assets if a.partitions_def is not None]
+    return dg.materialize(
+        partitioned,
+        instance=instance,
+        resources=res,
+        tags=tags,
+        selection=selection,
+        raise_on_error=False,
+    )
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEvaluation]:
+    return [
+        e.event_specific_data  # type: ignore[misc]
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+
+
+def lake_digest(root: Path) -> dict[str, str]:
+    """Every file under the lake with its sha256: proof that nothing changed."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

@@ -1,0 +1,111 @@
+"""The daily graph over a 3-day range, in one run, against the in-process sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from btc_assets.checks import COVERAGE, INTEGRITY
+from btc_assets.lake import Lake
+from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
+
+DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
+ROWS_PER_DAY = {
+    "binance_spot_klines_1m": 1440,
+    "binance_perp_klines_1m": 1440,
+    "binance_funding_rate": 3,
+    "spot_klines_15m": 96,
+    "perp_klines_15m": 96,
+}
+
+
+def _materialized(instance: dg.DagsterInstance, name: str) -> set[str]:
+    return set(instance.get_materialized_partitions(dg.AssetKey(name)))
+
+
+def _metadata(instance: dg.DagsterInstance, name: str, day: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[day]), limit=1
+    ).records
+    return records[0].asset_materialization.metadata  # type: ignore[union-attr]
+
+
+def test_range_run_materializes_checks_and_reuses(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    res = resources(tmp_path)
+    result = run_range(instance, res, DAYS[0], DAYS[-1])
+    assert result.success
+    lake = Lake(tmp_path / "lake")
+    for name, rows in ROWS_PER_DAY.items():
+        assert _materialized(instance, name) == set(DAYS)
+        for day in DAYS:
+            frame = pl.read_parquet(lake.day_file(name, "BTCUSDT", date.fromisoformat(day)))
+            assert frame.height == rows, (name, day)
+            meta = _metadata(instance, name, day)
+            assert meta["dagster/row_count"].value == rows
+            assert meta["lake_path"].value.endswith(f"part-{day.replace('-', '')}.parquet")
+            assert "preview" in meta
+    # One evaluation per check per day, every one recorded with its partition and passed.
+    evals = evaluations(result)
+    assert Counter((e.asset_key.path[-1], e.check_name) for e in evals) == {
+        (name, check): 3 for name in ROWS_PER_DAY for check in (INTEGRITY, COVERAGE)
+    }
+    assert {e.partition for e in evals} == set(DAYS)
+    assert all(e.passed for e in evals), [e.description for e in evals if not e.passed]
+
+    # HTTP requests per day: 2 spot (1000 + 440), 1 perp (1440 <= 1500), 1 funding.
+    expected = {"binance_spot_klines_1m": 2, "binance_perp_klines_1m": 1, "binance_funding_rate": 1}
+    for name, requests in expected.items():
+        meta = _metadata(instance, name, DAYS[1])
+        assert (meta["source"].value, meta["http_requests"].value) == ("vendor", requests)
+
+    # A second run reuses complete old days: no request, same bytes, and says so.
+    before = {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*.parquet")}
+    again = run_range(instance, res, DAYS[0], DAYS[-1])
+    assert again.success
+    for name in expected:
+        meta = _metadata(instance, name, DAYS[1])
+        assert (meta["source"].value, meta["http_requests"].value) == ("reused", 0)
+    assert {p: p.read_bytes() for p in before} == before
+
+    # Forcing re-fetches, and identical vendor data rewrites byte-identical files.
+    forced = run_range(instance, res, DAYS[0], DAYS[-1], force=True)
+    assert forced.success
+    assert _metadata(instance, "binance_spot_klines_1m", DAYS[1])["http_requests"].value == 2
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_sandbox_gap_is_reported_by_coverage(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    gap = [
+        {
+            "kind": "gap",
+            "path": "/fapi/v1/klines",
+            "count": -1,
+            "day": DAYS[1],
+            "start_minute": 600,
+            "minutes": 30,
+        }
+    ]
+    res = resources(tmp_path, sandbox_faults=json.dumps(gap))
+    result = run_range(instance, res, DAYS[0], DAYS[-1])
+    assert result.success  # a gap warns; it does not block
+    by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
+    raw = by_key[("binance_perp_klines_1m", COVERAGE, DAYS[1])]
+    assert not raw.passed
+    assert raw.severity == dg.AssetCheckSeverity.WARN
+    figures = {k: v.value for k, v in raw.metadata.items()}
+    assert figures["present_bars"] == 1440 - 30
+    assert figures["gap_count"] == 1
+    assert figures["longest_gap_bars"] == 30
+    bars = by_key[("perp_klines_15m", COVERAGE, DAYS[1])]
+    assert not bars.passed  # the 15m table shows the hole too: 2 bars missing
+    assert {k: v.value for k, v in bars.metadata.items()}["present_bars"] == 94
+    for day in (DAYS[0], DAYS[2]):
+        assert by_key[("binance_perp_klines_1m", COVERAGE, day)].passed
+    assert by_key[("binance_perp_klines_1m", INTEGRITY, DAYS[1])].passed

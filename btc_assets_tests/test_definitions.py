@@ -1,0 +1,50 @@
+"""The Definitions object: loads, and nothing silently drops out of the graph."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from btc_assets.definitions import defs
+
+DAILY_TABLES = {
+    "binance_spot_klines_1m",
+    "binance_perp_klines_1m",
+    "binance_funding_rate",
+    "spot_klines_15m",
+    "perp_klines_15m",
+}
+
+
+def test_definitions_load_with_the_expected_graph() -> None:
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {*DAILY_TABLES, "duckdb_catalog"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"btc_daily", "warehouse_catalog"}
+
+
+def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
+    graph = defs.resolve_asset_graph()
+    checks_by_asset: dict[str, dict[str, bool]] = {}
+    for check_key in graph.asset_check_keys:
+        node = graph.get(check_key)
+        checks_by_asset.setdefault(check_key.asset_key.to_user_string(), {})[check_key.name] = (
+            node.blocking
+        )
+    for name in DAILY_TABLES:
+        assert checks_by_asset[name] == {"integrity": True, "coverage": False}, name
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def is not None
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_resampled_tables_depend_on_their_raw_feed() -> None:
+    graph = defs.resolve_asset_graph()
+    parents = {
+        name: {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+        for name in ("spot_klines_15m", "perp_klines_15m")
+    }
+    assert parents == {
+        "spot_klines_15m": {"binance_spot_klines_1m"},
+        "perp_klines_15m": {"binance_perp_klines_1m"},
+    }
