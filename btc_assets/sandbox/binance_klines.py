@@ -98,6 +98,11 @@ def _day_text(
     return head, tail
 
 
+def _swap_high_low(decimals: str) -> str:
+    open_, high, low, rest = decimals.split(",", 3)
+    return ",".join((open_, low, high, rest))
+
+
 def _forming(
     seed: int, symbol: str, market: Market, open_ms: int, minutes: int, now: int
 ) -> tuple[str, str]:
@@ -212,6 +217,7 @@ class KlineRoute:
         listed = mk.EPOCH_MS if spot else mk.EPOCH_MS + mk.day_index(mk.PERP_LISTED) * mk.DAY_MS
         holes = [f.gap_range_ms() for f in faults if f.kind == "gap"]
         opens = _select(start, end, limit, step, listed, (now // step) * step, holes)
+        broken = [f.gap_range_ms() for f in faults if f.kind == "bad_ohlc"]
         kinds = {f.kind for f in faults}
         unit = 1000 if "microseconds" in kinds else 1
         extra = ',"0.00000000"' if "extra_field" in kinds else ""
@@ -228,6 +234,8 @@ class KlineRoute:
                 else:
                     pos = (ot - day_start) // step
                     a, b = head[pos], tail[pos]
+                    if any(lo <= ot < hi for lo, hi in broken):
+                        a = _swap_high_low(a)
                 rows.append(f"[{ot * unit},{a},{ct * unit},{b}{extra}]")
         body = ("[" + ",".join(_shuffle(rows, faults)) + "]").encode()
         return SandboxResponse.raw(200, body, headers)

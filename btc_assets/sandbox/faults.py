@@ -9,8 +9,8 @@ string::
 
 ``count`` is how many matching requests the fault hits (``-1``: all of them); ``skip`` lets
 that many matching requests through first (e.g. fail only the second page). Data faults
-that model missing history (``gap``) default to ``count: -1`` so that re-fetching a day
-gives the same hole and a coverage check can see it.
+that model the vendor's history (``gap``, ``bad_ohlc``) default to ``count: -1`` so that
+re-fetching a day gives the same hole (or bad print) and a check can see it.
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ NETWORK_KINDS = frozenset({"timeout", "reset", "connect"})
 BODY_KINDS = frozenset({"truncated"})
 # Applied by the route to a normal answer.
 DATA_KINDS = frozenset(
-    {"empty", "duplicates", "out_of_order", "gap", "extra_field", "microseconds"}
+    {"empty", "duplicates", "out_of_order", "gap", "bad_ohlc", "extra_field", "microseconds"}
 )
 KINDS = HTTP_KINDS | NETWORK_KINDS | BODY_KINDS | DATA_KINDS
+# Persistent, day-scoped data faults: history that is missing (gap) or broken at the
+# vendor (bad_ohlc: high and low swapped, as a bad print would give).
+DAY_KINDS = frozenset({"gap", "bad_ohlc"})
 
 
 class FaultPlanError(ValueError):
@@ -52,9 +55,9 @@ class Fault:
     delay: float = 1.0  # timeout: how long the loopback server stalls
     code: int | None = None  # error200: the vendor code and message to send
     msg: str | None = None
-    day: date | None = None  # gap: which UTC day
-    start_minute: int = 0  # gap: first missing bar's opening minute of the day
-    minutes: int = 1  # gap: how many consecutive 1m bars are missing
+    day: date | None = None  # gap / bad_ohlc: which UTC day
+    start_minute: int = 0  # gap / bad_ohlc: first affected bar's opening minute of the day
+    minutes: int = 1  # gap / bad_ohlc: how many consecutive 1m bars are affected
 
     def matches(self, path: str, symbol: str | None) -> bool:
         if self.symbol is not None and (symbol or "").upper() != self.symbol.upper():
@@ -66,9 +69,9 @@ class Fault:
         return path == self.path
 
     def gap_range_ms(self) -> tuple[int, int]:
-        """[first, last) open times of the missing bars."""
+        """[first, last) open times of the affected (missing or broken) bars."""
         if self.day is None:
-            raise FaultPlanError("a gap fault needs a 'day' (YYYY-MM-DD)")
+            raise FaultPlanError(f"a {self.kind} fault needs a 'day' (YYYY-MM-DD)")
         first = EPOCH_MS + day_index(self.day) * DAY_MS + self.start_minute * MINUTE_MS
         return first, first + self.minutes * MINUTE_MS
 
@@ -85,12 +88,12 @@ def _fault_from_dict(raw: Any, index: int) -> Fault:
     if kind not in KINDS:
         raise FaultPlanError(f"{where}: kind {kind!r} unknown; expected one of {sorted(KINDS)}")
     values = dict(raw, kind=kind)
-    if kind == "gap":
+    if kind in DAY_KINDS:
         values.setdefault("count", -1)
         try:
             values["day"] = date.fromisoformat(str(values["day"]))
         except (KeyError, ValueError) as exc:
-            raise FaultPlanError(f"{where}: a gap needs 'day' as YYYY-MM-DD") from exc
+            raise FaultPlanError(f"{where}: a {kind} needs 'day' as YYYY-MM-DD") from exc
     fault = Fault(**values)
     if not isinstance(fault.count, int) or fault.count < -1:
         raise FaultPlanError(f"{where}: count must be a whole number >= -1")

@@ -109,3 +109,48 @@ def test_sandbox_gap_is_reported_by_coverage(tmp_path: Path, instance: dg.Dagste
     for day in (DAYS[0], DAYS[2]):
         assert by_key[("binance_perp_klines_1m", COVERAGE, day)].passed
     assert by_key[("binance_perp_klines_1m", INTEGRITY, DAYS[1])].passed
+
+
+def test_failing_blocking_day_stops_only_its_own_downstream_day(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    broken = [
+        {
+            "kind": "bad_ohlc",
+            "path": "/api/v3/klines",
+            "day": DAYS[1],
+            "start_minute": 60,
+            "minutes": 2,
+        }
+    ]
+    res = resources(tmp_path, sandbox_faults=json.dumps(broken))
+    result = run_range(instance, res, DAYS[0], DAYS[-1])
+    assert not result.success  # the run is red: a blocking check failed
+
+    by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
+    bad = by_key[("binance_spot_klines_1m", INTEGRITY, DAYS[1])]
+    assert not bad.passed
+    assert bad.severity == dg.AssetCheckSeverity.ERROR
+    assert bad.metadata["ohlc_violations"].value == 2
+    # Every other day's results are recorded, not hidden behind the failure.
+    for day in (DAYS[0], DAYS[2]):
+        assert by_key[("binance_spot_klines_1m", INTEGRITY, day)].passed
+        assert by_key[("spot_klines_15m", INTEGRITY, day)].passed
+    assert ("spot_klines_15m", INTEGRITY, DAYS[1]) not in by_key
+
+    # The bad day is not built downstream; its neighbours and the perp side are.
+    assert _materialized(instance, "binance_spot_klines_1m") == set(DAYS)
+    assert _materialized(instance, "spot_klines_15m") == {DAYS[0], DAYS[2]}
+    assert _materialized(instance, "perp_klines_15m") == set(DAYS)
+    assert (
+        not Lake(tmp_path / "lake")
+        .day_file("spot_klines_15m", "BTCUSDT", date.fromisoformat(DAYS[1]))
+        .exists()
+    )
+    failure = next(
+        e
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_key == "spot_klines_15m"
+    )
+    message = failure.event_specific_data.error.message  # type: ignore[union-attr]
+    assert DAYS[1] in message and "binance_spot_klines_1m.integrity failed" in message
