@@ -1,19 +1,22 @@
-"""Per-partition quality gates built on ``core.quality``.
+"""Per-partition quality gate built on ``core.quality``: one check per table per day.
 
-Every table carries two checks, each carrying many figures in one evaluation because every
-evaluation is one event-log write (the budget of a long backfill):
+Each table carries one blocking check, ``quality``, whose single evaluation per day carries
+every figure, because every evaluation is one event-log write (about 15 ms on sqlite, the
+largest item of a long backfill's budget). Its severity follows Dagster's own rule that a
+blocking check only blocks when it fails with ERROR:
 
-- ``integrity`` (blocking, ERROR): unique ``[symbol, ts]``, OHLC sanity, volumes, monotonic
-  time, no nulls in required columns, bars on the grid, and the day file matches its MANIFEST;
-- ``coverage`` (WARN): expected vs present bars or events, gap count and longest gap.
-  Exchanges do have outages, so a gap is reported, never hidden, but does not stop the graph.
+- ERROR (blocks the day downstream): duplicate ``[symbol, ts]`` keys, OHLC violations,
+  negative volumes, time not strictly increasing, nulls in required columns, bars off the
+  grid, or a day file that does not match its MANIFEST sha256;
+- WARN (reported, does not block): coverage short of expected bars or events, gaps, short
+  resampled bars. Exchanges do have outages; a gap is shown, never filled.
 
 Range runs. A single-run backfill step covers many days, and Dagster's own blocking gate is
 per step: one failing day would stop every downstream day of the range. So each day's
-evaluation is yielded with its partition, and the blocking gate is applied per day by
-``blocked_days``, which downstream assets call before they read their inputs. The evaluation
-events therefore carry ``blocking=False`` (the step must not fail as a whole), while the check
-*spec* stays ``blocking=True`` and is what the UI and ``blocked_days`` read.
+evaluation is recorded with its partition, and the gate is applied per day by
+``blocked_days``, which downstream assets call before reading their inputs. The evaluation
+events carry ``blocking=False`` so the step does not fail as a whole; the check *spec* stays
+``blocking=True``, which is what the UI shows and what ``blocked_days`` enforces.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-INTEGRITY = "integrity"
-COVERAGE = "coverage"
+QUALITY = "quality"
 
-_INTEGRITY_COUNTS = (
+# Figures that must be zero; any other value fails the day with ERROR severity.
+INTEGRITY_FIGURES = (
     "duplicate_keys",
     "ohlc_violations",
     "negative_volumes",
@@ -39,23 +43,16 @@ _INTEGRITY_COUNTS = (
 )
 
 
-def table_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            INTEGRITY,
-            asset=asset_key,
-            blocking=True,
-            description="Unique [symbol, ts], OHLC sanity, non-negative volumes, monotonic "
-            "time, no nulls, and the day file matches its MANIFEST sha256. Blocks the day "
-            "downstream when it fails.",
-        ),
-        dg.AssetCheckSpec(
-            COVERAGE,
-            asset=asset_key,
-            blocking=False,
-            description="Expected vs present bars (or events), gap count and longest gap.",
-        ),
-    ]
+def quality_check_spec(asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        QUALITY,
+        asset=asset_key,
+        blocking=True,
+        description="Per day. ERROR (blocks the day downstream): duplicate [symbol, ts], "
+        "OHLC violations, negative volumes, non-monotonic time, nulls, off-grid bars, or a "
+        "file that does not match its MANIFEST sha256. WARN: coverage short of expected, "
+        "gaps, short bars.",
+    )
 
 
 def day_evaluations(
@@ -63,91 +60,79 @@ def day_evaluations(
     quality: pl.DataFrame,
     manifest_errors: Mapping[date, str | None],
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """Both checks' evaluations for every day in ``quality`` (a ``*_quality_by_day`` frame)."""
+    """One evaluation per day in ``quality`` (a ``*_quality_by_day`` frame)."""
     for row in quality.iter_rows(named=True):
-        day: date = row["day"]
-        yield _integrity(asset_key, row, manifest_errors.get(day))
-        yield _coverage(asset_key, row)
+        yield _evaluation(asset_key, row, manifest_errors.get(row["day"]))
 
 
-def _integrity(
+def _evaluation(
     asset_key: dg.AssetKey, row: dict[str, Any], manifest_error: str | None
 ) -> dg.AssetCheckEvaluation:
-    failures = [f"{name}={row[name]}" for name in _INTEGRITY_COUNTS if row.get(name)]
+    errors = [f"{name}={row[name]}" for name in INTEGRITY_FIGURES if row.get(name)]
     if manifest_error:
-        failures.append(f"manifest: {manifest_error}")
-    metadata: dict[str, Any] = {name: row[name] for name in _INTEGRITY_COUNTS if name in row}
-    metadata["rows"] = row.get("rows", row.get("present_events"))
-    metadata["manifest_ok"] = manifest_error is None
+        errors.append(f"manifest: {manifest_error}")
+    coverage, warnings = _coverage(row)
+    metadata: dict[str, Any] = {name: row[name] for name in INTEGRITY_FIGURES if name in row}
+    metadata.update(coverage, manifest_ok=manifest_error is None, rows=row["rows"])
     if manifest_error:
         metadata["manifest_error"] = manifest_error
+    severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
-        check_name=INTEGRITY,
+        check_name=QUALITY,
         partition=row["day"].isoformat(),
-        passed=not failures,
-        severity=dg.AssetCheckSeverity.ERROR,
+        passed=not errors and not warnings,
+        severity=severity,
         blocking=False,  # the per-day gate is blocked_days; see the module docstring
-        description="; ".join(failures) if failures else "all integrity figures clean",
+        description="; ".join(errors + warnings) or _summary(coverage),
         metadata=_clean(metadata),
     )
 
 
-def _coverage(asset_key: dg.AssetKey, row: dict[str, Any]) -> dg.AssetCheckEvaluation:
+def _coverage(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Coverage figures of a bar or event day, and what falls short of expectations."""
     if "expected_bars" in row:
         expected, present = row["expected_bars"], row["present_bars"]
-        metadata = {
-            "expected_bars": expected,
-            "present_bars": present,
-            "coverage_pct": round(100.0 * row["coverage"], 4),
+        figures = {
+            "expected": expected,
+            "present": present,
             "gap_count": row["gap_count"],
             "longest_gap_bars": row["longest_gap_bars"],
-            "first_ts": row["first_ts"],
-            "last_ts": row["last_ts"],
+            "short_bars": row["short_bars"],
         }
-        if "short_bars" in row:
-            metadata["short_bars"] = row["short_bars"]
-        passed = present >= expected and not row["gap_count"] and not row.get("short_bars")
-        description = (
-            f"{present}/{expected} bars, {row['gap_count']} gap(s), longest "
-            f"{row['longest_gap_bars']} bar(s)"
-        )
+        warnings = [f"{present}/{expected} bars"] if present < expected else []
+        if row["gap_count"]:
+            warnings.append(f"{row['gap_count']} gap(s), longest {row['longest_gap_bars']} bar(s)")
+        if row["short_bars"]:
+            warnings.append(f"{row['short_bars']} short bar(s)")
     else:
         expected, present = row["expected_events"], row["present_events"]
-        metadata = {
-            "expected_events": expected,
-            "present_events": present,
-            "coverage_pct": round(100.0 * row["coverage"], 4)
-            if row["coverage"] is not None
-            else None,
-            "interval_minutes": row["expected_interval"].total_seconds() / 60
-            if row.get("expected_interval") is not None
-            else None,
-            "first_ts": row["first_ts"],
-            "last_ts": row["last_ts"],
+        interval = row["expected_interval"]
+        figures = {
+            "expected": expected,
+            "present": present,
+            "interval_minutes": None if interval is None else interval.total_seconds() / 60,
         }
-        passed = expected is not None and present >= expected
-        description = f"{present}/{expected} events"
-    return dg.AssetCheckEvaluation(
-        asset_key=asset_key,
-        check_name=COVERAGE,
-        partition=row["day"].isoformat(),
-        passed=bool(passed),
-        severity=dg.AssetCheckSeverity.WARN,
-        blocking=False,
-        description=description,
-        metadata=_clean(metadata),
-    )
+        warnings = (
+            [] if expected is not None and present >= expected else [f"{present}/{expected} events"]
+        )
+    ratio = row["coverage"]
+    figures["coverage_pct"] = None if ratio is None else round(100.0 * ratio, 4)
+    figures["first_ts"], figures["last_ts"] = row["first_ts"], row["last_ts"]
+    return figures, warnings
+
+
+def _summary(coverage: Mapping[str, Any]) -> str:
+    return f"clean: {coverage['present']}/{coverage['expected']} present"
 
 
 def _clean(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Dagster metadata takes str/int/float/bool; timestamps become ISO strings."""
-    out: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if value is None:
-            continue
-        out[key] = value.isoformat() if hasattr(value, "isoformat") else value
-    return out
+    return {
+        key: value.isoformat() if hasattr(value, "isoformat") else value
+        for key, value in metadata.items()
+        if value is not None
+    }
 
 
 def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
@@ -167,21 +152,27 @@ def blocked_days(
     upstream: Sequence[dg.AssetKey],
     days: Iterable[date],
 ) -> dict[date, list[str]]:
-    """Days whose latest blocking check on any upstream asset failed, with the reasons.
+    """Days whose latest upstream ``quality`` evaluation failed with ERROR, with reasons.
 
-    One event-log query for the whole range. A day never checked is not blocked: the
-    downstream asset's own integrity check still runs on what it writes.
+    One event-log query for the whole range, then one per failed day to read its severity
+    (a WARN failure, such as a gap, does not block). A day never checked is not blocked:
+    the downstream asset's own check still runs on what it writes.
     """
-    keys = [dg.AssetCheckKey(asset_key, INTEGRITY) for asset_key in upstream]
+    keys = [dg.AssetCheckKey(asset_key, QUALITY) for asset_key in upstream]
     by_key = {day.isoformat(): day for day in days}
     infos = instance.event_log_storage.get_asset_check_partition_info(
         keys, partition_keys=list(by_key)
     )
     blocked: dict[date, list[str]] = {}
     for info in infos:
-        if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
-            day = by_key[info.partition_key]
-            blocked.setdefault(day, []).append(
-                f"{info.check_key.asset_key.to_user_string()}.{info.check_key.name} failed"
+        if info.latest_execution_status != AssetCheckExecutionRecordStatus.FAILED:
+            continue
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(
+            info.check_key, limit=1, partition_filter=PartitionKeyFilter(key=info.partition_key)
+        )
+        evaluation = record.evaluation
+        if evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            blocked.setdefault(by_key[info.partition_key], []).append(
+                f"{info.check_key.asset_key.to_user_string()}.{QUALITY}: {evaluation.description}"
             )
     return blocked

@@ -32,7 +32,7 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
             node.blocking
         )
     for name in DAILY_TABLES:
-        assert checks_by_asset[name] == {"integrity": True, "coverage": False}, name
+        assert checks_by_asset[name] == {"quality": True}, name
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None
         assert node.backfill_policy == dg.BackfillPolicy.single_run()

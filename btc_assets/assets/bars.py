@@ -40,7 +40,7 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         group_name="bars",
         kinds=table.kinds,
         deps=[source.key],
-        check_specs=checks.table_check_specs(table.key),
+        check_specs=[checks.quality_check_spec(table.key)],
     )
     def _asset(context: dg.AssetExecutionContext, dataset: DatasetResource) -> Iterator[Any]:
         days = range_days(context)

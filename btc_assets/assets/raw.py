@@ -58,7 +58,7 @@ def _raw_asset(table: Table) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         group_name="binance",
         kinds=table.kinds,
-        check_specs=checks.table_check_specs(table.key),
+        check_specs=[checks.quality_check_spec(table.key)],
     )
     def _asset(
         context: dg.AssetExecutionContext, dataset: DatasetResource, binance: BinanceResource

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from btc_assets.checks import COVERAGE, INTEGRITY
+from btc_assets.checks import QUALITY
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
 
@@ -51,10 +51,10 @@ def test_range_run_materializes_checks_and_reuses(
             assert meta["dagster/row_count"].value == rows
             assert meta["lake_path"].value.endswith(f"part-{day.replace('-', '')}.parquet")
             assert "preview" in meta
-    # One evaluation per check per day, every one recorded with its partition and passed.
+    # One evaluation per table per day, every one recorded with its partition and passed.
     evals = evaluations(result)
     assert Counter((e.asset_key.path[-1], e.check_name) for e in evals) == {
-        (name, check): 3 for name in ROWS_PER_DAY for check in (INTEGRITY, COVERAGE)
+        (name, QUALITY): 3 for name in ROWS_PER_DAY
     }
     assert {e.partition for e in evals} == set(DAYS)
     assert all(e.passed for e in evals), [e.description for e in evals if not e.passed]
@@ -96,19 +96,23 @@ def test_sandbox_gap_is_reported_by_coverage(tmp_path: Path, instance: dg.Dagste
     result = run_range(instance, res, DAYS[0], DAYS[-1])
     assert result.success  # a gap warns; it does not block
     by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
-    raw = by_key[("binance_perp_klines_1m", COVERAGE, DAYS[1])]
+    raw = by_key[("binance_perp_klines_1m", QUALITY, DAYS[1])]
     assert not raw.passed
-    assert raw.severity == dg.AssetCheckSeverity.WARN
+    assert raw.severity == dg.AssetCheckSeverity.WARN  # reported, not blocking
     figures = {k: v.value for k, v in raw.metadata.items()}
-    assert figures["present_bars"] == 1440 - 30
+    assert figures["present"] == 1440 - 30
     assert figures["gap_count"] == 1
     assert figures["longest_gap_bars"] == 30
-    bars = by_key[("perp_klines_15m", COVERAGE, DAYS[1])]
+    assert figures["ohlc_violations"] == figures["duplicate_keys"] == 0
+    assert "1 gap(s), longest 30 bar(s)" in (raw.description or "")
+    bars = by_key[("perp_klines_15m", QUALITY, DAYS[1])]
     assert not bars.passed  # the 15m table shows the hole too: 2 bars missing
-    assert {k: v.value for k, v in bars.metadata.items()}["present_bars"] == 94
+    assert bars.severity == dg.AssetCheckSeverity.WARN
+    assert {k: v.value for k, v in bars.metadata.items()}["present"] == 94
     for day in (DAYS[0], DAYS[2]):
-        assert by_key[("binance_perp_klines_1m", COVERAGE, day)].passed
-    assert by_key[("binance_perp_klines_1m", INTEGRITY, DAYS[1])].passed
+        assert by_key[("binance_perp_klines_1m", QUALITY, day)].passed
+    # A WARN failure does not block: the gap day is built downstream.
+    assert _materialized(instance, "perp_klines_15m") == set(DAYS)
 
 
 def test_failing_blocking_day_stops_only_its_own_downstream_day(
@@ -128,15 +132,15 @@ def test_failing_blocking_day_stops_only_its_own_downstream_day(
     assert not result.success  # the run is red: a blocking check failed
 
     by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
-    bad = by_key[("binance_spot_klines_1m", INTEGRITY, DAYS[1])]
+    bad = by_key[("binance_spot_klines_1m", QUALITY, DAYS[1])]
     assert not bad.passed
     assert bad.severity == dg.AssetCheckSeverity.ERROR
     assert bad.metadata["ohlc_violations"].value == 2
     # Every other day's results are recorded, not hidden behind the failure.
     for day in (DAYS[0], DAYS[2]):
-        assert by_key[("binance_spot_klines_1m", INTEGRITY, day)].passed
-        assert by_key[("spot_klines_15m", INTEGRITY, day)].passed
-    assert ("spot_klines_15m", INTEGRITY, DAYS[1]) not in by_key
+        assert by_key[("binance_spot_klines_1m", QUALITY, day)].passed
+        assert by_key[("spot_klines_15m", QUALITY, day)].passed
+    assert ("spot_klines_15m", QUALITY, DAYS[1]) not in by_key
 
     # The bad day is not built downstream; its neighbours and the perp side are.
     assert _materialized(instance, "binance_spot_klines_1m") == set(DAYS)
@@ -153,4 +157,4 @@ def test_failing_blocking_day_stops_only_its_own_downstream_day(
         if e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_key == "spot_klines_15m"
     )
     message = failure.event_specific_data.error.message  # type: ignore[union-attr]
-    assert DAYS[1] in message and "binance_spot_klines_1m.integrity failed" in message
+    assert DAYS[1] in message and "binance_spot_klines_1m.quality: ohlc_violations=2" in message
