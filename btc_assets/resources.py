@@ -20,7 +20,7 @@ class DatasetResource(dg.ConfigurableResource):
     """Where the dataset lives and what it covers."""
 
     lake_root: str
-    symbol: str = "BTCUSDT"
+    symbol: str
     tail_days: int = 2
 
     def lake(self) -> Lake:
