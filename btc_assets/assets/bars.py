@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from btc_assets import checks
-from btc_assets.assets.common import Table, range_days, record_range
+from btc_assets.assets.common import Table, manifest_errors, range_days, record_range
 from btc_assets.assets.raw import PERP_1M, SPOT_1M
 from btc_assets.core.bars import resample
 from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
@@ -46,6 +46,11 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         days = range_days(context)
         lake, symbol = dataset.lake(), dataset.symbol
         blocked = checks.blocked_days(context.instance, [source.key], days)
+        # A file can rot after its check passed: read only days that still verify.
+        unverified = manifest_errors(lake, source, symbol, [d for d in days if d not in blocked])
+        for day, error in unverified.items():
+            if error is not None:
+                blocked[day] = [f"{source.name} cannot be read: {error}"]
         good = [day for day in days if day not in blocked]
         klines = lake.scan_days(source.name, symbol, good, schema=KLINE_SCHEMA)
         bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()

@@ -71,7 +71,8 @@ def quality_by_day(table: Table, frame: pl.LazyFrame, days: list[date]) -> pl.Da
     return quality.bar_quality_by_day(frame, table.every, days)
 
 
-def _manifest_errors(lake: Lake, table: Table, symbol: str, days: list[date]) -> dict:
+def manifest_errors(lake: Lake, table: Table, symbol: str, days: list[date]) -> dict:
+    """Each day's verification against its MANIFEST: None, or what is wrong and where."""
     errors: dict[date, str | None] = {}
     for day in days:
         try:
@@ -146,7 +147,7 @@ def record_range(
                 metadata={**schema_meta, **metadata},
             )
     by_day = quality_by_day(table, frame.lazy(), days)
-    errors = _manifest_errors(lake, table, symbol, days)
+    errors = manifest_errors(lake, table, symbol, days)
     yield from checks.day_evaluations(table.key, by_day, errors)
     if materialize_all:
         yield from checks.check_outputs(context)

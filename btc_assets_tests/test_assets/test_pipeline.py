@@ -158,3 +158,33 @@ def test_failing_blocking_day_stops_only_its_own_downstream_day(
     )
     message = failure.event_specific_data.error.message  # type: ignore[union-attr]
     assert DAYS[1] in message and "binance_spot_klines_1m.quality: ohlc_violations=2" in message
+
+
+def test_corrupt_upstream_file_is_named_and_healed_by_a_rerun(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    res = resources(tmp_path)
+    assert run_range(instance, res, DAYS[0], DAYS[-1]).success
+    lake = Lake(tmp_path / "lake")
+    raw_file = lake.day_file("binance_perp_klines_1m", "BTCUSDT", date.fromisoformat(DAYS[2]))
+    bars_file = lake.day_file("perp_klines_15m", "BTCUSDT", date.fromisoformat(DAYS[2]))
+    bars_before = bars_file.read_bytes()
+    data = bytearray(raw_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    raw_file.write_bytes(bytes(data))
+
+    only_bars = run_range(instance, res, DAYS[0], DAYS[-1], selection=["perp_klines_15m"])
+    assert not only_bars.success
+    failure = next(
+        e for e in only_bars.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
+    )
+    message = failure.event_specific_data.error.message  # type: ignore[union-attr]
+    assert str(raw_file) in message and "sha256" in message
+    assert bars_file.read_bytes() == bars_before  # the good 15m day was not overwritten
+
+    # The raw asset sees the day is no longer complete and fetches it again.
+    healed = run_range(instance, res, DAYS[0], DAYS[-1])
+    assert healed.success
+    assert _metadata(instance, "binance_perp_klines_1m", DAYS[2])["source"].value == "vendor"
+    assert _metadata(instance, "binance_perp_klines_1m", DAYS[1])["source"].value == "reused"
+    lake.verify_day("binance_perp_klines_1m", "BTCUSDT", date.fromisoformat(DAYS[2]))
