@@ -47,6 +47,7 @@ class EventWriteTimer:
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.seconds = 0.0
         self.events = 0
+        self._depth = 0
         storage = instance.event_log_storage
         for name in ("store_event", "store_event_batch"):
             original = getattr(storage, name)
@@ -54,10 +55,14 @@ class EventWriteTimer:
 
     def _wrap(self, original, batch: bool):  # type: ignore[no-untyped-def]
         def timed(arg):  # type: ignore[no-untyped-def]
+            if self._depth:  # a batch write falls back to single writes: count it once
+                return original(arg)
+            self._depth += 1
             began = time.perf_counter()
             try:
                 return original(arg)
             finally:
+                self._depth -= 1
                 self.seconds += time.perf_counter() - began
                 self.events += len(arg) if batch else 1
 
