@@ -18,9 +18,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 LIVE_BINANCE_SPOT_URL = "https://api.binance.com"
 LIVE_BINANCE_FUTURES_URL = "https://fapi.binance.com"
+LIVE_COINGLASS_URL = "https://open-api-v4.coinglass.com"
 # The in-process sandbox answers on any host; these names make logs read well.
 SANDBOX_BINANCE_SPOT_URL = "http://sandbox.binance.invalid"
 SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
+SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
+# The key the sandbox accepts; a real key only ever comes from COINGLASS_API_KEY.
+SANDBOX_COINGLASS_KEY = "sandbox-coinglass-key"
 
 
 class SettingsError(ValueError):
@@ -36,6 +40,10 @@ class Settings:
     tail_days: int
     binance_spot_base_url: str
     binance_futures_base_url: str
+    coinglass_base_url: str
+    coinglass_exchange: str
+    coinglass_exchange_list: str
+    coinglass_requests_per_minute: int
     sandbox_seed: int
     sandbox_faults: str
 
@@ -54,6 +62,14 @@ class Settings:
     @property
     def is_sandbox(self) -> bool:
         return self.env == "sandbox"
+
+    @property
+    def coin(self) -> str:
+        """CoinGlass's coin-level symbol: BTCUSDT -> BTC."""
+        for quote in ("USDT", "USDC", "BUSD", "USD"):
+            if self.symbol.endswith(quote) and len(self.symbol) > len(quote):
+                return self.symbol[: -len(quote)]
+        return self.symbol
 
 
 def _get(name: str, default: str) -> str:
@@ -101,6 +117,13 @@ def load_settings() -> Settings:
             "BINANCE_FUTURES_BASE_URL",
             LIVE_BINANCE_FUTURES_URL if live else SANDBOX_BINANCE_FUTURES_URL,
         ),
+        coinglass_base_url=_base_url(
+            "COINGLASS_BASE_URL", LIVE_COINGLASS_URL if live else SANDBOX_COINGLASS_URL
+        ),
+        coinglass_exchange=_get("COINGLASS_EXCHANGE", "Binance"),
+        coinglass_exchange_list=_get("COINGLASS_EXCHANGE_LIST", "Binance,OKX,Bybit"),
+        # 15m history needs the Standard plan or above (300 requests/minute).
+        coinglass_requests_per_minute=int(_get("COINGLASS_REQUESTS_PER_MINUTE", "300")),
         sandbox_seed=int(_get("BTC_ASSETS_SANDBOX_SEED", "7")),
         sandbox_faults=_get("BTC_ASSETS_SANDBOX_FAULTS", ""),
     )

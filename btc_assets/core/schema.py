@@ -76,3 +76,100 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+# --- CoinGlass v4 (15m history). ts = CoinGlass ``time`` (bar open) + interval, so every
+# table keeps the close-time label. USD amounts as served; funding as a fraction (CoinGlass
+# serves percent, e.g. "0.009229" % -> 0.00009229, Binance a fraction, e.g. "0.0001").
+
+COINGLASS_PRICE_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume_usd": pl.Float64(),
+}
+
+# Aggregated open interest across exchanges, USD OHLC per bar; ``close`` is oi_now.
+COINGLASS_OI_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+}
+
+# One row per observation at its native time: 15m bars from CoinGlass (close of the funding
+# OHLC), or settlements (8h/4h/1h) from the Binance fallback. funding_source says which.
+FUNDING_SOURCES = ("coinglass_oi_weight", "coinglass_vol_weight", "binance_funding_rate")
+COINGLASS_FUNDING_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "funding_rate": pl.Float64(),
+    "funding_source": pl.String(),
+}
+
+# Taker volume of the perp pair on one exchange (Binance BTCUSDT), USD.
+COINGLASS_TAKER_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "taker_buy_volume_usd": pl.Float64(),
+    "taker_sell_volume_usd": pl.Float64(),
+}
+
+# Coin-level taker volume aggregated over an exchange list, spot and futures, USD.
+COINGLASS_AGG_TAKER_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "spot_buy_volume_usd": pl.Float64(),
+    "spot_sell_volume_usd": pl.Float64(),
+    "futures_buy_volume_usd": pl.Float64(),
+    "futures_sell_volume_usd": pl.Float64(),
+}
+
+COINGLASS_LIQUIDATION_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "long_liquidation_usd": pl.Float64(),
+    "short_liquidation_usd": pl.Float64(),
+}
+
+# --- The 15m feature table (see core/features.py for each definition).
+FEATURE_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    # CoinGlass price OHLC of the Binance perp pair, and its USD volume
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume_usd": pl.Float64(),
+    # Binance 15m volumes (base asset)
+    "perp_volume": pl.Float64(),
+    "spot_volume": pl.Float64(),
+    "oi_now": pl.Float64(),
+    "oi_now_imputed": pl.Boolean(),
+    "funding_now": pl.Float64(),
+    "funding_now_imputed": pl.Boolean(),
+    "funding_source": pl.String(),
+    "rv_15m": pl.Float64(),
+    "cvd_perp_15m": pl.Float64(),
+    "cvd_perp_24h": pl.Float64(),
+    "perp_share_60m": pl.Float64(),
+    "liq_long_usd": pl.Float64(),
+    "liq_short_usd": pl.Float64(),
+    "oi_pctile_30d": pl.Float64(),
+    "funding_pctile_30d": pl.Float64(),
+}
+# Features derived by core/features.py (gated: no NaN or null after the 30-day warm-up).
+DERIVED_FEATURES = (
+    "rv_15m",
+    "cvd_perp_15m",
+    "cvd_perp_24h",
+    "perp_share_60m",
+    "oi_pctile_30d",
+    "funding_pctile_30d",
+)
