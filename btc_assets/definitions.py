@@ -6,12 +6,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from btc_assets.assets.bars import PERP_15M, SPOT_15M, bar_assets
-from btc_assets.assets.raw import RAW_TABLES, raw_assets
+from btc_assets.assets.binance import BINANCE_TABLES, binance_assets
 from btc_assets.assets.warehouse import duckdb_catalog_asset
 from btc_assets.resources import BinanceResource, DatasetResource, SandboxResource
 from btc_assets.settings import Settings, load_settings
 
-LAKE_TABLES = (*RAW_TABLES, SPOT_15M, PERP_15M)
+LAKE_TABLES = (*BINANCE_TABLES, SPOT_15M, PERP_15M)
 
 daily_job = dg.define_asset_job(
     "btc_daily",
@@ -43,7 +43,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     }
 
 
-all_assets = [*raw_assets, *bar_assets, duckdb_catalog_asset(LAKE_TABLES)]
+all_assets = [*binance_assets, *bar_assets, duckdb_catalog_asset(LAKE_TABLES)]
 
 defs = dg.Definitions(
     assets=all_assets,

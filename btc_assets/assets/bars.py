@@ -6,8 +6,8 @@ from typing import Any
 import dagster as dg
 
 from btc_assets import checks
-from btc_assets.assets.common import Table, manifest_errors, range_days, record_range
-from btc_assets.assets.raw import PERP_1M, SPOT_1M
+from btc_assets.assets.binance import PERP_1M, SPOT_1M
+from btc_assets.assets.common import Table, gate_days, range_days, record_or_fail
 from btc_assets.core.bars import resample
 from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
 from btc_assets.partitions import DAILY, SINGLE_RUN
@@ -43,15 +43,8 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         check_specs=[checks.quality_check_spec(table.key)],
     )
     def _asset(context: dg.AssetExecutionContext, dataset: DatasetResource) -> Iterator[Any]:
-        days = range_days(context)
         lake, symbol = dataset.lake(), dataset.symbol
-        blocked = checks.blocked_days(context.instance, [source.key], days)
-        # A file can rot after its check passed: read only days that still verify.
-        unverified = manifest_errors(lake, source, symbol, [d for d in days if d not in blocked])
-        for day, error in unverified.items():
-            if error is not None:
-                blocked[day] = [f"{source.name} cannot be read: {error}"]
-        good = [day for day in days if day not in blocked]
+        good, blocked = gate_days(context, lake, symbol, [source], range_days(context))
         klines = lake.scan_days(source.name, symbol, good, schema=KLINE_SCHEMA)
         bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
         parts = bars.partition_by("_day", as_dict=True, include_key=False)
@@ -59,16 +52,7 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         for day in good:
             lake.write_day(table.name, symbol, day, conform(parts.get((day,), empty), BAR_SCHEMA))
         metadata = {day: {"source": f"resampled from {source.name}"} for day in good}
-        yield from record_range(
-            context, table, lake, symbol, good, metadata, materialize_all=not blocked
-        )
-        if blocked:
-            reasons = "; ".join(f"{day}: {', '.join(why)}" for day, why in sorted(blocked.items()))
-            raise dg.Failure(
-                description=f"{table.name}: {len(blocked)} day(s) not built because a blocking "
-                f"upstream check failed ({reasons}). {len(good)} other day(s) were written.",
-                metadata={"blocked_days": sorted(d.isoformat() for d in blocked)},
-            )
+        yield from record_or_fail(context, table, lake, symbol, good, blocked, metadata)
 
     return _asset
 

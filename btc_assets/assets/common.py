@@ -6,7 +6,7 @@ emits per-day metadata, per-day check evaluations and the step's outputs in one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,6 +19,9 @@ from btc_assets.core import quality
 from btc_assets.core.schema import partition_day_expr
 from btc_assets.lake import Lake, LakeError
 from btc_assets.partitions import partition_days
+
+# The day frames as stored and each day's manifest error -> the check evaluations.
+Evaluate = Callable[[pl.DataFrame, Mapping[date, str | None]], Iterable[dg.AssetCheckEvaluation]]
 
 # A run tagged with this re-fetches every day of its range, even complete ones.
 FORCE_TAG = "btc_assets/force"
@@ -107,7 +110,9 @@ def record_range(
     symbol: str,
     days: list[date],
     day_metadata: Mapping[date, Mapping[str, Any]],
+    range_metadata: Mapping[str, Any] | None = None,
     materialize_all: bool = True,
+    evaluate: Evaluate | None = None,
 ) -> Iterator[Any]:
     """Emit the materialization(s), the per-day checks and the check outputs for ``days``.
 
@@ -137,7 +142,12 @@ def record_range(
         for day, metadata in per_day.items():
             context.add_asset_metadata(metadata, partition_key=day.isoformat())
         yield dg.MaterializeResult(
-            metadata={**schema_meta, "days": len(days), "rows": frame.height}
+            metadata={
+                **schema_meta,
+                **(range_metadata or {}),
+                "days": len(days),
+                "rows": frame.height,
+            }
         )
     else:
         for day, metadata in per_day.items():
@@ -146,8 +156,66 @@ def record_range(
                 partition=day.isoformat(),
                 metadata={**schema_meta, **metadata},
             )
-    by_day = quality_by_day(table, frame.lazy(), days)
     errors = manifest_errors(lake, table, symbol, days)
-    yield from checks.day_evaluations(table.key, by_day, errors)
+    if evaluate is None:
+        by_day = quality_by_day(table, frame.lazy(), days)
+        yield from checks.day_evaluations(table.key, by_day, errors)
+    else:
+        yield from evaluate(frame, errors)
     if materialize_all:
         yield from checks.check_outputs(context)
+
+
+def gate_days(
+    context: dg.AssetExecutionContext,
+    lake: Lake,
+    symbol: str,
+    sources: Sequence[Table],
+    days: list[date],
+) -> tuple[list[date], dict[date, list[str]]]:
+    """Split ``days`` into those safe to build and those blocked, with the reasons.
+
+    A day is blocked when an upstream day's blocking check failed with ERROR, or when an
+    upstream day file no longer verifies against its manifest (a file can rot after its
+    check passed).
+    """
+    blocked = checks.blocked_days(context.instance, [s.key for s in sources], days)
+    for source in sources:
+        open_days = [day for day in days if day not in blocked]
+        for day, error in manifest_errors(lake, source, symbol, open_days).items():
+            if error is not None:
+                blocked[day] = [f"{source.name} cannot be read: {error}"]
+    return [day for day in days if day not in blocked], blocked
+
+
+def record_or_fail(
+    context: dg.AssetExecutionContext,
+    table: Table,
+    lake: Lake,
+    symbol: str,
+    good: list[date],
+    blocked: Mapping[date, list[str]],
+    day_metadata: Mapping[date, Mapping[str, Any]],
+    evaluate: Evaluate | None = None,
+) -> Iterator[Any]:
+    """Record the days written; then, if any were blocked, fail the step naming them.
+
+    The good days are materialized and checked first, so a red run still shows them.
+    """
+    yield from record_range(
+        context,
+        table,
+        lake,
+        symbol,
+        good,
+        day_metadata,
+        materialize_all=not blocked,
+        evaluate=evaluate,
+    )
+    if blocked:
+        reasons = "; ".join(f"{day}: {', '.join(why)}" for day, why in sorted(blocked.items()))
+        raise dg.Failure(
+            description=f"{table.name}: {len(blocked)} day(s) not built because a blocking "
+            f"upstream check failed ({reasons}). {len(good)} other day(s) were written.",
+            metadata={"blocked_days": sorted(d.isoformat() for d in blocked)},
+        )

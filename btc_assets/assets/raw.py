@@ -1,11 +1,14 @@
 """Raw vendor feeds: one daily-partitioned asset per feed, one lake table each.
 
 A day already complete in the lake (its manifest verifies) and older than the tail window
-is reused without a request, unless the run carries the ``btc_assets/force`` tag.
+is reused without a request, unless the run carries the ``btc_assets/force`` tag. Each vendor
+module supplies how to fetch a list of days: per day (Binance klines, whose request count per
+day is part of the contract) or per contiguous span (CoinGlass pages 1000 bars per request).
 """
 
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -13,78 +16,85 @@ import polars as pl
 
 from btc_assets import checks
 from btc_assets.assets.common import Table, forced, range_days, record_range, today_utc
-from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, day_bounds
+from btc_assets.core.schema import conform, partition_day_expr
 from btc_assets.partitions import DAILY, SINGLE_RUN
-from btc_assets.resources import BinanceResource, DatasetResource
-from btc_assets.vendors.binance import BinanceClient
-
-Fetch = Callable[[BinanceClient, str, datetime, datetime], pl.DataFrame]
-
-SPOT_1M = Table(
-    "binance_spot_klines_1m",
-    KLINE_SCHEMA,
-    "1m",
-    "Binance spot 1m klines (GET /api/v3/klines), ts = bar close time.",
-)
-PERP_1M = Table(
-    "binance_perp_klines_1m",
-    KLINE_SCHEMA,
-    "1m",
-    "Binance USD-M perpetual 1m klines (GET /fapi/v1/klines), ts = bar close time.",
-)
-FUNDING = Table(
-    "binance_funding_rate",
-    FUNDING_SCHEMA,
-    None,
-    "Binance USD-M funding settlements (GET /fapi/v1/fundingRate), ts rounded to the minute.",
-    required=("funding_rate",),
-)
-
-_FETCHERS: dict[str, Fetch] = {
-    SPOT_1M.name: lambda c, s, a, b: c.spot_klines(s, "1m", a, b),
-    PERP_1M.name: lambda c, s, a, b: c.futures_klines(s, "1m", a, b),
-    FUNDING.name: lambda c, s, a, b: c.funding_rate(s, a, b),
-}
-RAW_TABLES = (SPOT_1M, PERP_1M, FUNDING)
 
 
-def _raw_asset(table: Table) -> dg.AssetsDefinition:
-    fetch = _FETCHERS[table.name]
+@dataclass
+class Fetched:
+    """What a fetch of some days brought back."""
 
+    frames: dict[date, pl.DataFrame] = field(default_factory=dict)
+    day_metadata: dict[date, dict[str, Any]] = field(default_factory=dict)
+    requests: int = 0
+
+
+# (resources, symbol, days to fetch) -> Fetched
+FetchDays = Callable[[Any, str, list[date]], Fetched]
+
+
+def spans(days: list[date]) -> list[tuple[date, date]]:
+    """Maximal runs of consecutive days, as (first, last)."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def split_days(frame: pl.DataFrame, days: list[date]) -> dict[date, pl.DataFrame]:
+    """A range frame cut into partition days; a day without rows gets an empty frame."""
+    parts = frame.with_columns(_day=partition_day_expr()).partition_by(
+        "_day", as_dict=True, include_key=False
+    )
+    empty = frame.clear()
+    return {day: parts.get((day,), empty) for day in days}
+
+
+def raw_asset(
+    table: Table, group: str, vendor_resources: set[str], fetch: FetchDays
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=table.name,
         description=table.description,
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
-        group_name="binance",
+        group_name=group,
         kinds=table.kinds,
+        required_resource_keys={"dataset", *vendor_resources},
         check_specs=[checks.quality_check_spec(table.key)],
     )
-    def _asset(
-        context: dg.AssetExecutionContext, dataset: DatasetResource, binance: BinanceResource
-    ) -> Iterator[Any]:
+    def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
+        dataset = context.resources.dataset
         lake, symbol = dataset.lake(), dataset.symbol
         force, today = forced(context), today_utc()
-        client = binance.client()
-        metadata: dict[date, dict[str, Any]] = {}
-        for day in days:
-            if (
-                not force
-                and dataset.reusable(day, today)
-                and lake.is_complete(table.name, symbol, day)
-            ):
-                metadata[day] = {"source": "reused", "http_requests": 0}
-                continue
-            before = client.request_count
-            frame = fetch(client, symbol, *day_bounds(day))
-            lake.write_day(table.name, symbol, day, frame)
-            metadata[day] = {"source": "vendor", "http_requests": client.request_count - before}
-        reused = sum(1 for m in metadata.values() if m["source"] == "reused")
-        context.log.info(f"{table.name}: fetched {len(days) - reused} day(s), reused {reused}")
-        yield from record_range(context, table, lake, symbol, days, metadata)
+        stale = [
+            day
+            for day in days
+            if force
+            or not dataset.reusable(day, today)
+            or not lake.is_complete(table.name, symbol, day)
+        ]
+        fetched = fetch(context.resources, symbol, stale) if stale else Fetched()
+        for day in stale:
+            frame = fetched.frames.get(day)
+            if frame is None:
+                frame = pl.DataFrame(schema=dict(table.schema))
+            lake.write_day(table.name, symbol, day, conform(frame, dict(table.schema)))
+        metadata: dict[date, dict[str, Any]] = {
+            day: {"source": "reused", "http_requests": 0} for day in days if day not in stale
+        }
+        for day in stale:
+            metadata[day] = {"source": "vendor", **fetched.day_metadata.get(day, {})}
+        context.log.info(
+            f"{table.name}: fetched {len(stale)} day(s) in {fetched.requests} request(s), "
+            f"reused {len(days) - len(stale)}"
+        )
+        yield from record_range(
+            context, table, lake, symbol, days, metadata, {"http_requests": fetched.requests}
+        )
 
     return _asset
-
-
-raw_assets = [_raw_asset(table) for table in RAW_TABLES]

@@ -79,7 +79,7 @@ def non_monotonic_step() -> pl.Expr:
 # ---------------------------------------------------------------- shared plumbing
 
 
-def _days_frame(days: Iterable[date]) -> pl.LazyFrame:
+def days_frame(days: Iterable[date]) -> pl.LazyFrame:
     unique = sorted(set(days))
     day = pl.col("day").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
     return pl.LazyFrame({"day": unique}, schema={"day": pl.Date()}).with_columns(
@@ -159,7 +159,7 @@ def bar_quality_by_day(bars: pl.LazyFrame, every: str, days: list[date]) -> pl.D
     expected = ONE_DAY // step
     if not days:
         return pl.DataFrame(schema=_bar_quality_schema())
-    days_lf = _days_frame(days)
+    days_lf = days_frame(days)
     schema = bars.collect_schema()
     contract = [c for c in BAR_SCHEMA if c in schema]
     # Resampled bars say how many 1m bars they hold; raw 1m bars are full by definition.
@@ -242,7 +242,7 @@ def event_quality_by_day(
         raise ValueError(f"expected_interval must be positive, got {expected_interval}")
     if not days:
         return pl.DataFrame(schema=_event_quality_schema())
-    days_lf = _days_frame(days)
+    days_lf = days_frame(days)
     columns = list(events.collect_schema())
     base = _rows_in_days(events, days_lf, min(days), max(days))
     stats = base.group_by("day").agg(
