@@ -27,6 +27,14 @@ SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 SANDBOX_COINGLASS_KEY = "sandbox-coinglass-key"
 
 
+def coin_of(symbol: str) -> str:
+    """The coin-level symbol CoinGlass aggregates over: BTCUSDT -> BTC."""
+    for quote in ("USDT", "USDC", "BUSD", "USD"):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)]
+    return symbol
+
+
 class SettingsError(ValueError):
     """An environment variable has a value the project cannot use."""
 
@@ -65,11 +73,7 @@ class Settings:
 
     @property
     def coin(self) -> str:
-        """CoinGlass's coin-level symbol: BTCUSDT -> BTC."""
-        for quote in ("USDT", "USDC", "BUSD", "USD"):
-            if self.symbol.endswith(quote) and len(self.symbol) > len(quote):
-                return self.symbol[: -len(quote)]
-        return self.symbol
+        return coin_of(self.symbol)
 
 
 def _get(name: str, default: str) -> str:

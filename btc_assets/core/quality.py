@@ -20,6 +20,7 @@ import polars as pl
 from btc_assets.core.bars import bar_duration, expected_source_count
 from btc_assets.core.schema import (
     BAR_SCHEMA,
+    NON_NEGATIVE_COLUMNS,
     OHLC_COLUMNS,
     TS,
     VOLUME_COLUMNS,
@@ -38,31 +39,41 @@ _GAP_SCHEMA = {"gap_start": TS, "gap_end": TS, "missing_bars": pl.Int64()}
 # ---------------------------------------------------------------- row-level expressions
 
 
-def ohlc_violation() -> pl.Expr:
+def ohlc_violation(columns: Iterable[str] = OHLC_COLUMNS) -> pl.Expr:
     """True where a bar is impossible: OHLC null/NaN/<=0, or not low <= open, close <= high.
 
     NaN is tested explicitly because Polars orders NaN above every number, so comparisons
-    alone would accept a NaN high.
+    alone would accept a NaN high. A table without the four OHLC columns has no violation.
     """
+    if not set(OHLC_COLUMNS) <= set(columns):
+        return pl.lit(False)
     o, h, l, c = (pl.col(x) for x in OHLC_COLUMNS)  # noqa: E741
     bad_value = [x.is_null() | x.is_nan() | (x <= 0) for x in (o, h, l, c)]
     return pl.any_horizontal(*bad_value, l > o, l > c, o > h, c > h).fill_null(True)
 
 
-def volume_violation() -> pl.Expr:
-    """True where a volume is negative or NaN, trades < 0, or a taker-buy part exceeds its total."""
-    negative = [pl.col(c).lt(0) | pl.col(c).is_nan() for c in VOLUME_COLUMNS]
+def volume_violation(columns: Iterable[str] = (*VOLUME_COLUMNS, "trades")) -> pl.Expr:
+    """True where an amount that cannot be negative is negative or NaN (volumes, trades,
+    USD amounts), or a taker-buy part exceeds its total. Only the columns present count."""
+    present = set(columns)
+    amounts = [c for c in NON_NEGATIVE_COLUMNS if c in present]
+    negative = [pl.col(c).lt(0) | pl.col(c).is_nan() for c in amounts]
+    if "trades" in present:
+        negative.append(pl.col("trades") < 0)
 
     def exceeds(part: str, total: str) -> pl.Expr:
         slack = VOLUME_REL_EPS * pl.col(total).abs() + VOLUME_ABS_EPS
         return (pl.col(part) - pl.col(total)) > slack
 
-    return pl.any_horizontal(
-        *negative,
-        pl.col("trades") < 0,
-        exceeds("taker_buy_volume", "volume"),
-        exceeds("taker_buy_quote_volume", "quote_volume"),
-    ).fill_null(False)
+    parts = [
+        exceeds(part, total)
+        for part, total in (("taker_buy_volume", "volume"),
+                            ("taker_buy_quote_volume", "quote_volume"))
+        if {part, total} <= present
+    ]  # fmt: skip
+    if not negative and not parts:
+        return pl.lit(False)
+    return pl.any_horizontal(*negative, *parts).fill_null(False)
 
 
 def null_count(columns: Iterable[str]) -> pl.Expr:
@@ -162,6 +173,7 @@ def bar_quality_by_day(bars: pl.LazyFrame, every: str, days: list[date]) -> pl.D
     days_lf = days_frame(days)
     schema = bars.collect_schema()
     contract = [c for c in BAR_SCHEMA if c in schema]
+    columns = schema.names()
     # Resampled bars say how many 1m bars they hold; raw 1m bars are full by definition.
     short = (
         (pl.col("source_count") < expected_source_count(every)).sum()
@@ -176,8 +188,8 @@ def bar_quality_by_day(bars: pl.LazyFrame, every: str, days: list[date]) -> pl.D
         off_grid_rows=(~on_grid).sum().cast(pl.Int64),
         short_bars=short.cast(pl.Int64),
         duplicate_keys=(pl.len() - pl.struct("symbol", "ts").n_unique()).cast(pl.Int64),
-        ohlc_violations=ohlc_violation().sum().cast(pl.Int64),
-        negative_volumes=volume_violation().sum().cast(pl.Int64),
+        ohlc_violations=ohlc_violation(columns).sum().cast(pl.Int64),
+        negative_volumes=volume_violation(columns).sum().cast(pl.Int64),
         non_monotonic=pl.col("_non_monotonic").sum().cast(pl.Int64),
         null_values=null_count(contract).sum().cast(pl.Int64),
         first_ts=pl.col("ts").min(),

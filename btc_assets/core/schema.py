@@ -41,6 +41,19 @@ FUNDING_SCHEMA: dict[str, pl.DataType] = {
 
 OHLC_COLUMNS = ("open", "high", "low", "close")
 VOLUME_COLUMNS = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
+# Amounts that can never be negative, in whichever table carries them.
+NON_NEGATIVE_COLUMNS = (
+    *VOLUME_COLUMNS,
+    "volume_usd",
+    "taker_buy_volume_usd",
+    "taker_sell_volume_usd",
+    "spot_buy_volume_usd",
+    "spot_sell_volume_usd",
+    "futures_buy_volume_usd",
+    "futures_sell_volume_usd",
+    "long_liquidation_usd",
+    "short_liquidation_usd",
+)
 
 
 def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -5,6 +5,8 @@
 - ``binance``    Binance spot / USD-M routes (one module per vendor; ``binance_common`` and
                  ``binance_klines`` are its helpers); a new vendor module registers its routes
                  and is imported by ``transport``
+- ``coinglass``  CoinGlass v4 history routes (``coinglass_market``: its series, derived
+                 from the same market)
 - ``faults``     fault plans from JSON (``BTC_ASSETS_SANDBOX_FAULTS``)
 - ``transport``  ``SandboxTransport``: in-process ``httpx`` transport, any host
 - ``server``     ``serve_sandbox``: the same routes on a loopback socket
