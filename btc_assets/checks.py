@@ -176,3 +176,114 @@ def blocked_days(
                 f"{info.check_key.asset_key.to_user_string()}.{QUALITY}: {evaluation.description}"
             )
     return blocked
+
+
+# --- the feature table (bars_15m): the seed's gates, and a cross-vendor reconciliation
+
+RECONCILIATION = "reconciliation"
+
+
+def feature_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            QUALITY,
+            asset=asset_key,
+            blocking=True,
+            description="Per day, every gate ERROR (blocks the day downstream): missing bars "
+            "under the gap limit, imputed share per feature under the limit, no NaN or null "
+            "in derived features after the warm-up, unique [symbol, ts], percentiles in "
+            "(0, 1], and the file matches its MANIFEST. Limits: QualityGatesResource.",
+        ),
+        dg.AssetCheckSpec(
+            RECONCILIATION,
+            asset=asset_key,
+            blocking=False,
+            description="CoinGlass close vs Binance perp 15m close, per bar, within the "
+            "configured tolerance (basis points).",
+        ),
+    ]
+
+
+def feature_evaluations(
+    asset_key: dg.AssetKey,
+    by_day: pl.DataFrame,
+    manifest_errors: Mapping[date, str | None],
+    *,
+    max_gap_pct: float,
+    max_imputed_pct: float,
+    imputed_flags: Sequence[str],
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """One ``quality`` evaluation per day of a ``feature_quality_by_day`` frame."""
+    for row in by_day.iter_rows(named=True):
+        day: date = row["day"]
+        gap_pct = 100.0 * row["gap_bars"] / row["expected_bars"]
+        imputed = {flag: 100.0 * (row[f"{flag}_share"] or 0.0) for flag in imputed_flags}
+        failures = []
+        if gap_pct >= max_gap_pct:
+            failures.append(f"gaps {gap_pct:.2f}% >= {max_gap_pct}% ({row['gap_bars']} bars)")
+        failures += [
+            f"{flag.removesuffix('_imputed')} imputed {pct:.2f}% >= {max_imputed_pct}%"
+            for flag, pct in imputed.items()
+            if pct >= max_imputed_pct
+        ]
+        if row["derived_nulls"]:
+            failures.append(f"{row['derived_nulls']} NaN/null derived values after warm-up")
+        if row["duplicate_keys"]:
+            failures.append(f"duplicate_keys={row['duplicate_keys']}")
+        if row["percentile_out_of_range"]:
+            failures.append(f"{row['percentile_out_of_range']} percentiles outside (0, 1]")
+        error = manifest_errors.get(day)
+        if error:
+            failures.append(f"manifest: {error}")
+        metadata: dict[str, Any] = {
+            "expected_bars": row["expected_bars"],
+            "present_bars": row["present_bars"],
+            "gap_pct": round(gap_pct, 4),
+            **{f"{flag.removesuffix('_imputed')}_imputed_pct": round(p, 4)
+               for flag, p in imputed.items()},
+            "derived_nulls": row["derived_nulls"],
+            **{k: v for k, v in row.items() if k.endswith("_nulls") and v},
+            "duplicate_keys": row["duplicate_keys"],
+            "percentile_out_of_range": row["percentile_out_of_range"],
+            "after_warmup": row["warm"],
+            "manifest_ok": error is None,
+        }  # fmt: skip
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=QUALITY,
+            partition=day.isoformat(),
+            passed=not failures,
+            severity=dg.AssetCheckSeverity.ERROR,
+            blocking=False,  # the per-day gate is blocked_days; see the module docstring
+            description="; ".join(failures) or "all gates pass",
+            metadata=_clean(metadata),
+        )
+
+
+def reconciliation_evaluations(
+    asset_key: dg.AssetKey, divergence: pl.DataFrame, tolerance_bp: float
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """One ``reconciliation`` evaluation per day of a ``price_divergence_by_day`` frame."""
+    for row in divergence.iter_rows(named=True):
+        compared, beyond = row["compared_bars"], row["beyond_tolerance"]
+        passed = compared > 0 and beyond == 0
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=RECONCILIATION,
+            partition=row["day"].isoformat(),
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            blocking=False,
+            description=f"{beyond} of {compared} bars differ by more than {tolerance_bp} bp"
+            if compared
+            else "no bar present on both sides",
+            metadata=_clean(
+                {
+                    "compared_bars": compared,
+                    "beyond_tolerance": beyond,
+                    "max_abs_bp": row["max_abs_bp"],
+                    "mean_abs_bp": row["mean_abs_bp"],
+                    "tolerance_bp": tolerance_bp,
+                }
+            ),
+        )

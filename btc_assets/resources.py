@@ -14,12 +14,14 @@ import httpx
 
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
+from btc_assets.vendors.coinglass import CoinGlassClient
 
 
 class DatasetResource(dg.ConfigurableResource):
     """Where the dataset lives and what it covers."""
 
     lake_root: str
+    reports_root: str
     symbol: str
     tail_days: int = 2
 
@@ -65,3 +67,38 @@ class BinanceResource(dg.ConfigurableResource):
             spot_weight_limit=self.spot_weight_limit,
             futures_weight_limit=self.futures_weight_limit,
         )
+
+
+class CoinGlassResource(dg.ConfigurableResource):
+    """CoinGlass v4. The key comes only from ``COINGLASS_API_KEY`` (``dg.EnvVar``) in live."""
+
+    base_url: str
+    api_key: str | None = None
+    exchange: str = "Binance"
+    exchange_list: str = "Binance,OKX,Bybit"
+    requests_per_minute: int = 300
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+    debug: bool = False
+    sandbox: SandboxResource
+
+    def client(self) -> CoinGlassClient:
+        return CoinGlassClient(
+            self.base_url,
+            self.api_key,
+            transport=self.sandbox.transport(),
+            requests_per_minute=self.requests_per_minute,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+            debug=self.debug,
+        )
+
+
+class QualityGatesResource(dg.ConfigurableResource):
+    """The feature table's gates and the QA report window: the one place to tune them."""
+
+    max_gap_pct: float = 0.5  # missing bars, % of expected per day
+    max_imputed_pct: float = 5.0  # filled values, % of the day's bars, per feature
+    warmup_days: int = 30  # look-back windows fill up after this many days from the start
+    price_tolerance_bp: float = 5.0  # CoinGlass close vs Binance perp close
+    qa_report_days: int = 180

@@ -1,25 +1,30 @@
 """The Definitions object: loads, and nothing silently drops out of the graph."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from btc_assets.definitions import defs
 
-DAILY_TABLES = {
+RAW_AND_BARS = {
     "binance_spot_klines_1m",
     "binance_perp_klines_1m",
     "binance_funding_rate",
     "spot_klines_15m",
     "perp_klines_15m",
+    "coinglass_price_ohlc",
+    "coinglass_open_interest",
+    "coinglass_funding",
+    "coinglass_taker_volume",
+    "coinglass_aggregated_taker",
+    "coinglass_liquidations",
 }
+DAILY_TABLES = {*RAW_AND_BARS, "bars_15m"}
 
 
 def test_definitions_load_with_the_expected_graph() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {*DAILY_TABLES, "duckdb_catalog"}
+    assert keys == {*DAILY_TABLES, "duckdb_catalog", "qa_report"}
     assert {job.name for job in defs.resolve_all_job_defs()} >= {"btc_daily", "warehouse_catalog"}
 
 
@@ -31,20 +36,33 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
         checks_by_asset.setdefault(check_key.asset_key.to_user_string(), {})[check_key.name] = (
             node.blocking
         )
-    for name in DAILY_TABLES:
+    assert checks_by_asset.keys() == DAILY_TABLES
+    for name in RAW_AND_BARS:
         assert checks_by_asset[name] == {"quality": True}, name
+    assert checks_by_asset["bars_15m"] == {"quality": True, "reconciliation": False}
+    for name in DAILY_TABLES:
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
 
 
-def test_resampled_tables_depend_on_their_raw_feed() -> None:
+def test_derived_tables_depend_on_their_sources() -> None:
     graph = defs.resolve_asset_graph()
-    parents = {
-        name: {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
-        for name in ("spot_klines_15m", "perp_klines_15m")
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("spot_klines_15m") == {"binance_spot_klines_1m"}
+    assert parents("perp_klines_15m") == {"binance_perp_klines_1m"}
+    assert parents("bars_15m") == {
+        "coinglass_price_ohlc",
+        "coinglass_open_interest",
+        "coinglass_funding",
+        "coinglass_taker_volume",
+        "coinglass_aggregated_taker",
+        "coinglass_liquidations",
+        "binance_perp_klines_1m",
+        "perp_klines_15m",
+        "spot_klines_15m",
     }
-    assert parents == {
-        "spot_klines_15m": {"binance_spot_klines_1m"},
-        "perp_klines_15m": {"binance_perp_klines_1m"},
-    }
+    assert parents("qa_report") == {"bars_15m"}

@@ -1,19 +1,30 @@
-"""The embedded warehouse: DuckDB views over every lake table."""
+"""The embedded warehouse: DuckDB views over the lake, one per table, quality-gated.
+
+A view lists the day files of its table except the days whose latest ``quality`` check
+failed with ERROR, so what a user queries is what passed the gates; the excluded days are
+named in the materialization metadata and stay in the lake for inspection.
+"""
 
 from collections.abc import Sequence
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from btc_assets import checks
 from btc_assets.assets.common import Table
 from btc_assets.resources import DatasetResource
+
+
+def _sql_list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
     @dg.asset(
         name="duckdb_catalog",
-        description="DuckDB views (one per lake table, named after it) over all its day files, "
-        "so `SELECT * FROM spot_klines_15m` works in data/warehouse.duckdb.",
+        description="DuckDB views (one per lake table, named after it) over the day files "
+        "that passed their blocking quality check, in data/warehouse.duckdb: "
+        "`SELECT * FROM bars_15m`.",
         group_name="warehouse",
         kinds={"duckdb"},
         deps=[table.key for table in tables],
@@ -21,18 +32,24 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
     def _catalog(
         context: dg.AssetExecutionContext, dataset: DatasetResource, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:
-        lake = dataset.lake()
-        present = set(lake.tables())
+        lake, symbol = dataset.lake(), dataset.symbol
         views: dict[str, int] = {}
+        excluded: dict[str, list[str]] = {}
         with duckdb.get_connection() as conn:
             for table in tables:
-                if table.name not in present:
+                days = lake.days_present(table.name, symbol)
+                blocked = checks.blocked_days(context.instance, [table.key], days)
+                files = [
+                    str(lake.day_file(table.name, symbol, d)) for d in days if d not in blocked
+                ]
+                if blocked:
+                    excluded[table.name] = sorted(d.isoformat() for d in blocked)
+                if not files:
                     conn.execute(f'DROP VIEW IF EXISTS "{table.name}"')
                     continue
-                glob = lake.table_glob(table.name).replace("'", "''")
                 conn.execute(
-                    f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT * FROM '
-                    f"read_parquet('{glob}', hive_partitioning = false, union_by_name = true)"
+                    f'CREATE OR REPLACE VIEW "{table.name}" AS SELECT * FROM read_parquet('
+                    f"{_sql_list(files)}, hive_partitioning = false, union_by_name = true)"
                 )
                 (rows,) = conn.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()
                 views[table.name] = int(rows)
@@ -42,6 +59,7 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "views": dg.MetadataValue.json(views),
+                "excluded_days": dg.MetadataValue.json(excluded),
                 "missing_tables": dg.MetadataValue.json(missing),
                 "database": dg.MetadataValue.path(duckdb.database),
             }

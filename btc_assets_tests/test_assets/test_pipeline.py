@@ -24,6 +24,9 @@ ROWS_PER_DAY = {
 }
 
 
+BINANCE_SLICE = list(ROWS_PER_DAY)
+
+
 def _materialized(instance: dg.DagsterInstance, name: str) -> set[str]:
     return set(instance.get_materialized_partitions(dg.AssetKey(name)))
 
@@ -39,7 +42,7 @@ def test_range_run_materializes_checks_and_reuses(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     res = resources(tmp_path)
-    result = run_range(instance, res, DAYS[0], DAYS[-1])
+    result = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
     assert result.success
     lake = Lake(tmp_path / "lake")
     for name, rows in ROWS_PER_DAY.items():
@@ -67,7 +70,7 @@ def test_range_run_materializes_checks_and_reuses(
 
     # A second run reuses complete old days: no request, same bytes, and says so.
     before = {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*.parquet")}
-    again = run_range(instance, res, DAYS[0], DAYS[-1])
+    again = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
     assert again.success
     for name in expected:
         meta = _metadata(instance, name, DAYS[1])
@@ -75,7 +78,7 @@ def test_range_run_materializes_checks_and_reuses(
     assert {p: p.read_bytes() for p in before} == before
 
     # Forcing re-fetches, and identical vendor data rewrites byte-identical files.
-    forced = run_range(instance, res, DAYS[0], DAYS[-1], force=True)
+    forced = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE, force=True)
     assert forced.success
     assert _metadata(instance, "binance_spot_klines_1m", DAYS[1])["http_requests"].value == 2
     assert {p: p.read_bytes() for p in before} == before
@@ -93,7 +96,7 @@ def test_sandbox_gap_is_reported_by_coverage(tmp_path: Path, instance: dg.Dagste
         }
     ]
     res = resources(tmp_path, sandbox_faults=json.dumps(gap))
-    result = run_range(instance, res, DAYS[0], DAYS[-1])
+    result = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
     assert result.success  # a gap warns; it does not block
     by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
     raw = by_key[("binance_perp_klines_1m", QUALITY, DAYS[1])]
@@ -128,7 +131,7 @@ def test_failing_blocking_day_stops_only_its_own_downstream_day(
         }
     ]
     res = resources(tmp_path, sandbox_faults=json.dumps(broken))
-    result = run_range(instance, res, DAYS[0], DAYS[-1])
+    result = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
     assert not result.success  # the run is red: a blocking check failed
 
     by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
@@ -164,7 +167,7 @@ def test_corrupt_upstream_file_is_named_and_healed_by_a_rerun(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     res = resources(tmp_path)
-    assert run_range(instance, res, DAYS[0], DAYS[-1]).success
+    assert run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE).success
     lake = Lake(tmp_path / "lake")
     raw_file = lake.day_file("binance_perp_klines_1m", "BTCUSDT", date.fromisoformat(DAYS[2]))
     bars_file = lake.day_file("perp_klines_15m", "BTCUSDT", date.fromisoformat(DAYS[2]))
@@ -183,7 +186,7 @@ def test_corrupt_upstream_file_is_named_and_healed_by_a_rerun(
     assert bars_file.read_bytes() == bars_before  # the good 15m day was not overwritten
 
     # The raw asset sees the day is no longer complete and fetches it again.
-    healed = run_range(instance, res, DAYS[0], DAYS[-1])
+    healed = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
     assert healed.success
     assert _metadata(instance, "binance_perp_klines_1m", DAYS[2])["source"].value == "vendor"
     assert _metadata(instance, "binance_perp_klines_1m", DAYS[1])["source"].value == "reused"

@@ -1,0 +1,145 @@
+"""CoinGlass v4 feeds at 15m, fetched per contiguous span of days (1000 bars per request).
+
+The funding feed falls back from the OI-weighted to the volume-weighted CoinGlass series and
+then to Binance's own settlements; every row records its ``funding_source`` and each day's
+metadata says why a fallback was taken, so a fallback is never silent.
+"""
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+
+from btc_assets.assets.common import Table
+from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, spans, split_days
+from btc_assets.core.schema import (
+    COINGLASS_AGG_TAKER_SCHEMA,
+    COINGLASS_FUNDING_SCHEMA,
+    COINGLASS_LIQUIDATION_SCHEMA,
+    COINGLASS_OI_SCHEMA,
+    COINGLASS_PRICE_SCHEMA,
+    COINGLASS_TAKER_SCHEMA,
+    day_bounds,
+)
+from btc_assets.settings import coin_of
+from btc_assets.vendors.coinglass import CoinGlassClient, CoinGlassKeyInvalid, CoinGlassKeyMissing
+from btc_assets.vendors.http import VendorError
+
+PRICE = Table(
+    "coinglass_price_ohlc",
+    COINGLASS_PRICE_SCHEMA,
+    "15m",
+    "CoinGlass futures pair price OHLC (GET /api/futures/price/history) of the Binance perp.",
+)
+OPEN_INTEREST = Table(
+    "coinglass_open_interest",
+    COINGLASS_OI_SCHEMA,
+    "15m",
+    "CoinGlass aggregated open interest OHLC in USD; close is oi_now.",
+)
+FUNDING_CG = Table(
+    "coinglass_funding",
+    COINGLASS_FUNDING_SCHEMA,
+    None,
+    "Funding rate as a fraction: CoinGlass OI-weighted, else volume-weighted (15m), else "
+    "Binance settlements; funding_source says which for every row.",
+    required=("funding_rate", "funding_source"),
+)
+TAKER = Table(
+    "coinglass_taker_volume",
+    COINGLASS_TAKER_SCHEMA,
+    "15m",
+    "CoinGlass taker buy/sell volume (USD) of the Binance perp pair.",
+)
+AGG_TAKER = Table(
+    "coinglass_aggregated_taker",
+    COINGLASS_AGG_TAKER_SCHEMA,
+    "15m",
+    "CoinGlass coin-level taker buy/sell volume (USD), spot and futures, over the exchange list.",
+)
+LIQUIDATIONS = Table(
+    "coinglass_liquidations",
+    COINGLASS_LIQUIDATION_SCHEMA,
+    "15m",
+    "CoinGlass aggregated long/short liquidations (USD) over the exchange list.",
+)
+COINGLASS_TABLES = (PRICE, OPEN_INTEREST, FUNDING_CG, TAKER, AGG_TAKER, LIQUIDATIONS)
+
+# (client, resource, symbol, coin, start, end) -> frame of the span
+SpanFetch = Callable[[CoinGlassClient, Any, str, str, datetime, datetime], pl.DataFrame]
+
+
+def _per_span(fetch_span: SpanFetch) -> FetchDays:
+    def fetch(resources: Any, symbol: str, days: list[date]) -> Fetched:
+        cg = resources.coinglass
+        client = cg.client()
+        fetched = Fetched()
+        for first, last in spans(days):
+            start, end = day_bounds(first)[0], day_bounds(last)[1]
+            frame = fetch_span(client, cg, symbol, coin_of(symbol), start, end)
+            run = [d for d in days if first <= d <= last]
+            fetched.frames.update(split_days(frame, run))
+        fetched.requests = client.request_count
+        return fetched
+
+    return fetch
+
+
+def _fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
+    """OI-weighted, then volume-weighted CoinGlass funding, then Binance settlements."""
+    client = resources.coinglass.client()
+    binance = resources.binance.client()
+    fetched = Fetched()
+    for first, last in spans(days):
+        start, end = day_bounds(first)[0], day_bounds(last)[1]
+        run = [d for d in days if first <= d <= last]
+        reasons: list[str] = []
+        frame = None
+        for weighting in ("oi", "vol"):
+            try:
+                frame = client.funding_history(symbol, coin_of(symbol), start, end, weighting)
+                break
+            except (CoinGlassKeyMissing, CoinGlassKeyInvalid):
+                raise  # a configuration problem must surface, not hide behind a fallback
+            except VendorError as exc:
+                reasons.append(f"{weighting}-weight: {exc}")
+        if frame is None:
+            frame = binance.funding_rate(symbol, start, end).select(
+                "symbol", "ts", "funding_rate", funding_source=pl.lit("binance_funding_rate")
+            )
+        source = frame["funding_source"].unique().to_list() if frame.height else []
+        for day in run:
+            fetched.day_metadata[day] = {
+                "funding_source": ", ".join(sorted(source)) or "none",
+                "fallback_reasons": "; ".join(reasons) or "none",
+            }
+        fetched.frames.update(split_days(frame, run))
+    fetched.requests = client.request_count + binance.request_count
+    return fetched
+
+
+_FETCHERS: dict[str, FetchDays] = {
+    PRICE.name: _per_span(lambda c, r, s, coin, a, b: c.price_history(s, r.exchange, a, b)),
+    OPEN_INTEREST.name: _per_span(
+        lambda c, r, s, coin, a, b: c.open_interest_history(s, coin, a, b)
+    ),
+    TAKER.name: _per_span(lambda c, r, s, coin, a, b: c.pair_taker_history(s, r.exchange, a, b)),
+    AGG_TAKER.name: _per_span(
+        lambda c, r, s, coin, a, b: c.aggregated_taker_history(s, coin, r.exchange_list, a, b)
+    ),
+    LIQUIDATIONS.name: _per_span(
+        lambda c, r, s, coin, a, b: c.liquidation_history(s, coin, r.exchange_list, a, b)
+    ),
+    FUNDING_CG.name: _fetch_funding,
+}
+
+coinglass_assets = [
+    raw_asset(
+        table,
+        "coinglass",
+        {"coinglass", "binance"} if table is FUNDING_CG else {"coinglass"},
+        _FETCHERS[table.name],
+    )
+    for table in COINGLASS_TABLES
+]

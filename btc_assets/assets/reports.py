@@ -1,0 +1,152 @@
+"""``qa_report``: the seed's ``p1_qa_core.json`` over the last N days of ``bars_15m``.
+
+Written to ``data/reports/p1_qa_core.json`` and ``p1_qa_coverage.png``; the materialization
+shows the summary as a markdown table and the coverage chart, so bad days stand out.
+"""
+
+import base64
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from btc_assets import checks
+from btc_assets.assets.features import FEATURES, IMPUTED_FLAGS, PERCENTILES
+from btc_assets.core.gates import feature_quality_by_day
+from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA
+from btc_assets.partitions import DAILY
+from btc_assets.resources import DatasetResource, QualityGatesResource
+
+REPORT_NAME = "p1_qa_core.json"
+CHART_NAME = "p1_qa_coverage.png"
+
+
+def _gate_verdicts(instance: dg.DagsterInstance, days: list[date]) -> dict[str, str]:
+    """Latest ``bars_15m.quality`` status per day: SUCCEEDED, FAILED, or unchecked."""
+    key = dg.AssetCheckKey(FEATURES.key, checks.QUALITY)
+    infos = instance.event_log_storage.get_asset_check_partition_info(
+        [key], partition_keys=[d.isoformat() for d in days]
+    )
+    verdicts = {d.isoformat(): "unchecked" for d in days}
+    for info in infos:
+        if info.partition_key in verdicts:
+            verdicts[info.partition_key] = info.latest_execution_status.value
+    return verdicts
+
+
+def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = by_day["day"].to_list()
+    coverage = (100 * by_day["present_bars"] / by_day["expected_bars"]).to_list()
+    colours = ["#c0392b" if verdicts[d.isoformat()] == "FAILED" else "#2e86c1" for d in days]
+    fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
+    ax.bar(days, coverage, color=colours, width=0.9)
+    ax.set_ylim(min(90.0, min(coverage, default=100.0) - 1), 100.5)
+    ax.set_ylabel("bars present, %")
+    ax.set_title(f"bars_15m coverage per day (red: quality gate failed), {days[0]} .. {days[-1]}")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+@dg.asset(
+    name="qa_report",
+    description="QA over the last N days of bars_15m (QualityGatesResource.qa_report_days): "
+    "expected vs present bars, missing per column, imputation ratios, duplicates, NaN counts "
+    "of derived features, gate verdicts. JSON + PNG under data/reports/.",
+    group_name="reports",
+    kinds={"polars", "json"},
+    deps=[FEATURES.key],
+)
+def qa_report(
+    context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
+) -> dg.MaterializeResult:
+    lake, symbol = dataset.lake(), dataset.symbol
+    present = lake.days_present(FEATURES.name, symbol)
+    if not present:
+        raise dg.Failure(f"qa_report: no {FEATURES.name} days in the lake yet; build it first")
+    end = present[-1]
+    days = [end - timedelta(days=i) for i in range(gates.qa_report_days - 1, -1, -1)]
+    days = [d for d in days if d >= present[0]]
+    frame = lake.scan_days(FEATURES.name, symbol, days, schema=FEATURE_SCHEMA).collect()
+    warm_from = DAILY.start.astimezone(UTC) + timedelta(days=gates.warmup_days)
+    by_day = feature_quality_by_day(
+        frame.lazy(),
+        days,
+        every="15m",
+        warm_from=warm_from,
+        derived=DERIVED_FEATURES,
+        imputed_flags=IMPUTED_FLAGS,
+        percentiles=PERCENTILES,
+    )
+    verdicts = _gate_verdicts(context.instance, days)
+    expected, got = int(by_day["expected_bars"].sum()), int(by_day["present_bars"].sum())
+    failed = sorted(d for d, v in verdicts.items() if v == "FAILED")
+    report: dict[str, Any] = {
+        "table": FEATURES.name,
+        "symbol": symbol,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "window": {"first_day": days[0].isoformat(), "last_day": end.isoformat(),
+                   "days": len(days), "days_present": int((by_day["rows"] > 0).sum())},
+        "bars": {"expected": expected, "present": got, "missing": expected - got,
+                 "coverage": got / expected if expected else None},
+        "missing_per_column": {c: int(n) for c, n in frame.null_count().row(0, named=True).items()}
+        if frame.height else {},
+        "imputation_ratio": {flag.removesuffix("_now_imputed"): float(
+            frame[flag].fill_null(False).mean() or 0.0) if frame.height else None
+            for flag in IMPUTED_FLAGS},
+        "duplicates": int(by_day["duplicate_keys"].sum()),
+        "nan_or_null_after_warmup": {n: int(by_day[f"{n}_nulls"].sum()) for n in DERIVED_FEATURES},
+        "gates": {
+            "thresholds": {"max_gap_pct": gates.max_gap_pct,
+                           "max_imputed_pct": gates.max_imputed_pct,
+                           "warmup_days": gates.warmup_days,
+                           "price_tolerance_bp": gates.price_tolerance_bp},
+            "days_passed": sum(v == "SUCCEEDED" for v in verdicts.values()),
+            "days_failed": len(failed),
+            "days_unchecked": sum(v == "unchecked" for v in verdicts.values()),
+            "failed_days": failed,
+        },
+    }  # fmt: skip
+    reports = Path(dataset.reports_root)
+    reports.mkdir(parents=True, exist_ok=True)
+    report_path = reports / REPORT_NAME
+    tmp = report_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    tmp.replace(report_path)
+    png = _chart(by_day, verdicts, reports / CHART_NAME)
+    summary = [
+        ("window", f"{days[0]} .. {end} ({len(days)} days)"),
+        ("bars present / expected", f"{got:,} / {expected:,} ({report['bars']['coverage']:.4%})"),
+        ("imputed funding / OI", ", ".join(f"{v:.3%}" for v in
+                                          report["imputation_ratio"].values() if v is not None)),
+        ("duplicates", str(report["duplicates"])),
+        ("NaN/null derived after warm-up", str(sum(report["nan_or_null_after_warmup"].values()))),
+        ("gate verdicts", f"{report['gates']['days_passed']} passed, {len(failed)} failed, "
+                          f"{report['gates']['days_unchecked']} unchecked"),
+        ("failed days", ", ".join(failed[:20]) + (" ..." if len(failed) > 20 else "") or "none"),
+    ]  # fmt: skip
+    table = "| figure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in summary)
+    image = base64.b64encode(png).decode()
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(table),
+            "coverage_chart": dg.MetadataValue.md(f"![coverage](data:image/png;base64,{image})"),
+            "report_path": dg.MetadataValue.path(str(report_path)),
+            "chart_path": dg.MetadataValue.path(str(reports / CHART_NAME)),
+            "failed_days": dg.MetadataValue.json(failed),
+            "coverage": report["bars"]["coverage"],
+        }
+    )

@@ -1,0 +1,360 @@
+"""The 15m feature table (``FEATURE_SCHEMA``): definitions and their Polars lazy code.
+
+Bars are right-closed and labelled by close time: bar ``ts`` covers ``(ts - 15m, ts]``. No
+feature at ``ts`` uses data stamped later than ``ts`` (a test perturbs every input after a
+cut-off and checks that no earlier row changes). Inputs hold one symbol, in their contract
+schemas, duplicate keys removed. NaN in an input of a derived feature is read as a missing
+value (null), so derived features never carry NaN; pass-through columns keep theirs.
+
+Grid. ``grid(start, end)`` is every 15m ``ts`` in ``(start, end]``. ``build_features``
+returns one row per grid bar, present at the sources or not: a bar missing at CoinGlass
+price keeps its ``ts`` with null OHLC, so the quality gate counts it instead of never
+seeing it.
+
+Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
+
+- ``open, high, low, close, volume_usd``: the CoinGlass price bar at ``ts`` as served;
+  null if that bar is missing.
+- ``perp_volume``, ``spot_volume``: ``volume`` (base asset) of the Binance perp / spot 15m
+  bar at ``ts``, as resampled (a partial bar keeps its partial sum); null if missing.
+- ``oi_now``, ``oi_now_imputed``: the CoinGlass aggregated OI ``close`` at ``ts``. A bar
+  without an observation (row missing, or close null/NaN) takes the latest observed value
+  for at most 3 bars (``t_obs < ts <= t_obs + 45m``), flagged ``oi_now_imputed = True``;
+  later bars are null with the flag False (the null shows itself). See ``reindex_ffill``.
+- ``funding_now``, ``funding_now_imputed``, ``funding_source``: the funding rate in force at
+  ``ts``. An observation at ``t`` with native interval ``i`` is in force for bars with
+  ``ts`` in ``[t, t + i)``, unflagged (a settled rate applies until the next settlement).
+  The latest observation wins. A bar after that window with no newer observation carries
+  the value for at most 3 more bars, flagged; then null. ``funding_source`` is the source of
+  the value used (null with it). The native interval, from the past only:
+    * CoinGlass rows (``funding_source`` ``coinglass_*``) are closes of 15m funding OHLC
+      bars: ``i = 15m``, so this is exactly ``reindex_ffill`` with limit 3;
+    * settlement rows (Binance fallback, 8h, 4h or 1h, possibly changing mid-series):
+      ``i = min(t - t1, t1 - t2)``, the shorter of the two latest spacings between
+      consecutive observations (``t1``, ``t2`` the previous two, any source; one spacing
+      if only one exists). A lone missing settlement, or a missing day, doubles one
+      spacing only, so the next value is not kept "in force" for 16h or 32h unflagged; a
+      shortening (8h -> 4h) is followed at its first 4h spacing. The price of using only
+      the past: after a lengthening (4h -> 8h) the first 8h settlement is in force for 4h,
+      then imputed / null until the next one - visible, never silent.
+    * the first observation has no past spacing: its interval is unknown and taken as one
+      bar (15m), so bars after it are imputed then null until the second observation.
+      Nothing later is looked at (the next spacing would be look-ahead).
+  Rows with a null or NaN rate are not observations.
+- ``rv_15m``: ``sqrt(sum r_m^2)`` over the 1m bars ``m`` of the Binance perp inside the bar,
+  ``r_m = ln(close_m / close_{m-1})`` only when the 1m bar ``m - 1min`` exists (a missing
+  minute is never bridged; the first minute of a bar uses the previous bar's last minute,
+  time <= ts) and both closes are finite and > 0. Null when the bar has no such return.
+- ``cvd_perp_15m``: ``taker_buy_volume_usd - taker_sell_volume_usd`` of the perp pair at
+  ``ts``; null if the bar is missing (or either side null).
+- ``cvd_perp_24h``: sum of ``cvd_perp_15m`` over bars in ``(ts - 24h, ts]`` (by time: the
+  bar exactly 24h earlier is out), nulls skipped; null only if no bar in the window has a
+  value. Summing over what is present (rather than nulling on any gap) keeps one missing
+  bar from blanking 96 rows; the gate still sees the missing bar in ``cvd_perp_15m``.
+- ``perp_share_60m``: ``sum(futures buy + sell) / sum(futures + spot buy + sell)`` of the
+  CoinGlass aggregated taker volume over bars in ``(ts - 60m, ts]``; a bar with any of the
+  four volumes null is skipped in both sums (numerator and denominator stay comparable);
+  null if no bar remains or the denominator is not > 0.
+- ``liq_long_usd``, ``liq_short_usd``: CoinGlass long / short liquidations at ``ts``; a
+  missing bar stays null (not zero: absence of data is not absence of liquidations).
+- ``oi_pctile_30d``, ``funding_pctile_30d``: ``rolling_percentile`` of ``oi_now`` /
+  ``funding_now`` over grid bars in ``(ts - 30d, ts]``: the share of the window's non-null
+  values ``<=`` the current one (ties count, current included, so in ``(0, 1]``); null where
+  the value is null. The window uses the filled values (imputed bars included).
+
+History: callers pass inputs from ``start - 30d`` (the asset's 30-day partition mapping),
+and 1m bars from ``start`` (the first return of bar ``start + 15m``). Windows are computed
+on the grid ``(start - 30d, end]``. A bar near ``start - 30d`` may take its OI or funding
+from an observation before that (up to 45m for OI, up to a settlement interval plus its
+two past spacings for funding), so with exactly 30 days of input the percentiles of a run's
+first hours can differ slightly from those of a longer run. With 31 days of input a day's
+rows are identical to the same day inside a longer run (tested).
+
+Same bits everywhere: window sums are added afresh per row in a fixed order
+(``percentile.window_sum`` / ``ordered_sum``), never incrementally, and never with a
+``group_by`` or ``sum_horizontal`` float sum, whose last bits differ between the streaming
+and in-memory engines; a test collects with both. Per-bar joins validate ``1:1``, so an
+input with duplicate ``ts`` makes ``collect`` raise instead of duplicating rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from btc_assets.core.bars import bar_duration
+from btc_assets.core.percentile import ordered_sum, rolling_percentile, window_sum
+from btc_assets.core.schema import FEATURE_SCHEMA, TS
+
+IMPUTE_LIMIT = 3
+PERCENTILE_WINDOW = timedelta(days=30)
+CVD_WINDOW = timedelta(hours=24)
+SHARE_WINDOW = timedelta(minutes=60)
+COINGLASS_PREFIX = "coinglass"
+_MS = timedelta(milliseconds=1)
+_MINUTE = timedelta(minutes=1)
+
+
+def _number(name: str) -> pl.Expr:
+    """A float input read with NaN as missing."""
+    return pl.col(name).cast(pl.Float64).fill_nan(None)
+
+
+def _on_grid_moment(name: str, moment: datetime, step: timedelta) -> None:
+    if moment.tzinfo is None:
+        raise ValueError(f"{name}={moment} is naive; pass a UTC-aware datetime")
+    if round(moment.timestamp() * 1000) % (step // _MS):
+        raise ValueError(f"{name}={moment} is not on the {step} grid")
+
+
+def grid(start: datetime, end: datetime, every: str = "15m") -> pl.LazyFrame:
+    """``ts`` (``TS`` dtype) of every bar in ``(start, end]``, sorted; empty if end <= start.
+
+    ``start`` and ``end`` must be UTC-aware and on the ``every`` grid.
+    """
+    step = bar_duration(every)
+    _on_grid_moment("start", start, step)
+    _on_grid_moment("end", end, step)
+    stamps = pl.datetime_range(
+        start + step, end, step, closed="both", time_unit="ms", time_zone="UTC"
+    )
+    return pl.LazyFrame().select(ts=stamps.cast(TS)).set_sorted("ts")
+
+
+def _carry(
+    observations: pl.LazyFrame,
+    grid: pl.LazyFrame,
+    values: list[str],
+    flag: str,
+    limit: int,
+    step: timedelta,
+) -> pl.LazyFrame:
+    """Put observations (``ts``, ``_until``, ``values``) on the grid.
+
+    The latest observation at or before a bar is in force while ``ts < _until``; then it is
+    carried, flagged, for bars with ``ts < _until + limit * step``; then null (flag False).
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    obs = observations.rename({"ts": "_obs_ts"}).sort("_obs_ts")
+    until = pl.col("_until")
+    in_force = pl.col("ts") < until
+    imputed = (~in_force & (pl.col("ts") < until + limit * step)).fill_null(False)
+    keep = in_force.fill_null(False) | imputed
+    return (
+        grid.select(pl.col("ts").cast(TS))
+        .sort("ts")
+        .join_asof(obs, left_on="ts", right_on="_obs_ts", strategy="backward")
+        .select(
+            "ts",
+            *[pl.when(keep).then(pl.col(v)).alias(v) for v in values],
+            imputed.alias(flag),
+        )
+    )
+
+
+def reindex_ffill(
+    series: pl.LazyFrame,
+    value: str,
+    grid: pl.LazyFrame,
+    limit: int = IMPUTE_LIMIT,
+    *,
+    every: str = "15m",
+) -> pl.LazyFrame:
+    """``ts``, ``value``, ``<value>_imputed`` on every bar of ``grid``, sorted by ts.
+
+    A bar with an observation (a row whose ``value`` is not null/NaN) takes it, unflagged. A
+    bar without one takes the latest observation for at most ``limit`` bars after it
+    (``t_obs < ts <= t_obs + limit * every``), flagged True; beyond that it is null and the
+    flag is False: the flag marks exactly the filled values. Observations before the grid's
+    first bar count (pass the history).
+    """
+    step = bar_duration(every)
+    obs = (
+        series.select(pl.col("ts").cast(TS), _number(value).alias(value))
+        .filter(pl.col("ts").is_not_null() & pl.col(value).is_not_null())
+        .with_columns(_until=pl.col("ts") + step)
+    )
+    return _carry(obs, grid, [value], f"{value}_imputed", limit, step)
+
+
+def funding_on_grid(
+    funding: pl.LazyFrame, grid: pl.LazyFrame, limit: int = IMPUTE_LIMIT, *, every: str = "15m"
+) -> pl.LazyFrame:
+    """``ts``, ``funding_now``, ``funding_now_imputed``, ``funding_source`` on ``grid``.
+
+    ``funding`` is in ``COINGLASS_FUNDING_SCHEMA``: observations at their native schedule.
+    Each is in force for ``[t, t + interval)``, then carried at most ``limit`` bars,
+    flagged; the interval rule (from the past only) is in the module docstring.
+    """
+    step = bar_duration(every)
+    gap = pl.col("ts").diff()
+    settled = pl.min_horizontal(gap, gap.shift(1)).fill_null(step)
+    coinglass = pl.col("funding_source").str.starts_with(COINGLASS_PREFIX).fill_null(False)
+    interval = pl.when(coinglass).then(pl.lit(step)).otherwise(settled)
+    obs = (
+        funding.select(
+            pl.col("ts").cast(TS),
+            _number("funding_rate").alias("funding_now"),
+            pl.col("funding_source").cast(pl.String),
+        )
+        .filter(pl.col("ts").is_not_null() & pl.col("funding_now").is_not_null())
+        .sort("ts")
+        .with_columns(_until=pl.col("ts") + interval)
+    )
+    values = ["funding_now", "funding_source"]
+    return _carry(obs, grid, values, "funding_now_imputed", limit, step).select(
+        "ts", "funding_now", "funding_now_imputed", "funding_source"
+    )
+
+
+def _bar_close(step: timedelta) -> pl.Expr:
+    """The close time of the right-closed bar holding ``ts``: (end - step, end] -> end."""
+    step_ms = step // _MS
+    ms = pl.col("ts").dt.epoch("ms")
+    return ((ms + (step_ms - 1)) // step_ms * step_ms).cast(TS)
+
+
+def realized_vol(perp_1m: pl.LazyFrame, every: str = "15m") -> pl.LazyFrame:
+    """``ts``, ``rv_15m`` for each bar holding at least one 1m row, sorted by ts.
+
+    ``rv_15m = sqrt(sum r_m^2)``, ``r_m = ln(close_m / close_{m-1})`` for consecutive 1m
+    bars only (a missing minute is never bridged), both closes finite and > 0; null when the
+    bar has no return. Rows off the minute grid are ignored (they break the contract).
+
+    The sum over a bar's minutes is written out as lagged columns added in a fixed order
+    (``percentile.ordered_sum``), not a ``group_by`` sum, whose last bits differed between
+    the streaming and the in-memory engine.
+    """
+    step = bar_duration(every)
+    ts, close = pl.col("ts"), _number("close")
+    prev = close.shift(1)
+    consecutive = (ts - ts.shift(1)) == _MINUTE
+    valid = consecutive & close.is_finite() & prev.is_finite() & (close > 0) & (prev > 0)
+    r2 = pl.when(valid.fill_null(False)).then((close / prev).log().pow(2))
+    bar = pl.col("_bar")
+    # unique on-minute rows: a bar holds at most step / 1m of them, newest first
+    terms = [
+        pl.when(bar.shift(k) == bar).then(pl.col("_r2").shift(k)) for k in range(step // _MINUTE)
+    ]
+    count = pl.sum_horizontal([t.is_not_null().cast(pl.Int64) for t in terms])
+    last_of_bar = (bar != bar.shift(-1)).fill_null(True)  # the next row is in the same bar or later
+    return (
+        perp_1m.select(ts.cast(TS), "close")
+        .filter(ts.is_not_null() & (ts.dt.epoch("ms") % (_MINUTE // _MS) == 0))
+        .sort("ts")
+        .select(_bar=_bar_close(step), _r2=r2)
+        .with_columns(_n=count, _sum=ordered_sum(terms))
+        .filter(last_of_bar)
+        .select(ts=bar, rv_15m=pl.when(pl.col("_n") > 0).then(pl.col("_sum").sqrt()))
+    )
+
+
+def _on_grid(frame: pl.LazyFrame, grid: pl.LazyFrame, *columns: pl.Expr) -> pl.LazyFrame:
+    """Left-join per-bar ``columns`` of ``frame`` onto the grid, sorted by ts (keys unique)."""
+    bars = frame.select(pl.col("ts").cast(TS), *columns)
+    return (
+        grid.select(pl.col("ts").cast(TS))
+        .join(bars, on="ts", how="left", validate="1:1")
+        .sort("ts")
+    )
+
+
+def cvd(pair_taker: pl.LazyFrame, grid: pl.LazyFrame, *, every: str = "15m") -> pl.LazyFrame:
+    """``ts``, ``cvd_perp_15m``, ``cvd_perp_24h`` on every bar of ``grid`` (see module).
+
+    The 24h window sums bars of ``grid``, so start the grid 24h before the first bar you
+    need. ``grid`` must be sorted-unique with spacing no finer than ``every``.
+    """
+    step = bar_duration(every)
+    delta = _number("taker_buy_volume_usd") - _number("taker_sell_volume_usd")
+    total, _ = window_sum("cvd_perp_15m", CVD_WINDOW, step)
+    return _on_grid(pair_taker, grid, delta.alias("cvd_perp_15m")).with_columns(cvd_perp_24h=total)
+
+
+def perp_share(agg_taker: pl.LazyFrame, grid: pl.LazyFrame, *, every: str = "15m") -> pl.LazyFrame:
+    """``ts``, ``perp_share_60m`` on every bar of ``grid`` (see module). The 60m window sums
+    bars of ``grid`` (start it 45m before the first bar you need)."""
+    step = bar_duration(every)
+    futures = _number("futures_buy_volume_usd") + _number("futures_sell_volume_usd")
+    spot = _number("spot_buy_volume_usd") + _number("spot_sell_volume_usd")
+    total = futures + spot  # null when any of the four is: the bar is skipped in both sums
+    fut_sum, _ = window_sum("_futures", SHARE_WINDOW, step)
+    all_sum, _ = window_sum("_total", SHARE_WINDOW, step)
+    columns = pl.when(total.is_not_null()).then(futures).alias("_futures"), total.alias("_total")
+    return _on_grid(agg_taker, grid, *columns).select(
+        "ts", perp_share_60m=pl.when(all_sum > 0).then(fut_sum / all_sum)
+    )
+
+
+def _symbol(frames: list[pl.LazyFrame], symbol: str | None) -> pl.LazyFrame:
+    """One row: ``symbol`` if given, else the first non-null symbol of the inputs."""
+    if symbol is not None:
+        return pl.LazyFrame({"symbol": [symbol]}, schema={"symbol": pl.String()})
+    found = [f.select(pl.col("symbol").cast(pl.String)).drop_nulls().head(1) for f in frames]
+    none = pl.LazyFrame({"symbol": [None]}, schema={"symbol": pl.String()})
+    return pl.concat([*found, none]).head(1)
+
+
+def build_features(
+    price: pl.LazyFrame,
+    oi: pl.LazyFrame,
+    funding: pl.LazyFrame,
+    pair_taker: pl.LazyFrame,
+    agg_taker: pl.LazyFrame,
+    liquidations: pl.LazyFrame,
+    perp_1m: pl.LazyFrame,
+    perp_15m: pl.LazyFrame,
+    spot_15m: pl.LazyFrame,
+    start: datetime,
+    end: datetime,
+    *,
+    symbol: str | None = None,
+) -> pl.LazyFrame:
+    """The ``FEATURE_SCHEMA`` table for every 15m bar with ts in ``(start, end]``, sorted.
+
+    Inputs in their contract schemas (CoinGlass price/OI/funding/taker/agg taker/
+    liquidations, Binance 1m perp klines and 15m perp/spot bars), covering
+    ``(start - 30d, end]`` (1m bars from ``start``). ``symbol`` defaults to the first
+    non-null symbol found in the inputs. Definitions: module docstring.
+    """
+    every = "15m"  # FEATURE_SCHEMA names its windows in 15m bars
+    history = grid(start - PERCENTILE_WINDOW, end, every)
+    oi_now = reindex_ffill(oi.select("ts", oi_now=pl.col("close")), "oi_now", history)
+    windowed = (
+        oi_now.join(funding_on_grid(funding, history), on="ts", how="left", validate="1:1")
+        .sort("ts")
+        .with_columns(
+            oi_pctile_30d=rolling_percentile("oi_now", "ts", PERCENTILE_WINDOW),
+            funding_pctile_30d=rolling_percentile("funding_now", "ts", PERCENTILE_WINDOW),
+        )
+        .join(cvd(pair_taker, history), on="ts", how="left", validate="1:1")
+        .join(perp_share(agg_taker, history), on="ts", how="left", validate="1:1")
+        .filter(pl.col("ts") > start)
+    )
+    minutes = perp_1m.filter((pl.col("ts") >= start) & (pl.col("ts") <= end))
+    price_cols = [pl.col(c) for c in ("open", "high", "low", "close", "volume_usd")]
+    per_bar = [
+        (price, price_cols),
+        (perp_15m, [pl.col("volume").alias("perp_volume")]),
+        (spot_15m, [pl.col("volume").alias("spot_volume")]),
+        (
+            liquidations,
+            [
+                pl.col("long_liquidation_usd").alias("liq_long_usd"),
+                pl.col("short_liquidation_usd").alias("liq_short_usd"),
+            ],
+        ),
+        (realized_vol(minutes, every), [pl.col("rv_15m")]),
+    ]
+    out = windowed
+    for frame, columns in per_bar:
+        bars = frame.select(pl.col("ts").cast(TS), *columns)
+        out = out.join(bars, on="ts", how="left", validate="1:1")
+    sources = [price, perp_15m, oi, funding, pair_taker, agg_taker, liquidations, spot_15m]
+    return (
+        out.join(_symbol(sources, symbol), how="cross")
+        .select([pl.col(c).cast(t, strict=True) for c, t in FEATURE_SCHEMA.items()])
+        .sort("ts")
+    )

@@ -1,0 +1,107 @@
+"""Figures behind the feature table's gates, per partition day for a whole range at once.
+
+Pure Polars. The thresholds live in the Dagster layer (``QualityGatesResource``); this module
+only measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import polars as pl
+
+from btc_assets.core.bars import bar_duration
+from btc_assets.core.quality import days_frame
+from btc_assets.core.schema import partition_day_expr
+
+
+def _bad(column: str) -> pl.Expr:
+    col = pl.col(column)
+    return col.is_null() | col.is_nan()
+
+
+def feature_quality_by_day(
+    features: pl.LazyFrame,
+    days: list[date],
+    *,
+    every: str,
+    warm_from: datetime,
+    derived: Sequence[str],
+    imputed_flags: Sequence[str],
+    percentiles: Sequence[str],
+    price: str = "close",
+) -> pl.DataFrame:
+    """One row per requested day (days with no rows included).
+
+    - ``expected_bars``: bars in the day at ``every``; ``present_bars``: rows whose ``price``
+      is not null (the feature table keeps every grid bar, a vendor gap has a null price);
+      ``gap_bars`` = expected - present;
+    - ``duplicate_keys``: rows beyond the first per ``[symbol, ts]``;
+    - ``<flag>_share``: share of the day's rows where an imputation flag is true;
+    - ``<feature>_nulls``: null or NaN values of each derived feature, counted only for
+      bars at or after ``warm_from`` (before it the look-back windows are still filling);
+    - ``percentile_out_of_range``: non-null percentiles outside (0, 1].
+    """
+    expected = bar_duration("1d") // bar_duration(every)
+    warm = pl.col("ts") >= warm_from
+    aggs = [
+        pl.len().cast(pl.Int64).alias("rows"),
+        pl.col(price).is_not_null().sum().cast(pl.Int64).alias("present_bars"),
+        (pl.len() - pl.struct("symbol", "ts").n_unique()).cast(pl.Int64).alias("duplicate_keys"),
+        *[pl.col(flag).fill_null(False).mean().alias(f"{flag}_share") for flag in imputed_flags],
+        *[(_bad(name) & warm).sum().cast(pl.Int64).alias(f"{name}_nulls") for name in derived],
+        pl.sum_horizontal(
+            [(pl.col(p).is_not_null() & ((pl.col(p) <= 0) | (pl.col(p) > 1))).sum() for p in
+             percentiles]
+        ).cast(pl.Int64).alias("percentile_out_of_range"),
+    ]  # fmt: skip
+    stats = features.with_columns(day=partition_day_expr()).group_by("day").agg(aggs)
+    counts = ["rows", "present_bars", "duplicate_keys", "percentile_out_of_range"]
+    counts += [f"{name}_nulls" for name in derived]
+    return (
+        days_frame(days)
+        .select("day")
+        .join(stats, on="day", how="left")
+        .with_columns(pl.col(counts).fill_null(0), expected_bars=pl.lit(expected, pl.Int64))
+        .with_columns(
+            gap_bars=pl.col("expected_bars") - pl.col("present_bars"),
+            derived_nulls=pl.sum_horizontal([f"{name}_nulls" for name in derived]),
+            warm=pl.col("day").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC") >= warm_from,
+        )
+        .sort("day")
+        .collect()
+    )
+
+
+def price_divergence_by_day(
+    ours: pl.LazyFrame, reference: pl.LazyFrame, days: list[date], tolerance_bp: float
+) -> pl.DataFrame:
+    """Compare two close series (columns ``ts``, ``close``) bar by bar, per day.
+
+    ``compared_bars`` counts bars present on both sides; ``max_abs_bp`` / ``mean_abs_bp`` are
+    the absolute differences in basis points of the reference; ``beyond_tolerance`` the bars
+    differing by more than ``tolerance_bp``.
+    """
+    diff_bp = (pl.col("close") / pl.col("close_ref") - 1).abs() * 10_000
+    joined = (
+        ours.select("ts", "close")
+        .join(reference.select("ts", close_ref="close"), on="ts", how="inner")
+        .filter(pl.col("close").is_not_null() & pl.col("close_ref").is_not_null())
+        .with_columns(day=partition_day_expr(), diff_bp=diff_bp)
+        .group_by("day")
+        .agg(
+            compared_bars=pl.len().cast(pl.Int64),
+            max_abs_bp=pl.col("diff_bp").max(),
+            mean_abs_bp=pl.col("diff_bp").mean(),
+            beyond_tolerance=(pl.col("diff_bp") > tolerance_bp).sum().cast(pl.Int64),
+        )
+    )
+    return (
+        days_frame(days)
+        .select("day")
+        .join(joined, on="day", how="left")
+        .with_columns(pl.col("compared_bars", "beyond_tolerance").fill_null(0))
+        .sort("day")
+        .collect()
+    )
