@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{lake_root / table.name}"
         )
     print(f"{'duckdb_catalog':<26}{'':>6}{'':>10}  {'':<34}{settings.warehouse_path}")
+    print(f"{'qa_report':<26}{'':>6}{'':>10}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
     status = "succeeded" if daily.success and catalog.success else "FAILED"
     print(
         f"\nruns {status} in {elapsed:.1f} s (daily run {daily.run_id[:8]}, "

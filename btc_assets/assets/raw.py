@@ -94,7 +94,7 @@ def raw_asset(
             f"reused {len(days) - len(stale)}"
         )
         yield from record_range(
-            context, table, lake, symbol, days, metadata, {"http_requests": fetched.requests}
+            context, table, lake, symbol, days, metadata, {"run_http_requests": fetched.requests}
         )
 
     return _asset
