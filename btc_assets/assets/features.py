@@ -7,7 +7,7 @@ day for the 24h / 60m windows and the first 1m return. A range backfill is still
 """
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -63,6 +63,19 @@ SOURCES: dict[str, tuple[Table, dg.PartitionMapping | None]] = {
 }
 
 
+def gate_figures(frame: pl.DataFrame, days: list[date], warmup_days: int) -> pl.DataFrame:
+    """The per-day figures behind the gates, as the check and the QA report both read them."""
+    return feature_quality_by_day(
+        frame.lazy(),
+        days,
+        every="15m",
+        warm_from=DAILY.start.astimezone(UTC) + timedelta(days=warmup_days),
+        derived=DERIVED_FEATURES,
+        imputed_flags=IMPUTED_FLAGS,
+        percentiles=PERCENTILES,
+    )
+
+
 def _upstream_days(context: dg.AssetExecutionContext, table: Table) -> list[date]:
     keys = context.asset_partition_keys_for_input(table.name)
     return [date.fromisoformat(key) for key in keys]
@@ -96,21 +109,10 @@ def bars_15m(
     for day in good:
         lake.write_day(FEATURES.name, symbol, day, conform(frames[day], FEATURE_SCHEMA))
 
-    start_date: datetime = context.assets_def.partitions_def.start  # type: ignore[union-attr]
-    warm_from = start_date.astimezone(UTC) + timedelta(days=gates.warmup_days)
-
     def evaluate(
         frame: pl.DataFrame, manifest_errors: Mapping[date, str | None]
     ) -> Iterator[dg.AssetCheckEvaluation]:
-        by_day = feature_quality_by_day(
-            frame.lazy(),
-            good,
-            every="15m",
-            warm_from=warm_from,
-            derived=DERIVED_FEATURES,
-            imputed_flags=IMPUTED_FLAGS,
-            percentiles=PERCENTILES,
-        )
+        by_day = gate_figures(frame, good, gates.warmup_days)
         yield from checks.feature_evaluations(
             FEATURES.key,
             by_day,

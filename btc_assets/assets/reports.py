@@ -15,10 +15,8 @@ import dagster as dg
 import polars as pl
 
 from btc_assets import checks
-from btc_assets.assets.features import FEATURES, IMPUTED_FLAGS, PERCENTILES
-from btc_assets.core.gates import feature_quality_by_day
+from btc_assets.assets.features import FEATURES, IMPUTED_FLAGS, gate_figures
 from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA
-from btc_assets.partitions import DAILY
 from btc_assets.resources import DatasetResource, QualityGatesResource
 
 REPORT_NAME = "p1_qa_core.json"
@@ -81,16 +79,7 @@ def qa_report(
     days = [end - timedelta(days=i) for i in range(gates.qa_report_days - 1, -1, -1)]
     days = [d for d in days if d >= present[0]]
     frame = lake.scan_days(FEATURES.name, symbol, days, schema=FEATURE_SCHEMA).collect()
-    warm_from = DAILY.start.astimezone(UTC) + timedelta(days=gates.warmup_days)
-    by_day = feature_quality_by_day(
-        frame.lazy(),
-        days,
-        every="15m",
-        warm_from=warm_from,
-        derived=DERIVED_FEATURES,
-        imputed_flags=IMPUTED_FLAGS,
-        percentiles=PERCENTILES,
-    )
+    by_day = gate_figures(frame, days, gates.warmup_days)
     verdicts = _gate_verdicts(context.instance, days)
     expected, got = int(by_day["expected_bars"].sum()), int(by_day["present_bars"].sum())
     failed = sorted(d for d, v in verdicts.items() if v == "FAILED")

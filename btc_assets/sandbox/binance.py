@@ -34,7 +34,7 @@ from btc_assets.sandbox.binance_common import (
     weight_headers,
 )
 from btc_assets.sandbox.binance_klines import KlineRoute
-from btc_assets.sandbox.faults import Fault
+from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import (
     Handler,
     Route,
@@ -104,13 +104,7 @@ def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) 
             rows.append((t, symbol, row))
     rows.sort(key=lambda r: (r[0], r[1]))
     picked = rows[:limit] if start is not None else rows[-limit:]
-    out = [r[2] for r in picked]
-    if "empty" in kinds:
-        out = []
-    if "duplicates" in kinds:
-        out = [r for row in out for r in (row, row)]
-    if "out_of_order" in kinds:
-        out = out[::-1]
+    out = apply_row_faults([r[2] for r in picked], faults)
     return SandboxResponse.json(200, out, headers)
 
 

@@ -21,7 +21,7 @@ from btc_assets.sandbox.binance_common import (
     time_param,
     too_many,
 )
-from btc_assets.sandbox.faults import Fault
+from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import SandboxRequest, SandboxResponse, SandboxState
 
 INTERVAL_MINUTES = {
@@ -139,18 +139,6 @@ def _forming(
     return fmt_a % values_a, fmt_b % values_b
 
 
-def _shuffle(rows: list[str], faults: Sequence[Fault]) -> list[str]:
-    kinds = {f.kind for f in faults}
-    if "empty" in kinds:
-        return []
-    if "duplicates" in kinds:
-        rows = [r for i, row in enumerate(rows) for r in ((row, row) if i % 10 == 0 else (row,))]
-    if "out_of_order" in kinds:
-        order = np.random.default_rng(len(rows)).permutation(len(rows))
-        rows = [rows[i] for i in order]
-    return rows
-
-
 @dataclass(frozen=True)
 class KlineRoute:
     market: Market
@@ -237,5 +225,5 @@ class KlineRoute:
                     if any(lo <= ot < hi for lo, hi in broken):
                         a = _swap_high_low(a)
                 rows.append(f"[{ot * unit},{a},{ct * unit},{b}{extra}]")
-        body = ("[" + ",".join(_shuffle(rows, faults)) + "]").encode()
+        body = ("[" + ",".join(apply_row_faults(rows, faults)) + "]").encode()
         return SandboxResponse.raw(200, body, headers)

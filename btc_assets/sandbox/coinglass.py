@@ -27,7 +27,7 @@ import numpy as np
 from btc_assets.sandbox import coinglass_market as cgm
 from btc_assets.sandbox import market as mk
 from btc_assets.sandbox import routes
-from btc_assets.sandbox.faults import Fault
+from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import Route, SandboxRequest, SandboxResponse, SandboxState
 from btc_assets.settings import SANDBOX_COINGLASS_KEY
 
@@ -268,14 +268,7 @@ def _rows(
                 values[1], values[2] = values[2], values[1]  # a bad print: high below low
         fields = ",".join(f'"{n}":{v}' for n, v in zip(names, values, strict=True))
         rows.append(f'{{"time":{ot * unit},{fields}{extra}}}')
-    if "empty" in kinds:
-        return []
-    if "duplicates" in kinds:
-        rows = [r for i, row in enumerate(rows) for r in ((row, row) if i % 10 == 0 else (row,))]
-    if "out_of_order" in kinds:
-        order = np.random.default_rng(len(rows)).permutation(len(rows))
-        rows = [rows[i] for i in order]
-    return rows
+    return apply_row_faults(rows, faults)
 
 
 def _handler(ep: Endpoint) -> routes.Handler:

@@ -20,7 +20,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from btc_assets.sandbox.market import DAY_MS, EPOCH_MS, MINUTE_MS, day_index
 
@@ -34,6 +36,8 @@ BODY_KINDS = frozenset({"truncated"})
 DATA_KINDS = frozenset(
     {"empty", "duplicates", "out_of_order", "gap", "bad_ohlc", "extra_field", "microseconds"}
 )
+Row = TypeVar("Row")
+
 KINDS = HTTP_KINDS | NETWORK_KINDS | BODY_KINDS | DATA_KINDS
 # Persistent, day-scoped data faults: history that is missing (gap) or broken at the
 # vendor (bad_ohlc: high and low swapped, as a bad print would give).
@@ -153,3 +157,17 @@ class FaultPlan:
                 for f, n in zip(self.faults, self._fired, strict=True)
                 if kind is None or f.kind == kind
             )
+
+
+def apply_row_faults(rows: list[Row], faults: Sequence[Fault]) -> list[Row]:
+    """The page-level data faults, the same for every vendor: an empty page, every tenth row
+    sent twice, or the rows in a shuffled (deterministic) order."""
+    kinds = {f.kind for f in faults}
+    if "empty" in kinds:
+        return []
+    if "duplicates" in kinds:
+        rows = [r for i, row in enumerate(rows) for r in ((row, row) if i % 10 == 0 else (row,))]
+    if "out_of_order" in kinds:
+        order = np.random.default_rng(len(rows)).permutation(len(rows))
+        rows = [rows[i] for i in order]
+    return rows
