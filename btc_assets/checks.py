@@ -216,7 +216,8 @@ def feature_evaluations(
     """One ``quality`` evaluation per day of a ``feature_quality_by_day`` frame."""
     for row in by_day.iter_rows(named=True):
         day: date = row["day"]
-        gap_pct = 100.0 * row["gap_bars"] / row["expected_bars"]
+        expected = row["expected_bars"]
+        gap_pct = 100.0 * row["gap_bars"] / expected if expected else 0.0
         imputed = {flag: 100.0 * (row[f"{flag}_share"] or 0.0) for flag in imputed_flags}
         failures = []
         if gap_pct >= max_gap_pct:

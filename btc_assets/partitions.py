@@ -8,10 +8,12 @@ import dagster as dg
 
 from btc_assets.settings import load_settings
 
+# end_offset=1: today exists as a partial partition, kept current by the live sensor.
 DAILY = dg.DailyPartitionsDefinition(
     start_date=load_settings().start_date.isoformat(),
     timezone="UTC",
     fmt="%Y-%m-%d",
+    end_offset=1,
 )
 
 # A range backfill of a daily asset is one run: the work vectorises over days.

@@ -25,6 +25,8 @@ SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
 SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 # The key the sandbox accepts; a real key only ever comes from COINGLASS_API_KEY.
 SANDBOX_COINGLASS_KEY = "sandbox-coinglass-key"
+LIVE_TELEGRAM_URL = "https://api.telegram.org"
+SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
 
 
 def coin_of(symbol: str) -> str:
@@ -52,6 +54,11 @@ class Settings:
     coinglass_exchange: str
     coinglass_exchange_list: str
     coinglass_requests_per_minute: int
+    telegram_base_url: str
+    tail_refresh_cron: str
+    live_interval_seconds: int
+    freshness_slack_minutes: int
+    automation_on: bool
     sandbox_seed: int
     sandbox_faults: str
 
@@ -88,6 +95,13 @@ def _base_url(name: str, default: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise SettingsError(f"{name}={value!r} is not an http(s) URL")
     return value.rstrip("/")
+
+
+def _whole(name: str, default: str) -> int:
+    raw = _get(name, default)
+    if not raw.isdigit():
+        raise SettingsError(f"{name}={raw!r} is not a whole number")
+    return int(raw)
 
 
 def load_settings() -> Settings:
@@ -128,6 +142,13 @@ def load_settings() -> Settings:
         coinglass_exchange_list=_get("COINGLASS_EXCHANGE_LIST", "Binance,OKX,Bybit"),
         # 15m history needs the Standard plan or above (300 requests/minute).
         coinglass_requests_per_minute=int(_get("COINGLASS_REQUESTS_PER_MINUTE", "300")),
+        telegram_base_url=_base_url(
+            "TELEGRAM_BASE_URL", LIVE_TELEGRAM_URL if live else SANDBOX_TELEGRAM_URL
+        ),
+        tail_refresh_cron=_get("BTC_ASSETS_TAIL_REFRESH_CRON", "30 0 * * *"),
+        live_interval_seconds=_whole("BTC_ASSETS_LIVE_INTERVAL_SECONDS", "900"),
+        freshness_slack_minutes=_whole("BTC_ASSETS_FRESHNESS_SLACK_MINUTES", "20"),
+        automation_on=_get("BTC_ASSETS_AUTOMATION", "off").lower() in ("1", "on", "true", "yes"),
         sandbox_seed=int(_get("BTC_ASSETS_SANDBOX_SEED", "7")),
         sandbox_faults=_get("BTC_ASSETS_SANDBOX_FAULTS", ""),
     )

@@ -4,11 +4,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from btc_assets import checks
 from btc_assets.assets.binance import PERP_1M, SPOT_1M
-from btc_assets.assets.common import Table, gate_days, range_days, record_or_fail
-from btc_assets.core.bars import resample
+from btc_assets.assets.common import (
+    Table,
+    gate_days,
+    partial_cutoff,
+    range_days,
+    record_or_fail,
+    today_utc,
+)
+from btc_assets.core.bars import bar_duration, resample
 from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
 from btc_assets.partitions import DAILY, SINGLE_RUN
 from btc_assets.resources import DatasetResource
@@ -47,12 +55,19 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         good, blocked = gate_days(context, lake, symbol, [source], range_days(context))
         klines = lake.scan_days(source.name, symbol, good, schema=KLINE_SCHEMA)
         bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
+        # Closed bars only: today's last bar may still be forming in the 1m input.
+        newest = klines.select(pl.col("ts").max()).collect().item() if today_utc() in good else None
+        as_of = partial_cutoff(good, newest, bar_duration(every))
+        if as_of is not None:
+            bars = bars.filter(pl.col("ts") <= as_of)
         parts = bars.partition_by("_day", as_dict=True, include_key=False)
         empty = conform(bars.clear().drop("_day"), BAR_SCHEMA)
         for day in good:
             lake.write_day(table.name, symbol, day, conform(parts.get((day,), empty), BAR_SCHEMA))
         metadata = {day: {"source": f"resampled from {source.name}"} for day in good}
-        yield from record_or_fail(context, table, lake, symbol, good, blocked, metadata)
+        yield from record_or_fail(
+            context, table, lake, symbol, good, blocked, metadata, as_of=as_of
+        )
 
     return _asset
 

@@ -16,7 +16,7 @@ import polars as pl
 
 from btc_assets import checks
 from btc_assets.core import quality
-from btc_assets.core.schema import partition_day_expr
+from btc_assets.core.schema import day_bounds, partition_day_expr
 from btc_assets.lake import Lake, LakeError
 from btc_assets.partitions import partition_days
 
@@ -63,15 +63,40 @@ def forced(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(FORCE_TAG, "").lower() in ("1", "true", "yes")
 
 
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
 def today_utc() -> date:
-    return datetime.now(UTC).date()
+    return now_utc().date()
 
 
-def quality_by_day(table: Table, frame: pl.LazyFrame, days: list[date]) -> pl.DataFrame:
+def floor_to(moment: datetime, step: timedelta) -> datetime:
+    return moment - (moment - day_bounds(moment.date())[0]) % step
+
+
+def partial_cutoff(days: list[date], newest: datetime | None, step: timedelta) -> datetime | None:
+    """How far today's partial partition reaches, if the range holds today.
+
+    A derived table can only be built as far as its inputs reach: the newest input bar of
+    today, floored to the table's bar. Past days are judged whole; how stale the newest
+    bar is, is the freshness check's business, not this one's.
+    """
+    today = today_utc()
+    if today not in days:
+        return None
+    start = day_bounds(today)[0]
+    return start if newest is None or newest <= start else floor_to(newest, step)
+
+
+def quality_by_day(
+    table: Table, frame: pl.LazyFrame, days: list[date], as_of: datetime | None = None
+) -> pl.DataFrame:
+    """``as_of`` cuts today's partial partition: only bars closed by then are expected."""
     if table.every is None:
         required = ["symbol", "ts", *table.required]
-        return quality.event_quality_by_day(frame.select(required), days)
-    return quality.bar_quality_by_day(frame, table.every, days)
+        return quality.event_quality_by_day(frame.select(required), days, as_of=as_of)
+    return quality.bar_quality_by_day(frame, table.every, days, as_of=as_of)
 
 
 def manifest_errors(lake: Lake, table: Table, symbol: str, days: list[date]) -> dict:
@@ -113,6 +138,7 @@ def record_range(
     range_metadata: Mapping[str, Any] | None = None,
     materialize_all: bool = True,
     evaluate: Evaluate | None = None,
+    as_of: datetime | None = None,
 ) -> Iterator[Any]:
     """Emit the materialization(s), the per-day checks and the check outputs for ``days``.
 
@@ -158,7 +184,7 @@ def record_range(
             )
     errors = manifest_errors(lake, table, symbol, days)
     if evaluate is None:
-        by_day = quality_by_day(table, frame.lazy(), days)
+        by_day = quality_by_day(table, frame.lazy(), days, as_of)
         yield from checks.day_evaluations(table.key, by_day, errors)
     else:
         yield from evaluate(frame, errors)
@@ -197,6 +223,7 @@ def record_or_fail(
     blocked: Mapping[date, list[str]],
     day_metadata: Mapping[date, Mapping[str, Any]],
     evaluate: Evaluate | None = None,
+    as_of: datetime | None = None,
 ) -> Iterator[Any]:
     """Record the days written; then, if any were blocked, fail the step naming them.
 
@@ -211,6 +238,7 @@ def record_or_fail(
         day_metadata,
         materialize_all=not blocked,
         evaluate=evaluate,
+        as_of=as_of,
     )
     if blocked:
         reasons = "; ".join(f"{day}: {', '.join(why)}" for day, why in sorted(blocked.items()))

@@ -7,7 +7,7 @@ day for the 24h / 60m windows and the first 1m return. A range backfill is still
 """
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -24,7 +24,14 @@ from btc_assets.assets.coinglass import (
     PRICE,
     TAKER,
 )
-from btc_assets.assets.common import Table, gate_days, range_days, record_or_fail
+from btc_assets.assets.common import (
+    Table,
+    gate_days,
+    partial_cutoff,
+    range_days,
+    record_or_fail,
+    today_utc,
+)
 from btc_assets.assets.raw import split_days
 from btc_assets.core.features import build_features
 from btc_assets.core.gates import feature_quality_by_day, price_divergence_by_day
@@ -41,6 +48,7 @@ FEATURES = Table(
     "btc_assets/core/features.py.",
 )
 IMPUTED_FLAGS = ("oi_now_imputed", "funding_now_imputed")
+BAR = timedelta(minutes=15)
 PERCENTILES = ("oi_pctile_30d", "funding_pctile_30d")
 
 LOOKBACK_30D = dg.TimeWindowPartitionMapping(
@@ -63,11 +71,14 @@ SOURCES: dict[str, tuple[Table, dg.PartitionMapping | None]] = {
 }
 
 
-def gate_figures(frame: pl.DataFrame, days: list[date], warmup_days: int) -> pl.DataFrame:
+def gate_figures(
+    frame: pl.DataFrame, days: list[date], warmup_days: int, as_of: datetime | None = None
+) -> pl.DataFrame:
     """The per-day figures behind the gates, as the check and the QA report both read them."""
     return feature_quality_by_day(
         frame.lazy(),
         days,
+        as_of=as_of,
         every="15m",
         warm_from=DAILY.start.astimezone(UTC) + timedelta(days=warmup_days),
         derived=DERIVED_FEATURES,
@@ -102,8 +113,17 @@ def bars_15m(
         upstream = _upstream_days(context, table) if good else []
         inputs[name] = lake.scan_days(table.name, symbol, upstream, schema=dict(table.schema))
     frames: Mapping[date, pl.DataFrame] = {}
+    as_of = None
     if good:
-        start, end = day_bounds(good[0])[0], day_bounds(good[-1])[1]
+        # Today's partition reaches as far as CoinGlass price (the grid's clock) has closed.
+        newest = (
+            inputs["price"].select(pl.col("ts").max()).collect().item()
+            if today_utc() in good
+            else None
+        )
+        as_of = partial_cutoff(good, newest, BAR)
+        start = day_bounds(good[0])[0]
+        end = min(day_bounds(good[-1])[1], as_of or day_bounds(good[-1])[1])
         features = build_features(**inputs, start=start, end=end).collect()
         frames = split_days(features, good)
     for day in good:
@@ -112,7 +132,7 @@ def bars_15m(
     def evaluate(
         frame: pl.DataFrame, manifest_errors: Mapping[date, str | None]
     ) -> Iterator[dg.AssetCheckEvaluation]:
-        by_day = gate_figures(frame, good, gates.warmup_days)
+        by_day = gate_figures(frame, good, gates.warmup_days, as_of)
         yield from checks.feature_evaluations(
             FEATURES.key,
             by_day,
@@ -130,5 +150,5 @@ def bars_15m(
 
     metadata = {day: {"source": "core.features.build_features"} for day in good}
     yield from record_or_fail(
-        context, FEATURES, lake, symbol, good, blocked, metadata, evaluate=evaluate
+        context, FEATURES, lake, symbol, good, blocked, metadata, evaluate=evaluate, as_of=as_of
     )

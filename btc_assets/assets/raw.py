@@ -15,7 +15,14 @@ import dagster as dg
 import polars as pl
 
 from btc_assets import checks
-from btc_assets.assets.common import Table, forced, range_days, record_range, today_utc
+from btc_assets.assets.common import (
+    Table,
+    forced,
+    now_utc,
+    range_days,
+    record_range,
+    today_utc,
+)
 from btc_assets.core.schema import conform, partition_day_expr
 from btc_assets.partitions import DAILY, SINGLE_RUN
 
@@ -68,6 +75,8 @@ def raw_asset(
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
+        # Every bar closed before the fetch starts must be there, today's included.
+        as_of = now_utc() if today_utc() in days else None
         dataset = context.resources.dataset
         lake, symbol = dataset.lake(), dataset.symbol
         force, today = forced(context), today_utc()
@@ -94,7 +103,14 @@ def raw_asset(
             f"reused {len(days) - len(stale)}"
         )
         yield from record_range(
-            context, table, lake, symbol, days, metadata, {"run_http_requests": fetched.requests}
+            context,
+            table,
+            lake,
+            symbol,
+            days,
+            metadata,
+            {"run_http_requests": fetched.requests},
+            as_of=as_of,
         )
 
     return _asset

@@ -15,7 +15,8 @@ import dagster as dg
 import polars as pl
 
 from btc_assets import checks
-from btc_assets.assets.features import FEATURES, IMPUTED_FLAGS, gate_figures
+from btc_assets.assets.common import partial_cutoff
+from btc_assets.assets.features import BAR, FEATURES, IMPUTED_FLAGS, gate_figures
 from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA
 from btc_assets.resources import DatasetResource, QualityGatesResource
 
@@ -79,7 +80,8 @@ def qa_report(
     days = [end - timedelta(days=i) for i in range(gates.qa_report_days - 1, -1, -1)]
     days = [d for d in days if d >= present[0]]
     frame = lake.scan_days(FEATURES.name, symbol, days, schema=FEATURE_SCHEMA).collect()
-    by_day = gate_figures(frame, days, gates.warmup_days)
+    newest = frame["ts"].max() if frame.height else None
+    by_day = gate_figures(frame, days, gates.warmup_days, partial_cutoff(days, newest, BAR))
     verdicts = _gate_verdicts(context.instance, days)
     expected, got = int(by_day["expected_bars"].sum()), int(by_day["present_bars"].sum())
     failed = sorted(d for d, v in verdicts.items() if v == "FAILED")

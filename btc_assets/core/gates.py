@@ -7,12 +7,12 @@ only measures.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 import polars as pl
 
 from btc_assets.core.bars import bar_duration
-from btc_assets.core.quality import days_frame
+from btc_assets.core.quality import days_frame, expected_slots
 from btc_assets.core.schema import partition_day_expr
 
 
@@ -31,6 +31,7 @@ def feature_quality_by_day(
     imputed_flags: Sequence[str],
     percentiles: Sequence[str],
     price: str = "close",
+    as_of: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per requested day (days with no rows included).
 
@@ -42,8 +43,10 @@ def feature_quality_by_day(
     - ``<feature>_nulls``: null or NaN values of each derived feature, counted only for
       bars at or after ``warm_from`` (before it the look-back windows are still filling);
     - ``percentile_out_of_range``: non-null percentiles outside (0, 1].
+
+    With ``as_of`` (today's partial partition) only the bars closed by then are expected.
     """
-    expected = bar_duration("1d") // bar_duration(every)
+    step = bar_duration(every)
     warm = pl.col("ts") >= warm_from
     aggs = [
         pl.len().cast(pl.Int64).alias("rows"),
@@ -59,11 +62,13 @@ def feature_quality_by_day(
     stats = features.with_columns(day=partition_day_expr()).group_by("day").agg(aggs)
     counts = ["rows", "present_bars", "duplicate_keys", "percentile_out_of_range"]
     counts += [f"{name}_nulls" for name in derived]
+    if as_of is not None:
+        as_of = as_of - (as_of - datetime.combine(as_of.date(), time(), as_of.tzinfo)) % step
     return (
-        days_frame(days)
-        .select("day")
+        days_frame(days, as_of)
+        .select("day", expected_bars=expected_slots(step))
         .join(stats, on="day", how="left")
-        .with_columns(pl.col(counts).fill_null(0), expected_bars=pl.lit(expected, pl.Int64))
+        .with_columns(pl.col(counts).fill_null(0))
         .with_columns(
             gap_bars=pl.col("expected_bars") - pl.col("present_bars"),
             derived_nulls=pl.sum_horizontal([f"{name}_nulls" for name in derived]),

@@ -90,12 +90,27 @@ def non_monotonic_step() -> pl.Expr:
 # ---------------------------------------------------------------- shared plumbing
 
 
-def days_frame(days: Iterable[date]) -> pl.LazyFrame:
+def days_frame(days: Iterable[date], as_of: datetime | None = None) -> pl.LazyFrame:
+    """day, start, end per requested day: (start, end] is what the day should hold.
+
+    With ``as_of`` (a partial day such as today), ``end`` stops there: bars that have not
+    closed yet are not expected.
+    """
     unique = sorted(set(days))
     day = pl.col("day").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
-    return pl.LazyFrame({"day": unique}, schema={"day": pl.Date()}).with_columns(
+    frame = pl.LazyFrame({"day": unique}, schema={"day": pl.Date()}).with_columns(
         start=day, end=day + ONE_DAY
     )
+    if as_of is None:
+        return frame
+    cutoff = pl.lit(as_of).cast(TS)
+    return frame.with_columns(end=pl.max_horizontal("start", pl.min_horizontal("end", cutoff)))
+
+
+def expected_slots(step: timedelta) -> pl.Expr:
+    """Grid bars in a ``days_frame`` row's (start, end], the end floored to the grid."""
+    step_ms = step // timedelta(milliseconds=1)
+    return ((pl.col("end") - pl.col("start")).dt.total_milliseconds() // step_ms).cast(pl.Int64)
 
 
 def _rows_in_days(frame: pl.LazyFrame, days: pl.LazyFrame, lo: date, hi: date) -> pl.LazyFrame:
@@ -157,20 +172,24 @@ def _gap_runs(slots: pl.LazyFrame, bounds: pl.LazyFrame, step: timedelta) -> pl.
 # ---------------------------------------------------------------- public figures
 
 
-def bar_quality_by_day(bars: pl.LazyFrame, every: str, days: list[date]) -> pl.DataFrame:
+def bar_quality_by_day(
+    bars: pl.LazyFrame, every: str, days: list[date], as_of: datetime | None = None
+) -> pl.DataFrame:
     """One row per requested day with coverage, gaps, key and value violations.
 
-    Expected slots for day D are D 00:00+every … D+1 00:00 (1440 for 1m, 96 for 15m).
+    Expected slots for day D are D 00:00+every … D+1 00:00 (1440 for 1m, 96 for 15m); with
+    ``as_of``, only the slots closed by then (today's partial partition).
     ``present_bars`` counts distinct on-grid ``ts``; rows off the grid are counted in
     ``off_grid_rows`` instead of inflating coverage. ``short_bars`` counts resampled bars
     built from fewer 1m bars than a full one (0 for frames without ``source_count``).
     ``rows`` is the raw row count.
     """
     step = bar_duration(every)  # also guarantees the step divides a day
-    expected = ONE_DAY // step
     if not days:
         return pl.DataFrame(schema=_bar_quality_schema())
-    days_lf = days_frame(days)
+    if as_of is not None:
+        as_of = as_of - (as_of - day_bounds(as_of.date())[0]) % step  # floor to the grid
+    days_lf = days_frame(days, as_of)
     schema = bars.collect_schema()
     contract = [c for c in BAR_SCHEMA if c in schema]
     columns = schema.names()
@@ -202,13 +221,14 @@ def bar_quality_by_day(bars: pl.LazyFrame, every: str, days: list[date]) -> pl.D
     )
     counts = [c for c, t in _bar_quality_schema().items() if t == pl.Int64()]
     return (
-        days_lf.select("day")
+        days_lf.select("day", expected_bars=expected_slots(step))
         .join(stats, on="day", how="left")
         .join(gap_stats, left_on="day", right_on="key", how="left")
-        .with_columns(expected_bars=pl.lit(expected, pl.Int64))
         .with_columns(
             pl.col(counts).fill_null(0),
-            coverage=pl.col("present_bars").fill_null(0) / pl.col("expected_bars"),
+            coverage=pl.when(pl.col("expected_bars") > 0).then(
+                pl.col("present_bars").fill_null(0) / pl.col("expected_bars")
+            ),
         )
         .select([pl.col(c).cast(t) for c, t in _bar_quality_schema().items()])
         .sort("day")
@@ -239,7 +259,10 @@ def _bar_quality_schema() -> dict[str, pl.DataType]:
 
 
 def event_quality_by_day(
-    events: pl.LazyFrame, days: list[date], expected_interval: timedelta | None = None
+    events: pl.LazyFrame,
+    days: list[date],
+    expected_interval: timedelta | None = None,
+    as_of: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per requested day for point-in-time tables such as funding.
 
@@ -248,13 +271,14 @@ def event_quality_by_day(
     the requested days, reported in ``expected_interval`` (null, with null coverage, when
     fewer than two events exist). ``max_spacing`` is the longest wait from the previous
     event (the previous event may sit in an earlier day if the frame holds it).
-    ``null_values`` counts nulls in every column of the frame.
+    ``null_values`` counts nulls in every column of the frame. With ``as_of`` only the
+    intervals that have ended by then are expected (today's partial partition).
     """
     if expected_interval is not None and expected_interval <= timedelta(0):
         raise ValueError(f"expected_interval must be positive, got {expected_interval}")
     if not days:
         return pl.DataFrame(schema=_event_quality_schema())
-    days_lf = days_frame(days)
+    days_lf = days_frame(days, as_of)
     columns = list(events.collect_schema())
     base = _rows_in_days(events, days_lf, min(days), max(days))
     stats = base.group_by("day").agg(
@@ -274,18 +298,22 @@ def event_quality_by_day(
         interval = pl.LazyFrame({"expected_interval": [expected_interval]})
     interval = interval.select(pl.col("expected_interval").cast(pl.Duration("ms")))
     interval_ms = pl.col("expected_interval").dt.total_milliseconds()
-    day_ms = ONE_DAY // timedelta(milliseconds=1)
+    day_ms = (pl.col("end") - pl.col("start")).dt.total_milliseconds()
     counts = [c for c, t in _event_quality_schema().items() if t == pl.Int64()]
     counts.remove("expected_events")
     return (
-        days_lf.select("day")
+        days_lf.select("day", "start", "end")
         .join(stats, on="day", how="left")
         .join(interval, how="cross")
         .with_columns(
             pl.col(counts).fill_null(0),
             expected_events=pl.when(interval_ms > 0).then(day_ms // interval_ms),
         )
-        .with_columns(coverage=pl.col("present_events") / pl.col("expected_events"))
+        .with_columns(
+            coverage=pl.when(pl.col("expected_events") > 0).then(
+                pl.col("present_events") / pl.col("expected_events")
+            )
+        )
         .select([pl.col(c).cast(t) for c, t in _event_quality_schema().items()])
         .sort("day")
         .collect()

@@ -14,7 +14,7 @@ from btc_assets.core.quality import (
     summarise,
     volume_violation,
 )
-from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA
+from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, TS
 from btc_assets_tests.test_core.test_bars import fixture_klines
 
 DAY = date(2024, 9, 21)
@@ -221,3 +221,35 @@ def test_stored_order_is_judged_before_days_are_filtered() -> None:
     out = bar_quality_by_day(stored.lazy(), "1m", [date(2024, 9, 20)])
     assert out["non_monotonic"].item() == 1  # the step back from today into yesterday
     assert out["present_bars"].item() == 1440
+
+
+def test_partial_day_expects_only_the_bars_closed_by_as_of() -> None:
+    day = date(2024, 3, 1)
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    closed = [start + timedelta(minutes=m) for m in range(1, 608)]  # up to 10:07
+    frame = pl.LazyFrame(
+        {"symbol": "BTCUSDT", "ts": closed, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0},
+        schema_overrides={"ts": TS},
+    )
+    as_of = start + timedelta(hours=10, minutes=7, seconds=42)
+    row = bar_quality_by_day(frame, "1m", [day], as_of=as_of).row(0, named=True)
+    assert (row["expected_bars"], row["present_bars"], row["gap_count"]) == (607, 607, 0)
+    assert row["coverage"] == 1.0
+    full = bar_quality_by_day(frame, "1m", [day]).row(0, named=True)
+    assert (full["expected_bars"], full["gap_count"], full["longest_gap_bars"]) == (1440, 1, 833)
+    # A day that has not started yet expects nothing.
+    later = bar_quality_by_day(frame, "1m", [date(2024, 3, 2)], as_of=as_of).row(0, named=True)
+    assert (later["expected_bars"], later["gap_count"], later["coverage"]) == (0, 0, None)
+
+
+def test_partial_day_expects_only_settlements_due_by_as_of() -> None:
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    events = pl.LazyFrame(
+        {"symbol": "BTCUSDT", "ts": [start + timedelta(hours=8)], "funding_rate": [1e-4]},
+        schema_overrides={"ts": TS},
+    )
+    as_of = start + timedelta(hours=9)
+    row = event_quality_by_day(
+        events, [date(2024, 3, 1)], timedelta(hours=8), as_of=as_of
+    ).row(0, named=True)
+    assert (row["expected_events"], row["present_events"], row["coverage"]) == (1, 1, 1.0)
