@@ -6,7 +6,7 @@ DAYS ?= 30
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export BTC_ASSETS_ENV ?= sandbox
 
-.PHONY: install demo test dev lint bench clean
+.PHONY: install demo test dev lint bench clean emulators
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,19 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
+# The BigQuery emulator the tests start: its own venv under .cache/ (git-ignored), local-bigquery
+# on Python 3.13 or the bqemulator fallback, DuckDB extensions unpacked under .cache/ too.
+EMULATORS := .cache/emulators
+$(EMULATORS)/.installed: tools/setup_emulators.sh | $(BIN)/python
+	bash tools/setup_emulators.sh $(BIN)/python
+	touch $@
+
+emulators: $(EMULATORS)/.installed
+
 demo: install
 	$(BIN)/python -m btc_assets.demo --days $(DAYS)
 
-test: install
+test: install emulators
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -36,9 +45,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install
+bench: install emulators
 	$(BIN)/python benchmarks/bench_backfill.py
 	$(BIN)/python benchmarks/bench_resample.py
+	$(BIN)/python benchmarks/bench_bigquery.py
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) data/lake data/reports data/warehouse.duckdb

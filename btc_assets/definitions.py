@@ -6,26 +6,49 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from btc_assets.assets.bars import PERP_15M, SPOT_15M, bar_assets
+from btc_assets.assets.bigquery_loads import bigquery_assets, bigquery_job
 from btc_assets.assets.binance import BINANCE_TABLES, binance_assets
 from btc_assets.assets.coinglass import COINGLASS_TABLES, coinglass_assets
 from btc_assets.assets.features import FEATURES, bars_15m
 from btc_assets.assets.reports import qa_report
 from btc_assets.assets.warehouse import duckdb_catalog_asset
+from btc_assets.automation import (
+    build_freshness_checks,
+    build_live_today,
+    build_quality_alerts,
+    build_run_failure_alerts,
+    build_tail_refresh,
+)
+from btc_assets.gcp_resources import warehouse_resources
 from btc_assets.resources import (
     BinanceResource,
     CoinGlassResource,
     DatasetResource,
     QualityGatesResource,
     SandboxResource,
+    TelegramResource,
 )
+from btc_assets.sandbox.telegram import SANDBOX_TELEGRAM_CHAT_ID, SANDBOX_TELEGRAM_TOKEN
 from btc_assets.settings import SANDBOX_COINGLASS_KEY, Settings, load_settings
+
+SETTINGS = load_settings()
+RAW_TABLES = (*BINANCE_TABLES, *COINGLASS_TABLES)
+raw_freshness = build_freshness_checks(RAW_TABLES, SETTINGS)
 
 LAKE_TABLES = (*BINANCE_TABLES, SPOT_15M, PERP_15M, *COINGLASS_TABLES, FEATURES)
 
+DAILY_TABLES = dg.AssetSelection.groups("binance", "bars", "coinglass", "features")
+# Freshness is about now, not about a historical range: only the live job evaluates it.
 daily_job = dg.define_asset_job(
     "btc_daily",
-    selection=dg.AssetSelection.groups("binance", "bars", "coinglass", "features"),
+    selection=DAILY_TABLES - dg.AssetSelection.checks(raw_freshness),
     description="Every daily lake table of the range: raw feeds, resampled bars, features.",
+)
+live_job = dg.define_asset_job(
+    "live_today",
+    selection=DAILY_TABLES,
+    description="Today's partial partition of every daily table, closed bars only, and the "
+    "raw feeds' freshness checks.",
 )
 catalog_job = dg.define_asset_job(
     "warehouse_catalog",
@@ -63,7 +86,19 @@ def build_resources(settings: Settings) -> dict[str, object]:
             sandbox=sandbox,
         ),
         "gates": QualityGatesResource(),
+        "telegram": TelegramResource(
+            base_url=settings.telegram_base_url,
+            # The sandbox's bot is not a secret; a real token only ever comes from the env.
+            token=SANDBOX_TELEGRAM_TOKEN
+            if settings.is_sandbox
+            else dg.EnvVar("TELEGRAM_BOT_TOKEN"),
+            chat_id=SANDBOX_TELEGRAM_CHAT_ID
+            if settings.is_sandbox
+            else dg.EnvVar("TELEGRAM_CHAT_ID"),
+            sandbox=sandbox,
+        ),
         "duckdb": DuckDBResource(database=str(settings.warehouse_path)),
+        **warehouse_resources(settings.warehouse),
     }
 
 
@@ -74,10 +109,18 @@ all_assets = [
     bars_15m,
     duckdb_catalog_asset(LAKE_TABLES),
     qa_report,
+    *bigquery_assets,
 ]
 
 defs = dg.Definitions(
     assets=all_assets,
-    resources=build_resources(load_settings()),
-    jobs=[daily_job, catalog_job],
+    asset_checks=[raw_freshness],
+    resources=build_resources(SETTINGS),
+    jobs=[daily_job, catalog_job, live_job, bigquery_job],
+    schedules=[build_tail_refresh(daily_job, SETTINGS)],
+    sensors=[
+        build_live_today(live_job, SETTINGS),
+        build_quality_alerts(SETTINGS),
+        build_run_failure_alerts(SETTINGS),
+    ],
 )

@@ -19,6 +19,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
+from btc_assets import warehouse_demo  # noqa: E402  (after the filters)
 from btc_assets.assets.common import today_utc  # noqa: E402  (after the filters)
 from btc_assets.definitions import LAKE_TABLES, defs  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     end = today_utc() - timedelta(days=1)
     start = max(end - timedelta(days=args.days - 1), settings.start_date)
     print(f"btc_assets demo: {settings.env} mode, {settings.symbol}, {start} .. {end}")
+    try:
+        warehouse_demo.check(defs, settings)  # WAREHOUSE=bigquery: says what to set, early
+    except warehouse_demo.WarehouseConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     instance = dg.DagsterInstance.get()
     began = time.perf_counter()
     daily = defs.resolve_job_def("btc_daily").execute_in_process(
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     catalog = defs.resolve_job_def("warehouse_catalog").execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
     )
+    bigquery = warehouse_demo.load(defs, instance, settings, start, end, QUIET)
     elapsed = time.perf_counter() - began
     tally = _check_tally(instance, daily.run_id)
     lake_root = settings.lake_dir
@@ -81,12 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"{'duckdb_catalog':<26}{'':>6}{'':>10}  {'':<34}{settings.warehouse_path}")
     print(f"{'qa_report':<26}{'':>6}{'':>10}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
-    status = "succeeded" if daily.success and catalog.success else "FAILED"
+    print(bigquery.summary)
+    ok = daily.success and catalog.success and bigquery.success
+    status = "succeeded" if ok else "FAILED"
     print(
         f"\nruns {status} in {elapsed:.1f} s (daily run {daily.run_id[:8]}, "
         f"catalog run {catalog.run_id[:8]}); open `make dev` to browse them"
     )
-    return 0 if daily.success and catalog.success else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

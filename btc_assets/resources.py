@@ -15,6 +15,7 @@ import httpx
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.coinglass import CoinGlassClient
+from btc_assets.vendors.telegram import TelegramClient
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -102,3 +103,18 @@ class QualityGatesResource(dg.ConfigurableResource):
     warmup_days: int = 30  # look-back windows fill up after this many days from the start
     price_tolerance_bp: float = 5.0  # CoinGlass close vs Binance perp close
     qa_report_days: int = 180
+
+
+class TelegramResource(dg.ConfigurableResource):
+    """Alert delivery. Token and chat come only from ``TELEGRAM_BOT_TOKEN`` /
+    ``TELEGRAM_CHAT_ID`` (``dg.EnvVar``) in live; the token is never logged."""
+
+    base_url: str
+    token: str | None = None
+    chat_id: str | None = None
+    sandbox: SandboxResource
+
+    def client(self) -> TelegramClient:
+        return TelegramClient(
+            self.base_url, self.token, self.chat_id, transport=self.sandbox.transport()
+        )

@@ -41,6 +41,26 @@ class SettingsError(ValueError):
     """An environment variable has a value the project cannot use."""
 
 
+Warehouse = Literal["duckdb", "bigquery"]
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    """Where loads go: the embedded DuckDB catalog (default) or BigQuery, staged on GCS.
+
+    Credentials are not here: Google's clients read them themselves (Application Default
+    Credentials: GOOGLE_APPLICATION_CREDENTIALS or ``gcloud auth application-default login``).
+    """
+
+    kind: Warehouse = "duckdb"
+    bigquery_project: str | None = None
+    bigquery_dataset: str = "btc_assets"
+    bigquery_location: str = "US"
+    bigquery_api_endpoint: str | None = None  # a local emulator; unset in production
+    gcs_bucket: str | None = None  # unset: load from the local day file, no staging
+    gcs_prefix: str = "raw"
+
+
 @dataclass(frozen=True)
 class Settings:
     env: Environment
@@ -61,6 +81,7 @@ class Settings:
     automation_on: bool
     sandbox_seed: int
     sandbox_faults: str
+    warehouse: WarehouseSettings
 
     @property
     def lake_dir(self) -> Path:
@@ -102,6 +123,26 @@ def _whole(name: str, default: str) -> int:
     if not raw.isdigit():
         raise SettingsError(f"{name}={raw!r} is not a whole number")
     return int(raw)
+
+
+def _warehouse_settings() -> WarehouseSettings:
+    kind = _get("WAREHOUSE", "duckdb").lower()
+    if kind not in ("duckdb", "bigquery"):
+        raise SettingsError(f"WAREHOUSE={kind!r}: expected 'duckdb' or 'bigquery'")
+    endpoint = _get("BIGQUERY_API_ENDPOINT", "")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise SettingsError(f"BIGQUERY_API_ENDPOINT={endpoint!r} is not an http(s) URL")
+    # GOOGLE_CLOUD_PROJECT is the name Google's own tools use; BIGQUERY_PROJECT wins.
+    project = _get("BIGQUERY_PROJECT", "") or _get("GOOGLE_CLOUD_PROJECT", "")
+    return WarehouseSettings(
+        kind=kind,  # type: ignore[arg-type]
+        bigquery_project=project or None,
+        bigquery_dataset=_get("BIGQUERY_DATASET", "btc_assets"),
+        bigquery_location=_get("BIGQUERY_LOCATION", "US"),
+        bigquery_api_endpoint=endpoint.rstrip("/") or None,
+        gcs_bucket=_get("GCS_STAGING_BUCKET", "").removeprefix("gs://").strip("/") or None,
+        gcs_prefix=_get("GCS_STAGING_PREFIX", "raw").strip("/"),
+    )
 
 
 def load_settings() -> Settings:
@@ -151,4 +192,5 @@ def load_settings() -> Settings:
         automation_on=_get("BTC_ASSETS_AUTOMATION", "off").lower() in ("1", "on", "true", "yes"),
         sandbox_seed=int(_get("BTC_ASSETS_SANDBOX_SEED", "7")),
         sandbox_faults=_get("BTC_ASSETS_SANDBOX_FAULTS", ""),
+        warehouse=_warehouse_settings(),
     )

@@ -18,14 +18,24 @@ RAW_AND_BARS = {
     "coinglass_liquidations",
 }
 DAILY_TABLES = {*RAW_AND_BARS, "bars_15m"}
+# lake table -> its BigQuery load (group "bigquery"), see btc_assets/assets/bigquery_loads.py
+BIGQUERY_LOADS = {
+    "binance_spot_klines_1m": "bq_spot_klines",
+    "binance_perp_klines_1m": "bq_perp_klines",
+    "bars_15m": "bq_bars_15m",
+}
 
 
 def test_definitions_load_with_the_expected_graph() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {*DAILY_TABLES, "duckdb_catalog", "qa_report"}
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"btc_daily", "warehouse_catalog"}
+    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), "duckdb_catalog", "qa_report"}
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert jobs >= {"btc_daily", "warehouse_catalog", "live_today"}
+    assert defs.resolve_schedule_def("tail_refresh").cron_schedule == "30 0 * * *"
+    for sensor in ("live_today", "quality_alerts", "run_failure_alerts"):
+        assert defs.resolve_sensor_def(sensor) is not None
 
 
 def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
@@ -36,8 +46,11 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
         checks_by_asset.setdefault(check_key.asset_key.to_user_string(), {})[check_key.name] = (
             node.blocking
         )
-    assert checks_by_asset.keys() == DAILY_TABLES
-    for name in RAW_AND_BARS:
+    assert checks_by_asset.keys() == DAILY_TABLES | set(BIGQUERY_LOADS.values())
+    raw = {name for name in RAW_AND_BARS if name.startswith(("binance_", "coinglass_"))}
+    for name in raw:
+        assert checks_by_asset[name] == {"quality": True, "freshness": False}, name
+    for name in RAW_AND_BARS - raw:
         assert checks_by_asset[name] == {"quality": True}, name
     assert checks_by_asset["bars_15m"] == {"quality": True, "reconciliation": False}
     for name in DAILY_TABLES:
@@ -66,3 +79,24 @@ def test_derived_tables_depend_on_their_sources() -> None:
         "spot_klines_15m",
     }
     assert parents("qa_report") == {"bars_15m"}
+
+
+def test_bigquery_loads_are_gated_daily_assets_of_their_own_group() -> None:
+    graph = defs.resolve_asset_graph()
+    for source, name in BIGQUERY_LOADS.items():
+        node = graph.get(dg.AssetKey(name))
+        assert {k.to_user_string() for k in node.parent_keys} == {source}
+        assert node.group_name == "bigquery"
+        assert node.kinds == {"bigquery"}
+        assert node.partitions_def is not None
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        (check,) = [k for k in graph.asset_check_keys if k.asset_key == node.key]
+        assert check.name == "bq_row_parity" and graph.get(check).blocking
+    job = defs.resolve_job_def("btc_bigquery")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(
+        BIGQUERY_LOADS.values()
+    )
+    # The daily and live jobs never touch BigQuery: make demo runs it only when selected.
+    for other in ("btc_daily", "live_today"):
+        selected = defs.resolve_job_def(other).asset_layer.selected_asset_keys
+        assert not {k.to_user_string() for k in selected} & set(BIGQUERY_LOADS.values())

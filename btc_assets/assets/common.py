@@ -163,25 +163,14 @@ def record_range(
                 "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
             ),
         }
-    schema_meta = {"dagster/column_schema": column_schema(table)}
-    if materialize_all:
-        for day, metadata in per_day.items():
-            context.add_asset_metadata(metadata, partition_key=day.isoformat())
-        yield dg.MaterializeResult(
-            metadata={
-                **schema_meta,
-                **(range_metadata or {}),
-                "days": len(days),
-                "rows": frame.height,
-            }
-        )
-    else:
-        for day, metadata in per_day.items():
-            yield dg.AssetMaterialization(
-                asset_key=table.key,
-                partition=day.isoformat(),
-                metadata={**schema_meta, **metadata},
-            )
+    yield from materialize_days(
+        context,
+        table.key,
+        per_day,
+        common={"dagster/column_schema": column_schema(table)},
+        range_only={**(range_metadata or {}), "days": len(days), "rows": frame.height},
+        materialize_all=materialize_all,
+    )
     errors = manifest_errors(lake, table, symbol, days)
     if evaluate is None:
         by_day = quality_by_day(table, frame.lazy(), days, as_of)
@@ -190,6 +179,32 @@ def record_range(
         yield from evaluate(frame, errors)
     if materialize_all:
         yield from checks.check_outputs(context)
+
+
+def materialize_days(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    per_day: Mapping[date, Mapping[str, Any]],
+    common: Mapping[str, Any],
+    range_only: Mapping[str, Any],
+    materialize_all: bool,
+) -> Iterator[Any]:
+    """The step's output for the whole range, or one ``AssetMaterialization`` per day.
+
+    ``materialize_all``: every day of the range was done, so the output covers it and each
+    day's metadata is attached through ``add_asset_metadata``. Otherwise only ``per_day``'s
+    days are recorded, one event each, and the caller fails the step afterwards (no output
+    is owed then).
+    """
+    if materialize_all:
+        for day, metadata in per_day.items():
+            context.add_asset_metadata(dict(metadata), partition_key=day.isoformat())
+        yield dg.MaterializeResult(metadata={**common, **range_only})
+    else:
+        for day, metadata in per_day.items():
+            yield dg.AssetMaterialization(
+                asset_key=key, partition=day.isoformat(), metadata={**common, **metadata}
+            )
 
 
 def gate_days(

@@ -67,6 +67,7 @@ def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
     "of derived features, gate verdicts. JSON + PNG under data/reports/.",
     group_name="reports",
     kinds={"polars", "json"},
+    automation_condition=dg.AutomationCondition.eager(),
     deps=[FEATURES.key],
 )
 def qa_report(

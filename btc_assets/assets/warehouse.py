@@ -27,6 +27,7 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
         "`SELECT * FROM bars_15m`.",
         group_name="warehouse",
         kinds={"duckdb"},
+        automation_condition=dg.AutomationCondition.eager(),
         deps=[table.key for table in tables],
     )
     def _catalog(

@@ -19,6 +19,7 @@ import httpx
 
 from btc_assets.sandbox import binance as _binance  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)
+from btc_assets.sandbox import telegram as _telegram  # noqa: F401  (registers its routes)
 from btc_assets.sandbox.faults import (
     BODY_KINDS,
     DATA_KINDS,

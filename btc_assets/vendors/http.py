@@ -1,9 +1,9 @@
 """The HTTP session every vendor client shares: retries, rate limits, redaction, clear errors.
 
 No Dagster here. A vendor module builds one :class:`VendorHttpClient` per base URL and calls
-:meth:`VendorHttpClient.get_json`; what comes back is parsed JSON, what goes wrong is a
-:class:`VendorError` whose text names the vendor, endpoint, parameters (secrets redacted),
-HTTP status and the vendor's own code and message.
+:meth:`VendorHttpClient.get_json` (or :meth:`~VendorHttpClient.post_json`); what comes back is
+parsed JSON, what goes wrong is a :class:`VendorError` whose text names the vendor, endpoint,
+parameters (secrets redacted), HTTP status and the vendor's own code and message.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ _HEADER_RE = re.compile(
     r"(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?([^\s,'\"}]+)"
 )
 _TELEGRAM_RE = re.compile(r"/bot(\d+:[A-Za-z0-9_-]+)")
+_RETRY_AFTER_TEXT = re.compile(r"(?i)retry after (\d+(?:\.\d+)?)")
+_CLIP = 80  # characters of a POST body field shown in logs and errors (message texts are long)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -51,6 +53,25 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _TELEGRAM_RE.sub(f"/bot{MASK}", text)
 
 
+class RedactingFilter(logging.Filter):
+    """Masks secrets in third-party log records: httpx logs every request URL at INFO, and
+    some vendors carry the secret in the URL (Telegram's ``/bot<token>``, ``apikey=``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: logging reports it at emit
+            return True
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+_REDACTING_FILTER = RedactingFilter()
+logging.getLogger("httpx").addFilter(_REDACTING_FILTER)
+
+
 class VendorConfigError(ValueError):
     """A vendor client cannot be built from the settings it was given."""
 
@@ -59,7 +80,9 @@ class VendorError(Exception):
     """A vendor call failed; ``str()`` says where and why, never with a secret in it.
 
     ``params`` are stored already redacted. The fields are positional ``args`` so the error
-    pickles (Dagster may ship it across processes).
+    pickles (Dagster may ship it across processes). ``details`` holds structured fields of
+    the vendor's error body that a vendor module may act on (Telegram's ``parameters``:
+    ``retry_after``, ``migrate_to_chat_id``); it is not part of ``str()``.
     """
 
     def __init__(
@@ -72,8 +95,11 @@ class VendorError(Exception):
         code: int | str | None = None,
         message: str = "",
         hint: str = "",
+        details: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(vendor, endpoint, dict(params or {}), method, status, code, message, hint)
+        super().__init__(
+            vendor, endpoint, dict(params or {}), method, status, code, message, hint, details
+        )
         self.vendor, self.endpoint, self.params, self.method = (
             vendor,
             endpoint,
@@ -81,6 +107,7 @@ class VendorError(Exception):
             method,
         )
         self.status, self.code, self.message, self.hint = status, code, message, hint
+        self.details: Mapping[str, Any] = dict(details or {})
 
     def __str__(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in (self.params or {}).items())
@@ -93,7 +120,7 @@ class VendorError(Exception):
 
     def evolve(self, cls: type[VendorError], hint: str = "") -> VendorError:
         """The same failure as a more specific class (vendors refine generic errors)."""
-        return cls(*self.args[:7], hint or self.hint)
+        return cls(*self.args[:7], hint or self.hint, *self.args[8:])
 
 
 class VendorRateLimited(VendorError):
@@ -200,6 +227,17 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         return None
 
 
+def _body_retry_after(body: Any, message: str | None) -> float | None:
+    """The wait a rate-limit body asks for: Telegram's ``parameters.retry_after``, else a
+    "retry after N" in the message (some Telegram 429s come without ``parameters``)."""
+    params = body.get("parameters") if isinstance(body, dict) else None
+    value = params.get("retry_after") if isinstance(params, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    found = _RETRY_AFTER_TEXT.search(message or "")
+    return float(found.group(1)) if found else None
+
+
 def _vendor_message(body: Any) -> tuple[int | str | None, str | None]:
     """The code and message of an error body in the shapes our vendors use."""
     if not isinstance(body, dict):
@@ -304,11 +342,16 @@ class VendorHttpClient:
         }
 
     def _error(
-        self, cls: type[VendorError], path: str, params: Mapping[str, Any], **kw: Any
+        self,
+        cls: type[VendorError],
+        path: str,
+        params: Mapping[str, Any],
+        method: str = "GET",
+        **kw: Any,
     ) -> VendorError:
         if "message" in kw:
             kw["message"] = self.redact(str(kw["message"]))
-        err = cls(self.vendor, self.redact(path), self.shown_params(params), "GET", **kw)
+        err = cls(self.vendor, self.redact(path), self.shown_params(params), method, **kw)
         return self.error_hook(err) if self.error_hook else err
 
     def _backoff(self, attempt: int) -> float:
@@ -331,33 +374,75 @@ class VendorHttpClient:
         type is an error: an error object in an HTTP 200 raises :class:`VendorError` with
         the vendor's message (not retried: asking again gives the same answer).
         """
+        return self._request("GET", path, params, None, weight, budgets, expect)
+
+    def post_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        weight: int = 1,
+        budgets: Sequence[tuple[WeightBudget, int]] = (),
+        expect: type | None = None,
+    ) -> Any:
+        """POST ``body`` as JSON to ``path`` and return the JSON answer; as :meth:`get_json`.
+
+        Retried on the same failures as a GET, so a timeout after the vendor acted can send
+        the request twice: use it where a duplicate is harmless (a notification) or the
+        vendor deduplicates. Logs and errors show the body's fields, secrets masked and long
+        values clipped.
+        """
+        return self._request("POST", path, params, body, weight, budgets, expect)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | None,
+        weight: int,
+        budgets: Sequence[tuple[WeightBudget, int]],
+        expect: type | None,
+    ) -> Any:
         params = {k: v for k, v in (params or {}).items() if v is not None}
+        body = None if body is None else {k: v for k, v in body.items() if v is not None}
+        fields = {**params, **(body or {})}
         # Vendors echo keys back bare ("Invalid API-key <key>"): mask the values, not only
         # the name=value patterns.
-        self._secrets.update(str(v) for k, v in params.items() if k.lower() in self._secret_params)
+        self._secrets.update(str(v) for k, v in fields.items() if k.lower() in self._secret_params)
         self._secrets.update(_TELEGRAM_RE.findall(path))
-        shown = self.describe(path, params)
+        # What logs and errors show of the request: query and body fields, clipped.
+        display = {k: _clip(v) for k, v in fields.items()} if body else params
+        shown = self.describe(path, display)
         tries = {False: 0, True: 0}  # failed attempts: transport/status, malformed body
         while True:
             try:
-                return self._attempt(path, params, shown, weight, budgets, expect)
+                return self._attempt(
+                    method, path, params, body, display, shown, weight, budgets, expect
+                )
             except _Retry as retry:
                 tries[retry.malformed] += 1
                 n = tries[retry.malformed]
                 if n > (self.malformed_retries if retry.malformed else self.max_retries):
                     hint = f"gave up after {n} attempts"
-                    raise self._error(retry.cls, path, params, hint=hint, **retry.fields) from None
+                    raise self._error(
+                        retry.cls, path, display, method, hint=hint, **retry.fields
+                    ) from None
                 delay = retry.after if retry.after is not None else self._backoff(n - 1)
                 log.warning(
-                    "%s GET %s failed (%s); retry %d in %.2f s", self.vendor, shown,
+                    "%s %s %s failed (%s); retry %d in %.2f s", self.vendor, method, shown,
                     self.redact(retry.reason), n, delay,
                 )  # fmt: skip
                 self.sleep(delay)
 
     def _attempt(
         self,
+        method: str,
         path: str,
         params: Mapping[str, Any],
+        body: Mapping[str, Any] | None,
+        display: Mapping[str, Any],
         shown: str,
         weight: int,
         budgets: Sequence[tuple[WeightBudget, int]],
@@ -370,7 +455,7 @@ class VendorHttpClient:
         started = time.perf_counter()
         self.requests_sent += 1
         try:
-            response = self._client.get(path, params=params)
+            response = self._client.request(method, path, params=params, json=body)
         except httpx.TransportError as exc:
             kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
             reason = f"{kind}: {type(exc).__name__}: {self.redact(str(exc)) or 'no detail'}"
@@ -380,9 +465,9 @@ class VendorHttpClient:
                 limiter.observe(response.headers)
         status = response.status_code
         ms = (time.perf_counter() - started) * 1000
-        log.debug("%s GET %s -> %d in %.0f ms", self.vendor, shown, status, ms)
+        log.debug("%s %s %s -> %d in %.0f ms", self.vendor, method, shown, status, ms)
         if status != 200:
-            self._refuse(response, path, params)
+            self._refuse(response, path, display, method)
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -396,30 +481,56 @@ class VendorHttpClient:
         code, message = _vendor_message(body)
         if message is None:
             message = f"expected a JSON {expect.__name__}, got {self.redact(response.text[:120])!r}"
-            raise self._error(VendorResponseError, path, params, status=200, message=message)
-        raise self._error(VendorError, path, params, status=200, code=code, message=message)
+            raise self._error(
+                VendorResponseError, path, display, method, status=200, message=message
+            )
+        raise self._error(
+            VendorError, path, display, method, status=200, code=code, message=message,
+            details=_details(body),
+        )  # fmt: skip
 
-    def _refuse(self, response: httpx.Response, path: str, params: Mapping[str, Any]) -> None:
+    def _refuse(
+        self, response: httpx.Response, path: str, params: Mapping[str, Any], method: str = "GET"
+    ) -> None:
         """Raise the final error for a non-200, or :class:`_Retry` when it is worth retrying."""
         status = response.status_code
         try:
-            code, message = _vendor_message(response.json())
+            body = response.json()
         except ValueError:
-            code, message = None, None
+            body = None
+        code, message = _vendor_message(body)
         if message is None:
             message = response.reason_phrase or response.text[:200].strip() or "no message"
-        fields = {"status": status, "code": code, "message": message}
+        fields = {"status": status, "code": code, "message": message, "details": _details(body)}
         if status not in RETRY_STATUSES and status < 500:
-            raise self._error(VendorError, path, params, **fields)
+            raise self._error(VendorError, path, params, method, **fields)
         cls = VendorRateLimited if status in RATE_LIMIT_STATUSES else VendorUnavailable
-        after = _retry_after(response.headers)
+        waits = [_retry_after(response.headers)]
+        if status in RATE_LIMIT_STATUSES:
+            waits.append(_body_retry_after(body, message))
+        # Header and body may both name a wait; the longer one is never too early.
+        after = max((w for w in waits if w is not None), default=None)
         if after is not None and after > self.max_retry_after:
             hint = (
                 f"the vendor asks to wait {after:.0f} s (Retry-After), more than "
                 f"max_retry_after={self.max_retry_after:.0f} s; not waiting"
             )
-            raise self._error(cls, path, params, hint=hint, **fields)
+            raise self._error(cls, path, params, method, hint=hint, **fields)
         raise _Retry(f"HTTP {status} {message}", cls, after=after, **fields)
+
+
+def _details(body: Any) -> dict[str, Any] | None:
+    """Structured fields of an error body worth keeping on the error (Telegram's
+    ``parameters``); the message and code are taken by :func:`_vendor_message`."""
+    params = body.get("parameters") if isinstance(body, dict) else None
+    return dict(params) if isinstance(params, dict) else None
+
+
+def _clip(value: Any) -> Any:
+    text = value if isinstance(value, str) else None
+    if text is None or len(text) <= _CLIP:
+        return value
+    return f"{text[:_CLIP]}... ({len(text)} chars)"
 
 
 class _Retry(Exception):

@@ -249,7 +249,7 @@ def test_partial_day_expects_only_settlements_due_by_as_of() -> None:
         schema_overrides={"ts": TS},
     )
     as_of = start + timedelta(hours=9)
-    row = event_quality_by_day(
-        events, [date(2024, 3, 1)], timedelta(hours=8), as_of=as_of
-    ).row(0, named=True)
+    row = event_quality_by_day(events, [date(2024, 3, 1)], timedelta(hours=8), as_of=as_of).row(
+        0, named=True
+    )
     assert (row["expected_events"], row["present_events"], row["coverage"]) == (1, 1, 1.0)

@@ -1,0 +1,224 @@
+"""BigQuery raw tables: one daily-partitioned load asset per lake table, gated per day.
+
+Each asset replaces its days in BigQuery from the verified lake day files (``btc_assets.
+bigquery.replace_day``: staging load + one transaction), optionally staging them on GCS
+first, then checks per day that BigQuery holds what the lake holds (``bq_row_parity``).
+A day is loaded only when its upstream blocking checks passed (``gate_days``); blocked and
+refused days are named in a ``dg.Failure`` after the good days are recorded, as
+``record_or_fail`` does for lake tables.
+
+Adding a table is one line in ``bigquery_assets``: ``bigquery_load_asset(SOME_TABLE)``.
+"""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from btc_assets import checks
+from btc_assets.assets.binance import PERP_1M, SPOT_1M
+from btc_assets.assets.common import (
+    Table,
+    column_schema,
+    gate_days,
+    materialize_days,
+    range_days,
+)
+from btc_assets.assets.features import FEATURES
+from btc_assets.bigquery import (
+    DayFileError,
+    DayLoad,
+    SchemaDriftError,
+    check_day_file,
+    day_figures,
+    ensure_table,
+    replace_day,
+)
+from btc_assets.core.schema import partition_day_expr
+from btc_assets.gcp_resources import BigQueryWarehouseResource, GcsStagingResource
+from btc_assets.lake import Lake
+from btc_assets.partitions import DAILY, SINGLE_RUN
+from btc_assets.resources import DatasetResource
+
+GROUP = "bigquery"
+# The first of these a table has is what parity sums: base volume for klines, USD volume
+# for the feature table (its CoinGlass bar volume; perp/spot base volumes are inputs).
+VOLUME_COLUMNS = ("volume", "volume_usd")
+
+
+@dataclass(frozen=True)
+class WarehouseTable:
+    """A lake table and the BigQuery table (and asset ``bq_<name>``) it is loaded into."""
+
+    source: Table
+    name: str
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(f"bq_{self.name}")
+
+    @property
+    def interval(self) -> str:
+        return self.source.every or "event"
+
+    @property
+    def volume_column(self) -> str:
+        for column in VOLUME_COLUMNS:
+            if column in self.source.schema:
+                return column
+        raise ValueError(f"{self.source.name} has none of {VOLUME_COLUMNS} to check parity on")
+
+
+def _lake_figures(
+    lake: Lake, table: WarehouseTable, symbol: str, days: list[date]
+) -> dict[date, tuple[int, float | None]]:
+    """Rows and volume sum per day, from the lake files in one scan."""
+    source, column = table.source, table.volume_column
+    frame = (
+        lake.scan_days(source.name, symbol, days, schema=dict(source.schema))
+        .group_by(partition_day_expr().alias("day"))
+        .agg(pl.len().alias("rows"), pl.col(column).sum().alias("volume"))
+        .collect()
+    )
+    found = {row["day"]: (row["rows"], row["volume"]) for row in frame.iter_rows(named=True)}
+    return {day: found.get(day, (0, None)) for day in days}
+
+
+def _day_metadata(load: DayLoad, lake_path: str) -> dict[str, Any]:
+    source = (
+        dg.MetadataValue.url(load.source_uri)
+        if load.source_uri.startswith("gs://")
+        else dg.MetadataValue.path(load.source_uri)
+    )
+    return {
+        "dagster/row_count": load.rows,
+        "bigquery_job_ids": ", ".join(load.job_ids),
+        "bigquery_jobs": len(load.job_ids),
+        "bytes_loaded": load.bytes_loaded,
+        "bytes_processed": load.bytes_processed,
+        "destination_table": load.destination,
+        "source_uri": source,
+        "lake_path": dg.MetadataValue.path(lake_path),
+    }
+
+
+def _failure(
+    table: WarehouseTable,
+    loaded: int,
+    blocked: Mapping[date, list[str]],
+    refused: Mapping[date, str],
+    error: Exception | None,
+) -> dg.Failure:
+    reasons = [f"{d}: blocked by {', '.join(why)}" for d, why in sorted(blocked.items())]
+    reasons += [f"{d}: {why}" for d, why in sorted(refused.items())]
+    text = f"{table.key.to_user_string()}: {len(blocked) + len(refused)} day(s) not loaded"
+    if reasons:
+        text += f" ({'; '.join(reasons)})"
+    if error is not None:
+        text += f"; stopped by {error.__class__.__name__}: {error}"
+    return dg.Failure(
+        description=f"{text}. {loaded} other day(s) were loaded.",
+        metadata={
+            "blocked_days": sorted(d.isoformat() for d in blocked),
+            "refused_days": sorted(d.isoformat() for d in refused),
+        },
+    )
+
+
+def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefinition:
+    """The asset ``bq_<name>`` loading lake table ``source`` into BigQuery table ``name``."""
+    table = WarehouseTable(source, name or source.name)
+    volume_column = table.volume_column
+
+    @dg.asset(
+        name=table.key.path[-1],
+        description=f"Lake table {source.name} in BigQuery table {table.name} (DAY-partitioned "
+        "on ts, clustered by symbol): each day replaced atomically from its verified day file, "
+        "staged on GCS when GCS_STAGING_BUCKET is set.",
+        partitions_def=DAILY,
+        backfill_policy=SINGLE_RUN,
+        group_name=GROUP,
+        kinds={"bigquery"},
+        deps=[source.key],
+        check_specs=[checks.parity_check_spec(table.key, volume_column)],
+    )
+    def _load(
+        context: dg.AssetExecutionContext,
+        dataset: DatasetResource,
+        bigquery: BigQueryWarehouseResource,
+        gcs_staging: GcsStagingResource,
+    ) -> Iterator[Any]:
+        lake, symbol = dataset.lake(), dataset.symbol
+        good, blocked = gate_days(context, lake, symbol, [source], range_days(context))
+        loads: dict[date, DayLoad] = {}
+        refused: dict[date, str] = {}
+        error: Exception | None = None
+        with bigquery.get_client() as client:
+            target = bigquery.table(table.name)
+            ensure_table(client, target, source.schema, bigquery.location)
+            storage = gcs_staging.client()
+            for day in good:
+                path = lake.day_file(source.name, symbol, day)
+                try:
+                    check_day_file(path, source.schema, symbol, day)  # before staging it
+                    uri = gcs_staging.stage(storage, path, table.name, table.interval, day)
+                    loads[day] = replace_day(
+                        client, target, source.schema, symbol, day, path, source_uri=uri
+                    )
+                except (SchemaDriftError, DayFileError) as exc:
+                    refused[day] = str(exc)  # this day's data; the other days may be fine
+                except Exception as exc:
+                    # Service or staging trouble: stop, record what is done, then fail.
+                    error = exc
+                    break
+            try:
+                warehouse = day_figures(client, target, symbol, list(loads), volume_column)
+            except Exception:
+                if error is None:
+                    raise
+                warehouse = None  # the service is down: the error below says so
+        per_day = {
+            day: _day_metadata(load, str(lake.day_file(source.name, symbol, day)))
+            for day, load in loads.items()
+        }
+        complete = not blocked and not refused and error is None
+        yield from materialize_days(
+            context,
+            table.key,
+            per_day,
+            common={
+                "dagster/column_schema": column_schema(source),
+                "dagster/table_name": target.table_id,
+            },
+            range_only={
+                "days": len(loads),
+                "rows": sum(load.rows for load in loads.values()),
+                "bigquery_jobs": sum(len(load.job_ids) for load in loads.values()),
+                "gcs_staging": gcs_staging.enabled,
+            },
+            materialize_all=complete,
+        )
+        if warehouse is not None:
+            lake_figures = _lake_figures(lake, table, symbol, list(loads))
+            yield from checks.parity_evaluations(table.key, lake_figures, warehouse, volume_column)
+        if not complete:
+            raise _failure(table, len(loads), blocked, refused, error) from error
+        yield from checks.check_outputs(context)
+
+    return _load
+
+
+bigquery_assets = [
+    bigquery_load_asset(SPOT_1M, "spot_klines"),
+    bigquery_load_asset(PERP_1M, "perp_klines"),
+    bigquery_load_asset(FEATURES),
+]
+
+bigquery_job = dg.define_asset_job(
+    "btc_bigquery",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Load the lake's daily tables into BigQuery (WAREHOUSE=bigquery).",
+)

@@ -1,0 +1,253 @@
+"""Schedules, sensors and freshness checks: the long-lived deployment's clockwork.
+
+- ``tail_refresh`` (schedule): daily at ``BTC_ASSETS_TAIL_REFRESH_CRON`` (UTC), one run over
+  the last N complete days (``BTC_ASSETS_TAIL_DAYS``) of every daily table. Those days are
+  inside the tail window, so the raw feeds re-fetch them (vendors publish late and revise).
+- ``live_today`` (sensor): every ``BTC_ASSETS_LIVE_INTERVAL_SECONDS`` it refreshes today's
+  partial partition with closed bars, unless the previous live run is still going.
+- ``freshness`` (asset checks on the raw feeds): fail when the newest closed bar is older
+  than the feed's cadence plus ``BTC_ASSETS_FRESHNESS_SLACK_MINUTES``; run by the live job.
+- ``quality_alerts`` / ``run_failure_alerts`` (sensors): a Telegram message when a blocking
+  check fails with ERROR, or a run fails.
+
+``duckdb_catalog`` and ``qa_report`` follow their inputs by ``AutomationCondition.eager()``.
+Everything is off by default and switched on with ``BTC_ASSETS_AUTOMATION=on`` (or in the UI).
+"""
+
+from collections.abc import Iterator, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from btc_assets.assets.common import Table, now_utc
+from btc_assets.core.bars import bar_duration
+from btc_assets.resources import DatasetResource, TelegramResource
+from btc_assets.settings import Settings
+
+FRESHNESS = "freshness"
+TRIGGER_TAG = "btc_assets/trigger"
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+# Binance settles funding every 8h; a feed without a bar interval is judged on that cadence.
+EVENT_CADENCE = timedelta(hours=8)
+ALERT_LINES = 20
+ALERT_WINDOW = 2000  # failed executions per check read per tick: a year's backfill fits
+MINUTE = timedelta(minutes=1)
+
+
+def _status(settings: Settings) -> dg.DefaultScheduleStatus:
+    on = settings.automation_on
+    return dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED
+
+
+def _sensor_status(settings: Settings) -> dg.DefaultSensorStatus:
+    on = settings.automation_on
+    return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
+
+
+def tail_days(end_exclusive: date, n: int) -> tuple[date, date]:
+    """The last ``n`` complete days before ``end_exclusive``."""
+    return end_exclusive - timedelta(days=n), end_exclusive - timedelta(days=1)
+
+
+def build_tail_refresh(
+    job: UnresolvedAssetJobDefinition, settings: Settings
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="tail_refresh",
+        cron_schedule=settings.tail_refresh_cron,
+        execution_timezone="UTC",
+        job=job,
+        default_status=_status(settings),
+        description=f"Re-pull the last {settings.tail_days} complete UTC days of every daily "
+        "table in one run (the seed's --refresh-tail).",
+    )
+    def tail_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        first, last = tail_days(context.scheduled_execution_time.date(), settings.tail_days)
+        return dg.RunRequest(
+            run_key=f"tail-{first}-{last}",
+            tags={
+                RANGE_START: first.isoformat(),
+                RANGE_END: last.isoformat(),
+                TRIGGER_TAG: "tail_refresh",
+            },
+        )
+
+    return tail_refresh
+
+
+def build_live_today(job: UnresolvedAssetJobDefinition, settings: Settings) -> dg.SensorDefinition:
+    interval = settings.live_interval_seconds
+
+    @dg.sensor(
+        name="live_today",
+        job=job,
+        minimum_interval_seconds=interval,
+        default_status=_sensor_status(settings),
+        description="Keep today's partial partition current with closed bars; skip while the "
+        "previous live run is still going (runs never pile up).",
+    )
+    def live_today(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        running = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1
+        )
+        if running:
+            run = running[0]
+            return dg.SkipReason(f"live run {run.run_id} is still {run.status.value}")
+        now = now_utc()
+        slot = int(now.timestamp()) // interval
+        return dg.RunRequest(
+            run_key=f"live-{slot}",
+            partition_key=now.date().isoformat(),
+            tags={TRIGGER_TAG: "live_today"},
+        )
+
+    return live_today
+
+
+def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.AssetChecksDefinition:
+    slack = timedelta(minutes=settings.freshness_slack_minutes)
+
+    @dg.multi_asset_check(
+        name="raw_freshness",
+        specs=[
+            dg.AssetCheckSpec(
+                FRESHNESS,
+                asset=table.key,
+                description="Newest closed bar in the lake no older than the feed's cadence "
+                f"plus {settings.freshness_slack_minutes} min (the seed's lag verify).",
+            )
+            for table in tables
+        ],
+        can_subset=True,
+    )
+    def raw_freshness(
+        context: dg.AssetCheckExecutionContext, dataset: DatasetResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        lake, symbol, now = dataset.lake(), dataset.symbol, now_utc()
+        selected = {key.asset_key for key in context.selected_asset_check_keys}
+        for table in tables:
+            if table.key not in selected:
+                continue
+            limit = (bar_duration(table.every) if table.every else EVENT_CADENCE) + slack
+            days = lake.days_present(table.name, symbol)
+            newest = (
+                lake.scan_days(table.name, symbol, days[-1:]).select("ts").max().collect().item()
+                if days
+                else None
+            )
+            lag = None if newest is None else now - newest
+            passed = lag is not None and lag <= limit
+            yield dg.AssetCheckResult(
+                asset_key=table.key,
+                check_name=FRESHNESS,
+                passed=passed,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=(
+                    "no data in the lake"
+                    if lag is None
+                    else f"newest bar {newest:%Y-%m-%d %H:%M} UTC, "
+                    f"lag {lag / MINUTE:.0f} min (limit {limit / MINUTE:.0f})"
+                ),
+                metadata={
+                    "newest_ts": newest.isoformat() if newest else "none",
+                    "lag_minutes": round(lag / MINUTE, 1) if lag else -1.0,
+                    "limit_minutes": limit / MINUTE,
+                },
+            )
+
+    return raw_freshness
+
+
+def failed_blocking_checks(
+    instance: dg.DagsterInstance, graph: Any, after: float | None
+) -> tuple[list[str], float | None]:
+    """Lines for every blocking check that failed with ERROR after timestamp ``after``.
+
+    Read from the asset-check execution records (one query per blocking check), which every
+    instance storage indexes across runs. The cursor is the evaluation time, not a record
+    id: a record is created when its run is planned and filled in when it is evaluated.
+    """
+    lines: list[tuple[float, str]] = []
+    newest = after
+    for check_key in sorted(graph.asset_check_keys, key=lambda k: k.to_user_string()):
+        if not graph.get(check_key).blocking:
+            continue
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            check_key, limit=ALERT_WINDOW, status={AssetCheckExecutionRecordStatus.FAILED}
+        )
+        for record in history:
+            evaluation, event = record.evaluation, record.event
+            if event is None or not isinstance(evaluation, dg.AssetCheckEvaluation):
+                continue
+            if after is not None and event.timestamp <= after:
+                continue
+            newest = max(newest or 0.0, event.timestamp)
+            if evaluation.severity != dg.AssetCheckSeverity.ERROR:
+                continue
+            lines.append(
+                (
+                    event.timestamp,
+                    f"{check_key.asset_key.to_user_string()}.{check_key.name} "
+                    f"{evaluation.partition or ''}: {evaluation.description or 'failed'}",
+                )
+            )
+    return [line for _, line in sorted(lines)], newest
+
+
+def build_quality_alerts(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="quality_alerts",
+        minimum_interval_seconds=60,
+        default_status=_sensor_status(settings),
+        description="Telegram message when a blocking check fails with ERROR.",
+    )
+    def quality_alerts(
+        context: dg.SensorEvaluationContext, telegram: TelegramResource
+    ) -> dg.SkipReason:
+        after = float(context.cursor) if context.cursor else None
+        if after is None:  # first tick: start from now, not from the whole history
+            context.update_cursor(str(now_utc().timestamp()))
+            return dg.SkipReason("cursor initialised; alerting on new evaluations from now on")
+        lines, newest = failed_blocking_checks(
+            context.instance, context.repository_def.asset_graph, after
+        )
+        if lines:
+            shown = lines[:ALERT_LINES]
+            more = f"\n... and {len(lines) - len(shown)} more" if len(lines) > len(shown) else ""
+            text = f"btc_assets: {len(lines)} blocking check failure(s)\n" + "\n".join(shown)
+            telegram.client().send_message(text + more)
+        if newest is not None:
+            context.update_cursor(str(newest))
+        return dg.SkipReason(f"{len(lines)} failure(s) reported" if lines else "no new failure")
+
+    return quality_alerts
+
+
+def build_run_failure_alerts(settings: Settings) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="run_failure_alerts",
+        default_status=_sensor_status(settings),
+        description="Telegram message when a run fails.",
+    )
+    def run_failure_alerts(context: dg.RunFailureSensorContext, telegram: TelegramResource) -> None:
+        run = context.dagster_run
+        error = context.failure_event.message or "no message"
+        window = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+        scope = f" {window[0]}..{window[1]}" if all(window) else ""
+        partition = run.tags.get("dagster/partition")
+        scope = scope or (f" {partition}" if partition else "")
+        telegram.client().send_message(
+            f"btc_assets: run {run.run_id[:8]} of {run.job_name}{scope} failed\n{error[:1500]}"
+        )
+
+    return run_failure_alerts
