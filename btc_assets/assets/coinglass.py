@@ -24,7 +24,7 @@ from btc_assets.core.schema import (
 )
 from btc_assets.settings import coin_of
 from btc_assets.vendors.coinglass import CoinGlassClient, CoinGlassKeyInvalid, CoinGlassKeyMissing
-from btc_assets.vendors.http import VendorError
+from btc_assets.vendors.errors import VendorError
 
 PRICE = Table(
     "coinglass_price_ohlc",

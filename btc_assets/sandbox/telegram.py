@@ -39,7 +39,7 @@ from btc_assets.sandbox.routes import (
     SandboxState,
     WindowCounter,
 )
-from btc_assets.vendors.http import RedactingFilter
+from btc_assets.vendors.errors import RedactingFilter
 
 # The sandbox's bot: the token has the real "<bot id>:<secret>" shape, so every redaction
 # rule that protects a real token is exercised by this one.

@@ -39,16 +39,16 @@ from btc_assets.core.schema import (
     conform,
     to_ms,
 )
-from btc_assets.vendors.http import (
+from btc_assets.vendors.errors import (
     MASK,
     VendorConfigError,
     VendorError,
-    VendorHttpClient,
     VendorRateLimited,
     VendorResponseError,
     VendorUnavailable,
-    WeightBudget,
 )
+from btc_assets.vendors.http import VendorHttpClient
+from btc_assets.vendors.ratelimit import WeightBudget
 
 log = logging.getLogger("btc_assets.vendors")
 

@@ -13,204 +13,31 @@ import json
 import logging
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-log = logging.getLogger("btc_assets.vendors")
+from btc_assets.vendors.errors import (
+    MASK,
+    RATE_LIMIT_STATUSES,
+    RETRY_STATUSES,
+    SECRET_HEADERS,
+    SECRET_PARAMS,
+    TELEGRAM_TOKEN_RE,
+    VendorConfigError,
+    VendorError,
+    VendorRateLimited,
+    VendorResponseError,
+    VendorUnavailable,
+    redact,
+)
+from btc_assets.vendors.ratelimit import WeightBudget
 
-RETRY_STATUSES = frozenset({408, 418, 429})  # and every 5xx
-RATE_LIMIT_STATUSES = frozenset({418, 429})
-SECRET_PARAMS = frozenset(
-    {"apikey", "api_key", "api-key", "token", "access_token", "signature", "secret", "password"}
-)
-SECRET_HEADERS = frozenset(
-    {"authorization", "x-mbx-apikey", "cg-api-key", "x-coinapi-key", "x-api-key"}
-)
-MASK = "***"
-_PARAM_RE = re.compile(
-    r"(?i)\b(" + "|".join(re.escape(n) for n in sorted(SECRET_PARAMS)) + r")=([^&\s,}'\"]+)"
-)
-_HEADER_RE = re.compile(
-    r"(?i)\b(" + "|".join(re.escape(n) for n in sorted(SECRET_HEADERS)) + r")"
-    r"(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?([^\s,'\"}]+)"
-)
-_TELEGRAM_RE = re.compile(r"/bot(\d+:[A-Za-z0-9_-]+)")
+log = logging.getLogger("btc_assets.vendors")
 _RETRY_AFTER_TEXT = re.compile(r"(?i)retry after (\d+(?:\.\d+)?)")
 _CLIP = 80  # characters of a POST body field shown in logs and errors (message texts are long)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with keys and tokens masked: known secret values, ``apikey=...``-style query
-    parameters, ``Authorization:``-style headers and Telegram's ``/bot<token>`` path."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    text = _PARAM_RE.sub(lambda m: f"{m.group(1)}={MASK}", text)
-    text = _HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-    return _TELEGRAM_RE.sub(f"/bot{MASK}", text)
-
-
-class RedactingFilter(logging.Filter):
-    """Masks secrets in third-party log records: httpx logs every request URL at INFO, and
-    some vendors carry the secret in the URL (Telegram's ``/bot<token>``, ``apikey=``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: logging reports it at emit
-            return True
-        masked = redact(message)
-        if masked != message:
-            record.msg, record.args = masked, ()
-        return True
-
-
-_REDACTING_FILTER = RedactingFilter()
-logging.getLogger("httpx").addFilter(_REDACTING_FILTER)
-
-
-class VendorConfigError(ValueError):
-    """A vendor client cannot be built from the settings it was given."""
-
-
-class VendorError(Exception):
-    """A vendor call failed; ``str()`` says where and why, never with a secret in it.
-
-    ``params`` are stored already redacted. The fields are positional ``args`` so the error
-    pickles (Dagster may ship it across processes). ``details`` holds structured fields of
-    the vendor's error body that a vendor module may act on (Telegram's ``parameters``:
-    ``retry_after``, ``migrate_to_chat_id``); it is not part of ``str()``.
-    """
-
-    def __init__(
-        self,
-        vendor: str,
-        endpoint: str,
-        params: Mapping[str, str] | None = None,
-        method: str = "GET",
-        status: int | None = None,
-        code: int | str | None = None,
-        message: str = "",
-        hint: str = "",
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            vendor, endpoint, dict(params or {}), method, status, code, message, hint, details
-        )
-        self.vendor, self.endpoint, self.params, self.method = (
-            vendor,
-            endpoint,
-            self.args[2],
-            method,
-        )
-        self.status, self.code, self.message, self.hint = status, code, message, hint
-        self.details: Mapping[str, Any] = dict(details or {})
-
-    def __str__(self) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in (self.params or {}).items())
-        outcome = f"HTTP {self.status}" if self.status is not None else "no response"
-        if self.code is not None:
-            outcome += f" code {self.code}"
-        text = f"{self.vendor} {self.method} {self.endpoint} {{{shown}}} -> {outcome}: "
-        text += self.message
-        return f"{text} -- {self.hint}" if self.hint else text
-
-    def evolve(self, cls: type[VendorError], hint: str = "") -> VendorError:
-        """The same failure as a more specific class (vendors refine generic errors)."""
-        return cls(*self.args[:7], hint or self.hint, *self.args[8:])
-
-
-class VendorRateLimited(VendorError):
-    """429/418 that retrying did not cure, or a ban longer than we are willing to wait."""
-
-
-class VendorUnavailable(VendorError):
-    """5xx, timeouts or dropped connections on every attempt."""
-
-
-class VendorResponseError(VendorError):
-    """An answer we cannot use: malformed or truncated JSON, or a shape that drifted."""
-
-
-class WeightBudget:
-    """A client-side usage budget per fixed clock window (Binance: weight per minute).
-
-    Before a request of known cost, :meth:`acquire` sleeps to the next window if the cost
-    would push usage past ``limit * safety``. :meth:`observe` takes the server's own count
-    from ``header`` (case-insensitive) when the vendor sends one, since other processes on
-    the same IP share it; without a header the budget counts locally, which makes it a plain
-    requests-per-window limiter for vendors that publish no counter.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        window_seconds: float = 60.0,
-        *,
-        header: str | None = None,
-        safety: float = 0.9,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        name: str = "",
-    ) -> None:
-        if limit <= 0 or window_seconds <= 0 or not 0 < safety <= 1:
-            raise ValueError("WeightBudget needs limit > 0, window > 0 and 0 < safety <= 1")
-        self.limit = limit
-        self.window_seconds = window_seconds
-        self.header = header
-        self.safety = safety
-        self.clock = clock
-        self.sleep = sleep
-        self.name = name or f"{limit}/{window_seconds:g}s"
-        self.used = 0
-        self.slept = 0.0  # total seconds waited, for logs and tests
-        self._window = -1
-        self._lock = threading.Lock()
-
-    def _current_window(self) -> int:
-        return int(self.clock() // self.window_seconds)
-
-    def _roll(self) -> None:
-        window = self._current_window()
-        if window > self._window:
-            self._window, self.used = window, 0
-
-    def acquire(self, cost: int = 1) -> float:
-        """Reserve ``cost``; return the seconds slept waiting for the next window."""
-        with self._lock:  # holding the lock while asleep keeps concurrent callers in line
-            self._roll()
-            waited = 0.0
-            if self.used + cost > self.limit * self.safety and self.used > 0:
-                waited = (self._window + 1) * self.window_seconds - self.clock() + 0.05
-                waited = max(waited, 0.0)
-                log.info(
-                    "rate budget %s: used %d + %d > %.0f; sleeping %.2f s for the next window",
-                    self.name,
-                    self.used,
-                    cost,
-                    self.limit * self.safety,
-                    waited,
-                )
-                self.sleep(waited)
-                self.slept += waited
-                # The sleep may be simulated: the window is over whatever the clock says.
-                self._window = max(self._window + 1, self._current_window())
-                self.used = 0
-            self.used += cost
-            return waited
-
-    def observe(self, headers: httpx.Headers | Mapping[str, str]) -> None:
-        if self.header is None:
-            return
-        value = headers.get(self.header) or headers.get(self.header.lower())
-        if value is None or not str(value).strip().isdigit():
-            return
-        with self._lock:
-            self._roll()
-            self.used = int(value)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -411,7 +238,7 @@ class VendorHttpClient:
         # Vendors echo keys back bare ("Invalid API-key <key>"): mask the values, not only
         # the name=value patterns.
         self._secrets.update(str(v) for k, v in fields.items() if k.lower() in self._secret_params)
-        self._secrets.update(_TELEGRAM_RE.findall(path))
+        self._secrets.update(TELEGRAM_TOKEN_RE.findall(path))
         # What logs and errors show of the request: query and body fields, clipped.
         display = {k: _clip(v) for k, v in fields.items()} if body else params
         shown = self.describe(path, display)

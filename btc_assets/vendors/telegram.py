@@ -31,14 +31,9 @@ from typing import Any
 
 import httpx
 
-from btc_assets.vendors.http import (
-    MASK,
-    VendorConfigError,
-    VendorError,
-    VendorHttpClient,
-    VendorResponseError,
-    WeightBudget,
-)
+from btc_assets.vendors.errors import MASK, VendorConfigError, VendorError, VendorResponseError
+from btc_assets.vendors.http import VendorHttpClient
+from btc_assets.vendors.ratelimit import WeightBudget
 
 log = logging.getLogger("btc_assets.vendors")
 

@@ -24,7 +24,7 @@ from btc_assets.vendors.binance import (
     parse_funding_rows,
     parse_kline_rows,
 )
-from btc_assets.vendors.http import (
+from btc_assets.vendors.errors import (
     VendorError,
     VendorRateLimited,
     VendorResponseError,

@@ -38,7 +38,7 @@ from btc_assets.vendors.coinglass import (
     CoinGlassPlanError,
     parse_rows,
 )
-from btc_assets.vendors.http import (
+from btc_assets.vendors.errors import (
     VendorConfigError,
     VendorError,
     VendorRateLimited,

@@ -10,16 +10,16 @@ import httpx
 import pytest
 
 from btc_assets.sandbox import SandboxTransport
-from btc_assets.vendors.http import (
+from btc_assets.vendors.errors import (
     VendorConfigError,
     VendorError,
-    VendorHttpClient,
     VendorRateLimited,
     VendorResponseError,
     VendorUnavailable,
-    WeightBudget,
     redact,
 )
+from btc_assets.vendors.http import VendorHttpClient
+from btc_assets.vendors.ratelimit import WeightBudget
 
 NOW_MS = 1_704_456_030_000  # 2024-01-05 12:00:30 UTC
 

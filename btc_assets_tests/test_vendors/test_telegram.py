@@ -21,7 +21,7 @@ from btc_assets.sandbox.telegram import (
     SANDBOX_TELEGRAM_TOKEN,
     telegram_desk,
 )
-from btc_assets.vendors.http import VendorRateLimited
+from btc_assets.vendors.errors import VendorRateLimited
 from btc_assets.vendors.telegram import (
     MAX_MESSAGE_LENGTH,
     TRUNCATION_MARKER,
