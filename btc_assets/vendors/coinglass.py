@@ -47,7 +47,7 @@ from btc_assets.vendors.errors import (
     VendorResponseError,
     VendorUnavailable,
 )
-from btc_assets.vendors.http import VendorHttpClient
+from btc_assets.vendors.http import SessionClient, VendorHttpClient
 from btc_assets.vendors.ratelimit import WeightBudget
 
 log = logging.getLogger("btc_assets.vendors")
@@ -187,7 +187,7 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class CoinGlassClient:
+class CoinGlassClient(SessionClient):
     """CoinGlass v4 (``open-api-v4.coinglass.com``) history endpoints.
 
     ``requests_per_minute`` is the plan's limit (Hobbyist 30, Startup 80, Standard 300,
@@ -234,20 +234,6 @@ class CoinGlassClient:
             headers=headers, limiter=self.budget, sleep=sleep,
             base_url_setting="COINGLASS_BASE_URL", error_hook=_refine, rng=self._rng,
         )  # fmt: skip
-
-    def __enter__(self) -> CoinGlassClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
-
-    @property
-    def request_count(self) -> int:
-        """Requests sent on the wire so far, retries included."""
-        return self.http.requests_sent
 
     # --- the tables ---------------------------------------------------------------------
 

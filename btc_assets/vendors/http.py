@@ -15,7 +15,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -375,3 +375,24 @@ class _Retry(Exception):
         self.reason, self.cls, self.malformed, self.after, self.fields = (
             reason, cls, malformed, after, fields,
         )  # fmt: skip
+
+
+class SessionClient:
+    """A vendor client over one :class:`VendorHttpClient` (``self.http``): a context
+    manager that closes it, and the count of requests sent on the wire."""
+
+    http: VendorHttpClient
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent on the wire so far, retries included."""
+        return self.http.requests_sent

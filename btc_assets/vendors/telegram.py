@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from btc_assets.vendors.errors import MASK, VendorConfigError, VendorError, VendorResponseError
-from btc_assets.vendors.http import VendorHttpClient
+from btc_assets.vendors.http import SessionClient, VendorHttpClient
 from btc_assets.vendors.ratelimit import WeightBudget
 
 log = logging.getLogger("btc_assets.vendors")
@@ -128,7 +128,7 @@ def _refine(err: VendorError) -> VendorError:
     return err.evolve(TelegramError)
 
 
-class TelegramClient:
+class TelegramClient(SessionClient):
     """Sends messages to one chat as one bot.
 
     ``messages_per_minute`` is a client-side budget per chat (Telegram allows about 20 a
@@ -169,20 +169,6 @@ class TelegramClient:
     def __repr__(self) -> str:
         token = MASK if self._token else "(none)"
         return f"TelegramClient({self.http.base_url!r}, token={token}, chat_id={self.chat_id!r})"
-
-    def __enter__(self) -> TelegramClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
-
-    @property
-    def request_count(self) -> int:
-        """Requests sent on the wire so far, retries included."""
-        return self.http.requests_sent
 
     def send_message(
         self, text: str, *, parse_mode: str | None = None, disable_notification: bool = False
