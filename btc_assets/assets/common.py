@@ -16,7 +16,7 @@ import polars as pl
 
 from btc_assets import checks
 from btc_assets.core import quality
-from btc_assets.core.schema import day_bounds, partition_day_expr
+from btc_assets.core.schema import day_bounds, floor_to_grid, partition_day_expr
 from btc_assets.lake import Lake, LakeError
 from btc_assets.partitions import partition_days
 
@@ -71,10 +71,6 @@ def today_utc() -> date:
     return now_utc().date()
 
 
-def floor_to(moment: datetime, step: timedelta) -> datetime:
-    return moment - (moment - day_bounds(moment.date())[0]) % step
-
-
 def partial_cutoff(days: list[date], newest: datetime | None, step: timedelta) -> datetime | None:
     """How far today's partial partition reaches, if the range holds today.
 
@@ -86,7 +82,7 @@ def partial_cutoff(days: list[date], newest: datetime | None, step: timedelta) -
     if today not in days:
         return None
     start = day_bounds(today)[0]
-    return start if newest is None or newest <= start else floor_to(newest, step)
+    return start if newest is None or newest <= start else floor_to_grid(newest, step)
 
 
 def quality_by_day(

@@ -7,13 +7,13 @@ only measures.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime
 
 import polars as pl
 
 from btc_assets.core.bars import bar_duration
 from btc_assets.core.quality import days_frame, expected_slots
-from btc_assets.core.schema import partition_day_expr
+from btc_assets.core.schema import floor_to_grid, partition_day_expr
 
 
 def _bad(column: str) -> pl.Expr:
@@ -63,7 +63,7 @@ def feature_quality_by_day(
     counts = ["rows", "present_bars", "duplicate_keys", "percentile_out_of_range"]
     counts += [f"{name}_nulls" for name in derived]
     if as_of is not None:
-        as_of = as_of - (as_of - datetime.combine(as_of.date(), time(), as_of.tzinfo)) % step
+        as_of = floor_to_grid(as_of, step)
     return (
         days_frame(days, as_of)
         .select("day", expected_bars=expected_slots(step))

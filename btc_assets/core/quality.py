@@ -25,6 +25,7 @@ from btc_assets.core.schema import (
     TS,
     VOLUME_COLUMNS,
     day_bounds,
+    floor_to_grid,
     partition_day_expr,
 )
 
@@ -188,7 +189,7 @@ def bar_quality_by_day(
     if not days:
         return pl.DataFrame(schema=_bar_quality_schema())
     if as_of is not None:
-        as_of = as_of - (as_of - day_bounds(as_of.date())[0]) % step  # floor to the grid
+        as_of = floor_to_grid(as_of, step)
     days_lf = days_frame(days, as_of)
     schema = bars.collect_schema()
     contract = [c for c in BAR_SCHEMA if c in schema]

@@ -87,6 +87,11 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def floor_to_grid(moment: datetime, step: timedelta) -> datetime:
+    """The latest bar boundary at or before ``moment`` on a grid aligned to midnight UTC."""
+    return moment - (moment - day_bounds(moment.date())[0]) % step
+
+
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
