@@ -139,12 +139,7 @@ def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.As
             if table.key not in selected:
                 continue
             limit = (bar_duration(table.every) if table.every else EVENT_CADENCE) + slack
-            days = lake.days_present(table.name, symbol)
-            newest = (
-                lake.scan_days(table.name, symbol, days[-1:]).select("ts").max().collect().item()
-                if days
-                else None
-            )
+            newest = lake.last_ts(table.name, symbol)
             lag = None if newest is None else now - newest
             passed = lag is not None and lag <= limit
             yield dg.AssetCheckResult(

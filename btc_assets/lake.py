@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -102,6 +102,19 @@ class Lake:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _visible(p))
+
+    def last_ts(self, table: str, symbol: str) -> datetime | None:
+        """The newest ``ts`` of the newest day that verifies against its manifest (a corrupt
+        day is not data); None when no day does."""
+        for day in reversed(self.days_present(table, symbol)):
+            if self.is_complete(table, symbol, day):
+                return (
+                    pl.scan_parquet(self.day_file(table, symbol, day))
+                    .select(pl.col("ts").max())
+                    .collect()
+                    .item()
+                )
+        return None
 
     def days_present(self, table: str, symbol: str) -> list[date]:
         """Days whose data file and ``_SUCCESS`` marker exist (not verified: see is_complete)."""

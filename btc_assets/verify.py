@@ -87,10 +87,7 @@ def verify_table(
     report = TableReport(table.name, symbol, now, unit="bars" if table.every else "events")
     present = lake.days_present(table.name, symbol)
     schema = dict(table.schema)
-    newest = next((d for d in reversed(present) if lake.is_complete(table.name, symbol, d)), None)
-    if newest is not None:
-        last = lake.scan_days(table.name, symbol, [newest], schema=schema)
-        report.last_ts = last.select(pl.col("ts").max()).collect().item()
+    report.last_ts = lake.last_ts(table.name, symbol)
     if days is not None:
         last = now.date() - timedelta(days=1)  # today's partition is still being written
         first = last - timedelta(days=days - 1)

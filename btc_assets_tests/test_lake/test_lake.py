@@ -248,3 +248,16 @@ def test_tables_and_glob(tmp_path: Path, day_frame: pl.DataFrame) -> None:
     assert lake.tables() == ["bars_15m", TABLE]
     matched = sorted(glob.glob(lake.table_glob(TABLE)))
     assert matched == sorted(str(lake.day_file(TABLE, s, DAY)) for s in (SYMBOL, "ETHUSDT"))
+
+
+def test_last_ts_skips_a_corrupt_newest_day(tmp_path: Path, day_frame: pl.DataFrame) -> None:
+    lake = Lake(tmp_path)
+    assert lake.last_ts("klines", "BTCUSDT") is None
+    lake.write_day("klines", "BTCUSDT", DAY, day_frame)
+    lake.write_day("klines", "BTCUSDT", DAY + timedelta(days=1), shifted(day_frame, 1))
+    assert lake.last_ts("klines", "BTCUSDT") == shifted(day_frame, 1)["ts"].max()
+    newest = lake.day_file("klines", "BTCUSDT", DAY + timedelta(days=1))
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    assert lake.last_ts("klines", "BTCUSDT") == day_frame["ts"].max()
