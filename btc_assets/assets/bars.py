@@ -14,7 +14,6 @@ from btc_assets.assets.common import (
     partial_cutoff,
     range_days,
     record_or_fail,
-    today_utc,
 )
 from btc_assets.core.bars import bar_duration, resample
 from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
@@ -56,8 +55,7 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         klines = lake.scan_days(source.name, symbol, good, schema=KLINE_SCHEMA)
         bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
         # Closed bars only: today's last bar may still be forming in the 1m input.
-        newest = klines.select(pl.col("ts").max()).collect().item() if today_utc() in good else None
-        as_of = partial_cutoff(good, newest, bar_duration(every))
+        as_of = partial_cutoff(good, klines, bar_duration(every))
         if as_of is not None:
             bars = bars.filter(pl.col("ts") <= as_of)
         parts = bars.partition_by("_day", as_dict=True, include_key=False)

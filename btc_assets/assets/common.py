@@ -71,7 +71,7 @@ def today_utc() -> date:
     return now_utc().date()
 
 
-def partial_cutoff(days: list[date], newest: datetime | None, step: timedelta) -> datetime | None:
+def partial_cutoff(days: list[date], inputs: pl.LazyFrame, step: timedelta) -> datetime | None:
     """How far today's partial partition reaches, if the range holds today.
 
     A derived table can only be built as far as its inputs reach: the newest input bar of
@@ -82,6 +82,7 @@ def partial_cutoff(days: list[date], newest: datetime | None, step: timedelta) -
     if today not in days:
         return None
     start = day_bounds(today)[0]
+    newest = inputs.select(pl.col("ts").max()).collect().item()
     return start if newest is None or newest <= start else floor_to_grid(newest, step)
 
 

@@ -30,7 +30,6 @@ from btc_assets.assets.common import (
     partial_cutoff,
     range_days,
     record_or_fail,
-    today_utc,
 )
 from btc_assets.assets.raw import split_days
 from btc_assets.core.features import build_features
@@ -116,12 +115,7 @@ def bars_15m(
     as_of = None
     if good:
         # Today's partition reaches as far as CoinGlass price (the grid's clock) has closed.
-        newest = (
-            inputs["price"].select(pl.col("ts").max()).collect().item()
-            if today_utc() in good
-            else None
-        )
-        as_of = partial_cutoff(good, newest, BAR)
+        as_of = partial_cutoff(good, inputs["price"], BAR)
         start = day_bounds(good[0])[0]
         end = min(day_bounds(good[-1])[1], as_of or day_bounds(good[-1])[1])
         features = build_features(**inputs, start=start, end=end).collect()

@@ -81,8 +81,8 @@ def qa_report(
     days = [end - timedelta(days=i) for i in range(gates.qa_report_days - 1, -1, -1)]
     days = [d for d in days if d >= present[0]]
     frame = lake.scan_days(FEATURES.name, symbol, days, schema=FEATURE_SCHEMA).collect()
-    newest = frame["ts"].max() if frame.height else None
-    by_day = gate_figures(frame, days, gates.warmup_days, partial_cutoff(days, newest, BAR))
+    as_of = partial_cutoff(days, frame.lazy(), BAR)
+    by_day = gate_figures(frame, days, gates.warmup_days, as_of)
     verdicts = _gate_verdicts(context.instance, days)
     expected, got = int(by_day["expected_bars"].sum()), int(by_day["present_bars"].sum())
     failed = sorted(d for d, v in verdicts.items() if v == "FAILED")
