@@ -78,15 +78,14 @@ def _evaluation(
     if manifest_error:
         metadata["manifest_error"] = manifest_error
     severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckEvaluation(
-        asset_key=asset_key,
-        check_name=QUALITY,
-        partition=row["day"].isoformat(),
+    return day_evaluation(
+        asset_key,
+        QUALITY,
+        row["day"],
         passed=not errors and not warnings,
         severity=severity,
-        blocking=False,  # the per-day gate is blocked_days; see the module docstring
         description="; ".join(errors + warnings) or _summary(coverage),
-        metadata=_clean(metadata),
+        metadata=metadata,
     )
 
 
@@ -134,6 +133,29 @@ def _clean(metadata: Mapping[str, Any]) -> dict[str, Any]:
         for key, value in metadata.items()
         if value is not None
     }
+
+
+def day_evaluation(
+    asset_key: dg.AssetKey,
+    check_name: str,
+    day: date,
+    *,
+    passed: bool,
+    severity: dg.AssetCheckSeverity,
+    description: str,
+    metadata: Mapping[str, Any],
+) -> dg.AssetCheckEvaluation:
+    """One day's result of a partitioned check, as every check of the project records it."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=check_name,
+        partition=day.isoformat(),
+        passed=passed,
+        severity=severity,
+        blocking=False,  # the per-day gate is blocked_days; see the module docstring
+        description=description,
+        metadata=_clean(metadata),
+    )
 
 
 def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
@@ -250,15 +272,14 @@ def feature_evaluations(
             "after_warmup": row["warm"],
             "manifest_ok": error is None,
         }  # fmt: skip
-        yield dg.AssetCheckEvaluation(
-            asset_key=asset_key,
-            check_name=QUALITY,
-            partition=day.isoformat(),
+        yield day_evaluation(
+            asset_key,
+            QUALITY,
+            day,
             passed=not failures,
             severity=dg.AssetCheckSeverity.ERROR,
-            blocking=False,  # the per-day gate is blocked_days; see the module docstring
             description="; ".join(failures) or "all gates pass",
-            metadata=_clean(metadata),
+            metadata=metadata,
         )
 
 
@@ -269,25 +290,22 @@ def reconciliation_evaluations(
     for row in divergence.iter_rows(named=True):
         compared, beyond = row["compared_bars"], row["beyond_tolerance"]
         passed = compared > 0 and beyond == 0
-        yield dg.AssetCheckEvaluation(
-            asset_key=asset_key,
-            check_name=RECONCILIATION,
-            partition=row["day"].isoformat(),
+        yield day_evaluation(
+            asset_key,
+            RECONCILIATION,
+            row["day"],
             passed=passed,
             severity=dg.AssetCheckSeverity.WARN,
-            blocking=False,
             description=f"{beyond} of {compared} bars differ by more than {tolerance_bp} bp"
             if compared
             else "no bar present on both sides",
-            metadata=_clean(
-                {
-                    "compared_bars": compared,
-                    "beyond_tolerance": beyond,
-                    "max_abs_bp": row["max_abs_bp"],
-                    "mean_abs_bp": row["mean_abs_bp"],
-                    "tolerance_bp": tolerance_bp,
-                }
-            ),
+            metadata={
+                "compared_bars": compared,
+                "beyond_tolerance": beyond,
+                "max_abs_bp": row["max_abs_bp"],
+                "mean_abs_bp": row["mean_abs_bp"],
+                "tolerance_bp": tolerance_bp,
+            },
         )
 
 
@@ -325,20 +343,17 @@ def parity_evaluations(
             problems.append(f"rows: BigQuery {bq_rows}, lake {lake_rows}")
         if not math.isclose(bq_sum or 0.0, lake_sum or 0.0, rel_tol=PARITY_REL_TOL):
             problems.append(f"sum({volume_column}): BigQuery {bq_sum}, lake {lake_sum}")
-        yield dg.AssetCheckEvaluation(
-            asset_key=asset_key,
-            check_name=ROW_PARITY,
-            partition=day.isoformat(),
+        yield day_evaluation(
+            asset_key,
+            ROW_PARITY,
+            day,
             passed=not problems,
             severity=dg.AssetCheckSeverity.ERROR,
-            blocking=False,  # the per-day gate is blocked_days; see the module docstring
             description="; ".join(problems) or f"{bq_rows} rows, sums match",
-            metadata=_clean(
-                {
-                    "bigquery_rows": bq_rows,
-                    "lake_rows": lake_rows,
-                    f"bigquery_sum_{volume_column}": bq_sum,
-                    f"lake_sum_{volume_column}": lake_sum,
-                }
-            ),
+            metadata={
+                "bigquery_rows": bq_rows,
+                "lake_rows": lake_rows,
+                f"bigquery_sum_{volume_column}": bq_sum,
+                f"lake_sum_{volume_column}": lake_sum,
+            },
         )
