@@ -91,13 +91,6 @@ class Lake:
     def day_file(self, table: str, symbol: str, day: date) -> Path:
         return self.day_dir(table, symbol, day) / f"part-{day:%Y%m%d}.parquet"
 
-    def table_glob(self, table: str) -> str:
-        """Glob over every data file of ``table`` (all symbols, all days), e.g. for DuckDB.
-
-        Readers should disable hive partitioning or they gain y/m/d columns.
-        """
-        return str(self.root / table / "*" / "y=*" / "m=*" / "d=*" / "part-*.parquet")
-
     def tables(self) -> list[str]:
         if not self.root.is_dir():
             return []

@@ -12,7 +12,7 @@ the gap figures count distinct timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -360,38 +360,3 @@ def gaps(bars: pl.LazyFrame, every: str, start: datetime, end: datetime) -> pl.D
         {"start": TS, "end": TS}
     )
     return _gap_runs(slots, bounds, step).drop("key").sort("gap_start").collect()
-
-
-def summarise(by_day: pl.DataFrame) -> dict[str, int | float | str | None]:
-    """Range totals of a ``*_quality_by_day`` frame, flat enough for check metadata."""
-    present = "present_bars" if "present_bars" in by_day.columns else "present_events"
-    expected = present.replace("present", "expected")
-    out: dict[str, int | float | str | None] = {"days": by_day.height}
-    if by_day.is_empty():
-        return out
-    total_expected = by_day[expected].sum()
-    out["empty_days"] = int((by_day[present] == 0).sum())
-    out["coverage"] = by_day[present].sum() / total_expected if total_expected else None
-    worst = by_day.sort("coverage", nulls_last=True).row(0, named=True)
-    out["min_coverage"] = worst["coverage"]
-    out["worst_day"] = worst["day"].isoformat()
-    for name in _summed_columns(by_day.columns):
-        out[name] = int(by_day[name].sum())
-    if "longest_gap_bars" in by_day.columns:
-        out["longest_gap_bars"] = int(by_day["longest_gap_bars"].max() or 0)
-    return out
-
-
-def _summed_columns(columns: Sequence[str]) -> list[str]:
-    summed = (
-        "rows",
-        "duplicate_keys",
-        "gap_count",
-        "ohlc_violations",
-        "negative_volumes",
-        "non_monotonic",
-        "null_values",
-        "off_grid_rows",
-        "short_bars",
-    )
-    return [c for c in summed if c in columns]

@@ -11,7 +11,6 @@ from btc_assets.core.quality import (
     event_quality_by_day,
     gaps,
     ohlc_violation,
-    summarise,
     volume_violation,
 )
 from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, TS
@@ -143,13 +142,6 @@ def test_zero_row_days_are_reported_and_days_are_separate() -> None:
     assert (empty["gap_count"], empty["longest_gap_bars"]) == (1, 1440)
     assert empty["first_ts"] is None and empty["last_ts"] is None
     assert out.filter(pl.col("day") == DAY)["gap_count"].item() == 1
-    summary = summarise(out)
-    assert summary["days"] == 3
-    assert summary["empty_days"] == 2
-    assert summary["worst_day"] == "2024-09-20"
-    assert summary["coverage"] == pytest.approx(1439 / (3 * 1440))
-    assert summary["gap_count"] == 3
-    assert summary["longest_gap_bars"] == 1440
 
 
 def test_empty_frame_and_no_days() -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import glob
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -239,15 +238,13 @@ def test_scan_of_nothing_has_the_given_schema(tmp_path: Path) -> None:
     assert Lake(tmp_path).scan_days(TABLE, SYMBOL, []).collect().is_empty()
 
 
-def test_tables_and_glob(tmp_path: Path, day_frame: pl.DataFrame) -> None:
+def test_tables(tmp_path: Path, day_frame: pl.DataFrame) -> None:
     lake = Lake(tmp_path)
     assert lake.tables() == []
     lake.write_day(TABLE, SYMBOL, DAY, day_frame)
     lake.write_day("bars_15m", SYMBOL, DAY, day_frame.head(3))
     lake.write_day(TABLE, "ETHUSDT", DAY, day_frame.with_columns(symbol=pl.lit("ETHUSDT")))
     assert lake.tables() == ["bars_15m", TABLE]
-    matched = sorted(glob.glob(lake.table_glob(TABLE)))
-    assert matched == sorted(str(lake.day_file(TABLE, s, DAY)) for s in (SYMBOL, "ETHUSDT"))
 
 
 def test_last_ts_skips_a_corrupt_newest_day(tmp_path: Path, day_frame: pl.DataFrame) -> None:
