@@ -32,7 +32,7 @@ $(EMULATORS)/.installed: tools/setup_emulators.sh | $(BIN)/python
 emulators: $(EMULATORS)/.installed
 
 demo: install
-	$(BIN)/python -m btc_assets.demo --days $(DAYS)
+	$(BIN)/python -m btc_assets.ops.demo --days $(DAYS)
 
 test: install emulators
 	$(BIN)/ruff check .

@@ -30,7 +30,7 @@ os.environ["DAGSTER_HOME"] = str(WORK / "dagster_home")
 
 import dagster as dg  # noqa: E402
 
-from btc_assets.definitions import defs  # noqa: E402
+from btc_assets.defs.definitions import defs  # noqa: E402
 from btc_assets.vendors.ratelimit import WeightBudget  # noqa: E402
 
 RANGE_START = "dagster/asset_partition_range_start"

@@ -31,12 +31,12 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 import btc_assets.assets.bigquery_loads as loads_module  # noqa: E402
-import btc_assets.bigquery as bq_module  # noqa: E402
-import btc_assets.gcp_resources as resources_module  # noqa: E402
-import btc_assets.gcs as gcs_module  # noqa: E402
+import btc_assets.warehouse.bigquery as bq_module  # noqa: E402
+import btc_assets.warehouse.gcs as gcs_module  # noqa: E402
+import btc_assets.warehouse.resources as resources_module  # noqa: E402
 from btc_assets.assets.bigquery_loads import bigquery_assets  # noqa: E402
 from btc_assets.core.schema import FEATURE_SCHEMA  # noqa: E402
-from btc_assets.definitions import build_resources  # noqa: E402
+from btc_assets.defs.definitions import build_resources  # noqa: E402
 from btc_assets.lake import Lake  # noqa: E402
 from btc_assets.settings import WarehouseSettings, load_settings  # noqa: E402
 from btc_assets_tests.emulators import (  # noqa: E402

@@ -43,7 +43,7 @@ def child(days: int) -> None:
     import dagster as dg
 
     warnings.filterwarnings("ignore")
-    from btc_assets.definitions import all_assets, defs
+    from btc_assets.defs.definitions import all_assets, defs
 
     first = date(2024, 1, 1)
     last = first + timedelta(days=days - 1)

@@ -197,6 +197,17 @@ class Lake:
             )
         return expected
 
+    def verify_days(self, table: str, symbol: str, days: Iterable[date]) -> dict[date, str | None]:
+        """Each day's verification against its MANIFEST: None, or what is wrong and where."""
+        errors: dict[date, str | None] = {}
+        for day in days:
+            try:
+                self.verify_day(table, symbol, day)
+                errors[day] = None
+            except LakeError as exc:
+                errors[day] = str(exc)
+        return errors
+
     def is_complete(self, table: str, symbol: str, day: date) -> bool:
         try:
             self.verify_day(table, symbol, day)

@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Literal
+
+from btc_assets import clock
+from btc_assets.vendors.hosts import (
+    LIVE_BINANCE_FUTURES_URL,
+    LIVE_BINANCE_SPOT_URL,
+    LIVE_COINGLASS_URL,
+    LIVE_TELEGRAM_URL,
+)
 
 Environment = Literal["sandbox", "live"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-LIVE_BINANCE_SPOT_URL = "https://api.binance.com"
-LIVE_BINANCE_FUTURES_URL = "https://fapi.binance.com"
-LIVE_COINGLASS_URL = "https://open-api-v4.coinglass.com"
 # The in-process sandbox answers on any host; these names make logs read well.
 SANDBOX_BINANCE_SPOT_URL = "http://sandbox.binance.invalid"
 SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
 SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
-# The key the sandbox accepts; a real key only ever comes from COINGLASS_API_KEY.
-SANDBOX_COINGLASS_KEY = "sandbox-coinglass-key"
-LIVE_TELEGRAM_URL = "https://api.telegram.org"
 SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
 
 
@@ -158,7 +160,7 @@ def load_settings() -> Settings:
         start_date = date.fromisoformat(start_raw)
     except ValueError as exc:
         raise SettingsError(f"BTC_ASSETS_START_DATE={start_raw!r} is not YYYY-MM-DD") from exc
-    if start_date > datetime.now(UTC).date():
+    if start_date > clock.today_utc():
         raise SettingsError(f"BTC_ASSETS_START_DATE={start_raw} is in the future")
     tail_raw = _get("BTC_ASSETS_TAIL_DAYS", "2")
     if not tail_raw.isdigit():

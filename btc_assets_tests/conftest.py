@@ -1,14 +1,32 @@
 from __future__ import annotations
 
+import os
+import re
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from btc_assets import clock
+
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+# The tests assert the documented defaults (cron, freshness slack, warehouse, ...), and the
+# module-level ``defs`` reads the settings when a test module imports it, before any fixture
+# runs. So the project's own variables are cleared here, at collection, whatever the user
+# has exported; a test that needs one sets it with monkeypatch. Test-infra switches stay.
+PROJECT_VARIABLES = re.compile(
+    r"^(BTC_ASSETS_|BINANCE_|COINGLASS_|TELEGRAM_|BIGQUERY_|GCS_STAGING_)"
+    r"|^(WAREHOUSE|GOOGLE_CLOUD_PROJECT)$"
+)
+TEST_SWITCHES = {"BTC_ASSETS_FORCE_BQEMULATOR"}
+for _name in [n for n in os.environ if PROJECT_VARIABLES.match(n) and n not in TEST_SWITCHES]:
+    del os.environ[_name]
 
 
 @pytest.fixture
@@ -17,3 +35,15 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as inst:
         yield inst
+
+
+@pytest.fixture
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
+    """Pin the project's clock (``btc_assets.clock``) to an instant, for the code under test
+    and the sandbox alike. It keeps ticking from there: rate limiters wait on real time."""
+
+    def pin(at: datetime) -> None:
+        offset = at.timestamp() - time.time()
+        monkeypatch.setattr(clock, "epoch_seconds", lambda: time.time() + offset)
+
+    return pin

@@ -152,7 +152,7 @@ def deployment(root: Path, postgres_url: str, ready_timeout: float = 120) -> Ite
     workspace = ["-w", str(root / "workspace.yaml")]
     processes = [
         _spawn(
-            [str(BIN / "dagster"), "code-server", "start", "-m", "btc_assets.definitions",
+            [str(BIN / "dagster"), "code-server", "start", "-m", "btc_assets.defs.definitions",
              "-h", "127.0.0.1", "-p", str(grpc_port)],
             env, logs / "code_server.log",
         ),

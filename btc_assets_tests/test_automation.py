@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -9,16 +10,17 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from btc_assets.automation import FRESHNESS, tail_days
-from btc_assets.definitions import defs, live_job
+from btc_assets.defs.automation import FRESHNESS, tail_days
+from btc_assets.defs.definitions import defs, live_job
+from btc_assets.defs.resources import SandboxResource, TelegramResource
 from btc_assets.lake import Lake
-from btc_assets.resources import SandboxResource, TelegramResource
-from btc_assets.sandbox import SandboxTransport, serve_sandbox
-from btc_assets.sandbox.telegram import (
+from btc_assets.sandbox.credentials import (
     SANDBOX_TELEGRAM_CHAT_ID,
     SANDBOX_TELEGRAM_TOKEN,
-    telegram_desk,
 )
+from btc_assets.sandbox.server import serve_sandbox
+from btc_assets.sandbox.telegram import telegram_desk
+from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets_tests.test_assets.helpers import resources, run_range
 
 
@@ -40,15 +42,20 @@ def test_tail_refresh_requests_exactly_the_last_n_days_in_one_run() -> None:
     assert tail_days(date(2024, 3, 10), 5) == (date(2024, 3, 5), date(2024, 3, 9))
 
 
+# An instant well inside a UTC day: no test here straddles midnight.
+NOW = datetime(2024, 5, 2, 10, 7, 30, tzinfo=UTC)
+
+
 def test_live_sensor_requests_today_and_skips_while_a_run_is_in_flight(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, pinned_clock: Callable[[datetime], None]
 ) -> None:
+    pinned_clock(NOW)
     sensor = defs.resolve_sensor_def("live_today")
     first = sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
     )
     (request,) = first.run_requests or []
-    assert request.partition_key == datetime.now(UTC).date().isoformat()
+    assert request.partition_key == "2024-05-02"
 
     job = defs.resolve_job_def(live_job.name)
     run = instance.create_run_for_job(job_def=job, run_config={}, tags={"btc_assets/trigger": "x"})
@@ -78,10 +85,11 @@ def _freshness(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEval
 
 
 def test_freshness_passes_on_today_and_fails_on_a_stale_lake(
-    tmp_path: Path, instance: dg.DagsterInstance
+    tmp_path: Path, instance: dg.DagsterInstance, pinned_clock: Callable[[datetime], None]
 ) -> None:
+    pinned_clock(NOW)
     res = resources(tmp_path)
-    today = datetime.now(UTC).date().isoformat()
+    today = NOW.date().isoformat()
     assert run_range(instance, res, today, today, ["binance_perp_klines_1m"]).success
     check_only = [*[a for a in defs.assets if isinstance(a, dg.AssetsDefinition)],
                   *defs.asset_checks]  # fmt: skip
@@ -98,7 +106,7 @@ def test_freshness_passes_on_today_and_fails_on_a_stale_lake(
 
     stale_root = tmp_path / "stale"
     lake = Lake(stale_root / "lake")
-    old = datetime.now(UTC).date() - timedelta(days=3)
+    old = NOW.date() - timedelta(days=3)
     start = datetime.combine(old, datetime.min.time(), UTC)
     frame = pl.DataFrame(
         {"symbol": "BTCUSDT", "ts": [start + timedelta(minutes=m) for m in range(1, 1441)]}

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,15 +17,16 @@ import dagster as dg
 import httpx
 import pytest
 
-from btc_assets.assets.binance import FUNDING, PERP_1M, SPOT_1M
-from btc_assets.cli import main
 from btc_assets.core.schema import day_bounds
+from btc_assets.core.tables import FUNDING, PERP_1M, SPOT_1M
 from btc_assets.lake import Lake
-from btc_assets.sandbox import SandboxTransport
-from btc_assets.sandbox.telegram import SANDBOX_TELEGRAM_CHAT_ID, SANDBOX_TELEGRAM_TOKEN
+from btc_assets.ops.cli import main
+from btc_assets.sandbox.credentials import SANDBOX_TELEGRAM_CHAT_ID, SANDBOX_TELEGRAM_TOKEN
+from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets_tests.test_assets.helpers import lake_digest, resources, run_range
 
+FUNDING_KEY = dg.AssetKey(FUNDING.name)
 DAYS = [date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)]
 GAP = [{"kind": "gap", "path": "/fapi/v1/klines", "day": "2024-01-02", "start_minute": 600,
         "minutes": 30}]  # fmt: skip
@@ -108,16 +110,18 @@ def test_verify_names_a_corrupt_day(data_dir: Path, capsys: pytest.CaptureFixtur
 
 
 def test_verify_days_is_a_window_ending_yesterday(
-    data_dir: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, capsys: pytest.CaptureFixture[str], pinned_clock: Callable[[datetime], None]
 ) -> None:
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    now = datetime(2024, 5, 2, 10, 7, 30, tzinfo=UTC)
+    pinned_clock(now)
+    yesterday = now.date() - timedelta(days=1)
     recent = [yesterday - timedelta(days=i) for i in (2, 1, 0)]
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    write_days(data_dir, recent, now_ms=now_ms)
+    write_days(data_dir, recent, now_ms=int(now.timestamp() * 1000))
     code, out = verify(capsys, "--table", SPOT_1M.name, "--days", "3")
     assert code == 0 and "3/3" in out
     lag_row = next(line for line in out.splitlines() if line.startswith(SPOT_1M.name))
-    assert f"{datetime.now(UTC).date()} 00:00" in lag_row  # newest bar closes at midnight
+    # The newest bar closes at midnight, 10 h 07 min before now.
+    assert "2024-05-02 00:00" in lag_row and "10:07" in lag_row, lag_row
     code, out = verify(capsys, "--table", SPOT_1M.name, "--days", "5")
     assert code == 1 and "3/5" in out and "2 day(s) missing" in out
 
@@ -166,7 +170,10 @@ def materialized(data_dir: Path) -> Path:
         result = run_range(instance, resources(data_dir), "2024-01-01", "2024-01-02",
                            selection=[FUNDING.name])  # fmt: skip
         assert result.success
-        assert instance.get_materialized_partitions(FUNDING.key) == {"2024-01-01", "2024-01-02"}
+        assert instance.get_materialized_partitions(FUNDING_KEY) == {
+            "2024-01-01",
+            "2024-01-02",
+        }
     (data_dir / "reports").mkdir(parents=True)
     (data_dir / "reports" / "p1_qa_core.json").write_text("{}")
     (data_dir / "warehouse.duckdb").write_bytes(b"duckdb")
@@ -175,7 +182,7 @@ def materialized(data_dir: Path) -> Path:
 
 def materialized_partitions() -> set[str]:
     with dg.DagsterInstance.get() as instance:
-        return instance.get_materialized_partitions(FUNDING.key)
+        return instance.get_materialized_partitions(FUNDING_KEY)
 
 
 @pytest.mark.parametrize("answer", ["n\n", "\n", "whatever\n", ""])
@@ -203,7 +210,7 @@ def test_reset_with_yes_or_force_wipes_lake_and_history(
     assert not any((materialized / p).exists() for p in ("lake", "reports", "warehouse.duckdb"))
     assert materialized_partitions() == set()
     with dg.DagsterInstance.get() as instance:
-        assert FUNDING.key not in instance.get_asset_keys()
+        assert FUNDING_KEY not in instance.get_asset_keys()
     assert "Deleted 3 path(s) and the history of 1 asset(s)" in capsys.readouterr().out
     assert main(["reset", "-f"]) == 0  # nothing left: says so
     assert "Nothing to reset" in capsys.readouterr().out
@@ -215,7 +222,7 @@ def test_reset_with_yes_or_force_wipes_lake_and_history(
 def test_sandbox_serves_until_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "BTC_ASSETS_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "btc_assets.cli", "sandbox", "--port", "0"],
+        [sys.executable, "-m", "btc_assets.ops.cli", "sandbox", "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert proc.stdout is not None

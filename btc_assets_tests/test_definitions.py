@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from btc_assets.definitions import defs
+from btc_assets.defs.definitions import defs
 
 RAW_AND_BARS = {
     "binance_spot_klines_1m",

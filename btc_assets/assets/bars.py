@@ -6,33 +6,20 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from btc_assets import checks
-from btc_assets.assets.binance import PERP_1M, SPOT_1M
 from btc_assets.assets.common import (
-    Table,
-    gate_days,
+    LAKE_KINDS,
     partial_cutoff,
     range_days,
     record_or_fail,
+    table_key,
 )
 from btc_assets.core.bars import bar_duration, resample
 from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
-from btc_assets.partitions import DAILY, SINGLE_RUN
-from btc_assets.resources import DatasetResource
-
-SPOT_15M = Table(
-    "spot_klines_15m",
-    BAR_SCHEMA,
-    "15m",
-    "Binance spot 15m bars resampled from 1m (right-closed, ts = close time); source_count "
-    "says how many 1m bars each holds.",
-)
-PERP_15M = Table(
-    "perp_klines_15m",
-    BAR_SCHEMA,
-    "15m",
-    "Binance USD-M perpetual 15m bars resampled from 1m (right-closed, ts = close time).",
-)
+from btc_assets.core.tables import PERP_1M, PERP_15M, SPOT_1M, SPOT_15M, Table
+from btc_assets.defs import checks
+from btc_assets.defs.day_gate import gate_days
+from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.resources import DatasetResource
 
 
 def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
@@ -45,9 +32,9 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
         group_name="bars",
-        kinds=table.kinds,
-        deps=[source.key],
-        check_specs=[checks.quality_check_spec(table.key)],
+        kinds=LAKE_KINDS,
+        deps=[table_key(source)],
+        check_specs=[checks.quality_check_spec(table_key(table))],
     )
     def _asset(context: dg.AssetExecutionContext, dataset: DatasetResource) -> Iterator[Any]:
         lake, symbol = dataset.lake(), dataset.symbol

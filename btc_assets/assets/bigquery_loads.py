@@ -18,17 +18,20 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from btc_assets import checks
-from btc_assets.assets.binance import PERP_1M, SPOT_1M
 from btc_assets.assets.common import (
-    Table,
     column_schema,
-    gate_days,
     materialize_days,
     range_days,
+    table_key,
 )
-from btc_assets.assets.features import FEATURES
-from btc_assets.bigquery import (
+from btc_assets.core.schema import partition_day_expr
+from btc_assets.core.tables import FEATURES, PERP_1M, SPOT_1M, Table
+from btc_assets.defs import checks
+from btc_assets.defs.day_gate import gate_days
+from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.resources import DatasetResource
+from btc_assets.lake import Lake
+from btc_assets.warehouse.bigquery import (
     DayFileError,
     DayLoad,
     SchemaDriftError,
@@ -37,11 +40,7 @@ from btc_assets.bigquery import (
     ensure_table,
     replace_day,
 )
-from btc_assets.core.schema import partition_day_expr
-from btc_assets.gcp_resources import BigQueryWarehouseResource, GcsStagingResource
-from btc_assets.lake import Lake
-from btc_assets.partitions import DAILY, SINGLE_RUN
-from btc_assets.resources import DatasetResource
+from btc_assets.warehouse.resources import BigQueryWarehouseResource, GcsStagingResource
 
 GROUP = "bigquery"
 # The first of these a table has is what parity sums: base volume for klines, USD volume
@@ -142,7 +141,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         kinds={"bigquery"},
-        deps=[source.key],
+        deps=[table_key(source)],
         check_specs=[checks.parity_check_spec(table.key, volume_column)],
     )
     def _load(

@@ -10,31 +10,10 @@ from typing import Any
 
 import polars as pl
 
-from btc_assets.assets.common import Table
 from btc_assets.assets.raw import FetchDays, Fetched, raw_asset
-from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, day_bounds
+from btc_assets.core.schema import day_bounds
+from btc_assets.core.tables import BINANCE_TABLES, FUNDING, PERP_1M, SPOT_1M
 from btc_assets.vendors.binance import BinanceClient
-
-SPOT_1M = Table(
-    "binance_spot_klines_1m",
-    KLINE_SCHEMA,
-    "1m",
-    "Binance spot 1m klines (GET /api/v3/klines), ts = bar close time.",
-)
-PERP_1M = Table(
-    "binance_perp_klines_1m",
-    KLINE_SCHEMA,
-    "1m",
-    "Binance USD-M perpetual 1m klines (GET /fapi/v1/klines), ts = bar close time.",
-)
-FUNDING = Table(
-    "binance_funding_rate",
-    FUNDING_SCHEMA,
-    None,
-    "Binance USD-M funding settlements (GET /fapi/v1/fundingRate), ts rounded to the minute.",
-    required=("funding_rate",),
-)
-BINANCE_TABLES = (SPOT_1M, PERP_1M, FUNDING)
 
 DayFetch = Callable[[BinanceClient, str, datetime, datetime], pl.DataFrame]
 

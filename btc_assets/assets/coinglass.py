@@ -11,60 +11,20 @@ from typing import Any
 
 import polars as pl
 
-from btc_assets.assets.common import Table
 from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, spans, split_days
-from btc_assets.core.schema import (
-    COINGLASS_AGG_TAKER_SCHEMA,
-    COINGLASS_FUNDING_SCHEMA,
-    COINGLASS_LIQUIDATION_SCHEMA,
-    COINGLASS_OI_SCHEMA,
-    COINGLASS_PRICE_SCHEMA,
-    COINGLASS_TAKER_SCHEMA,
-    day_bounds,
+from btc_assets.core.schema import day_bounds
+from btc_assets.core.tables import (
+    AGG_TAKER,
+    COINGLASS_TABLES,
+    FUNDING_CG,
+    LIQUIDATIONS,
+    OPEN_INTEREST,
+    PRICE,
+    TAKER,
 )
 from btc_assets.settings import coin_of
 from btc_assets.vendors.coinglass import CoinGlassClient, CoinGlassKeyInvalid, CoinGlassKeyMissing
 from btc_assets.vendors.errors import VendorError
-
-PRICE = Table(
-    "coinglass_price_ohlc",
-    COINGLASS_PRICE_SCHEMA,
-    "15m",
-    "CoinGlass futures pair price OHLC (GET /api/futures/price/history) of the Binance perp.",
-)
-OPEN_INTEREST = Table(
-    "coinglass_open_interest",
-    COINGLASS_OI_SCHEMA,
-    "15m",
-    "CoinGlass aggregated open interest OHLC in USD; close is oi_now.",
-)
-FUNDING_CG = Table(
-    "coinglass_funding",
-    COINGLASS_FUNDING_SCHEMA,
-    None,
-    "Funding rate as a fraction: CoinGlass OI-weighted, else volume-weighted (15m), else "
-    "Binance settlements; funding_source says which for every row.",
-    required=("funding_rate", "funding_source"),
-)
-TAKER = Table(
-    "coinglass_taker_volume",
-    COINGLASS_TAKER_SCHEMA,
-    "15m",
-    "CoinGlass taker buy/sell volume (USD) of the Binance perp pair.",
-)
-AGG_TAKER = Table(
-    "coinglass_aggregated_taker",
-    COINGLASS_AGG_TAKER_SCHEMA,
-    "15m",
-    "CoinGlass coin-level taker buy/sell volume (USD), spot and futures, over the exchange list.",
-)
-LIQUIDATIONS = Table(
-    "coinglass_liquidations",
-    COINGLASS_LIQUIDATION_SCHEMA,
-    "15m",
-    "CoinGlass aggregated long/short liquidations (USD) over the exchange list.",
-)
-COINGLASS_TABLES = (PRICE, OPEN_INTEREST, FUNDING_CG, TAKER, AGG_TAKER, LIQUIDATIONS)
 
 # (client, resource, symbol, coin, start, end) -> frame of the span
 SpanFetch = Callable[[CoinGlassClient, Any, str, str, datetime, datetime], pl.DataFrame]

@@ -6,19 +6,20 @@ emits per-day metadata, per-day check evaluations and the step's outputs in one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from btc_assets import checks
-from btc_assets.core import quality
+from btc_assets import clock
+from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import day_bounds, floor_to_grid, partition_day_expr
-from btc_assets.lake import Lake, LakeError
-from btc_assets.partitions import partition_days
+from btc_assets.core.tables import Table
+from btc_assets.defs import checks
+from btc_assets.defs.partitions import partition_days
+from btc_assets.lake import Lake
 
 # The day frames as stored and each day's manifest error -> the check evaluations.
 Evaluate = Callable[[pl.DataFrame, Mapping[date, str | None]], Iterable[dg.AssetCheckEvaluation]]
@@ -28,23 +29,13 @@ FORCE_TAG = "btc_assets/force"
 PREVIEW_ROWS = 3
 
 
-@dataclass(frozen=True)
-class Table:
-    """A daily lake table and the asset that materializes it."""
+# What every lake table's asset is, as the UI's kind tags show it.
+LAKE_KINDS = frozenset({"polars", "parquet"})
 
-    name: str
-    schema: Mapping[str, pl.DataType]
-    every: str | None  # bar interval; None for point-in-time events (funding)
-    description: str
-    required: tuple[str, ...] = field(default=())  # columns that must never be null
 
-    @property
-    def key(self) -> dg.AssetKey:
-        return dg.AssetKey(self.name)
-
-    @property
-    def kinds(self) -> set[str]:
-        return {"polars", "parquet"}
+def table_key(table: Table) -> dg.AssetKey:
+    """A lake table's asset has the table's name."""
+    return dg.AssetKey(table.name)
 
 
 def range_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -63,14 +54,6 @@ def forced(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(FORCE_TAG, "").lower() in ("1", "true", "yes")
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def today_utc() -> date:
-    return now_utc().date()
-
-
 def partial_cutoff(days: list[date], inputs: pl.LazyFrame, step: timedelta) -> datetime | None:
     """How far today's partial partition reaches, if the range holds today.
 
@@ -78,34 +61,12 @@ def partial_cutoff(days: list[date], inputs: pl.LazyFrame, step: timedelta) -> d
     today, floored to the table's bar. Past days are judged whole; how stale the newest
     bar is, is the freshness check's business, not this one's.
     """
-    today = today_utc()
+    today = clock.today_utc()
     if today not in days:
         return None
     start = day_bounds(today)[0]
     newest = inputs.select(pl.col("ts").max()).collect().item()
     return start if newest is None or newest <= start else floor_to_grid(newest, step)
-
-
-def quality_by_day(
-    table: Table, frame: pl.LazyFrame, days: list[date], as_of: datetime | None = None
-) -> pl.DataFrame:
-    """``as_of`` cuts today's partial partition: only bars closed by then are expected."""
-    if table.every is None:
-        required = ["symbol", "ts", *table.required]
-        return quality.event_quality_by_day(frame.select(required), days, as_of=as_of)
-    return quality.bar_quality_by_day(frame, table.every, days, as_of=as_of)
-
-
-def manifest_errors(lake: Lake, table: Table, symbol: str, days: list[date]) -> dict:
-    """Each day's verification against its MANIFEST: None, or what is wrong and where."""
-    errors: dict[date, str | None] = {}
-    for day in days:
-        try:
-            lake.verify_day(table.name, symbol, day)
-            errors[day] = None
-        except LakeError as exc:
-            errors[day] = str(exc)
-    return errors
 
 
 def _markdown(frame: pl.DataFrame) -> str:
@@ -162,16 +123,16 @@ def record_range(
         }
     yield from materialize_days(
         context,
-        table.key,
+        table_key(table),
         per_day,
         common={"dagster/column_schema": column_schema(table)},
         range_only={**(range_metadata or {}), "days": len(days), "rows": frame.height},
         materialize_all=materialize_all,
     )
-    errors = manifest_errors(lake, table, symbol, days)
+    errors = lake.verify_days(table.name, symbol, days)
     if evaluate is None:
         by_day = quality_by_day(table, frame.lazy(), days, as_of)
-        yield from checks.day_evaluations(table.key, by_day, errors)
+        yield from checks.day_evaluations(table_key(table), by_day, errors)
     else:
         yield from evaluate(frame, errors)
     if materialize_all:
@@ -202,28 +163,6 @@ def materialize_days(
             yield dg.AssetMaterialization(
                 asset_key=key, partition=day.isoformat(), metadata={**common, **metadata}
             )
-
-
-def gate_days(
-    context: dg.AssetExecutionContext,
-    lake: Lake,
-    symbol: str,
-    sources: Sequence[Table],
-    days: list[date],
-) -> tuple[list[date], dict[date, list[str]]]:
-    """Split ``days`` into those safe to build and those blocked, with the reasons.
-
-    A day is blocked when an upstream day's blocking check failed with ERROR, or when an
-    upstream day file no longer verifies against its manifest (a file can rot after its
-    check passed).
-    """
-    blocked = checks.blocked_days(context.instance, [s.key for s in sources], days)
-    for source in sources:
-        open_days = [day for day in days if day not in blocked]
-        for day, error in manifest_errors(lake, source, symbol, open_days).items():
-            if error is not None:
-                blocked[day] = [f"{source.name} cannot be read: {error}"]
-    return [day for day in days if day not in blocked], blocked
 
 
 def record_or_fail(

@@ -13,39 +13,35 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from btc_assets import checks
-from btc_assets.assets.bars import PERP_15M, SPOT_15M
-from btc_assets.assets.binance import PERP_1M
-from btc_assets.assets.coinglass import (
-    AGG_TAKER,
-    FUNDING_CG,
-    LIQUIDATIONS,
-    OPEN_INTEREST,
-    PRICE,
-    TAKER,
-)
 from btc_assets.assets.common import (
-    Table,
-    gate_days,
+    LAKE_KINDS,
     partial_cutoff,
     range_days,
     record_or_fail,
+    table_key,
 )
 from btc_assets.assets.raw import split_days
 from btc_assets.core.features import build_features
 from btc_assets.core.gates import feature_quality_by_day, price_divergence_by_day
 from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA, conform, day_bounds
-from btc_assets.partitions import DAILY, SINGLE_RUN
-from btc_assets.resources import DatasetResource, QualityGatesResource
-
-FEATURES = Table(
-    "bars_15m",
-    FEATURE_SCHEMA,
-    "15m",
-    "15-minute BTCUSDT feature table: CoinGlass OHLC, Binance volumes, OI, funding (with "
-    "imputation flags), realized vol, CVD, perp share, 30-day percentiles. Definitions in "
-    "btc_assets/core/features.py.",
+from btc_assets.core.tables import (
+    AGG_TAKER,
+    FEATURES,
+    FUNDING_CG,
+    LIQUIDATIONS,
+    OPEN_INTEREST,
+    PERP_1M,
+    PERP_15M,
+    PRICE,
+    SPOT_15M,
+    TAKER,
+    Table,
 )
+from btc_assets.defs import checks
+from btc_assets.defs.day_gate import gate_days
+from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.resources import DatasetResource, QualityGatesResource
+
 IMPUTED_FLAGS = ("oi_now_imputed", "funding_now_imputed")
 BAR = timedelta(minutes=15)
 PERCENTILES = ("oi_pctile_30d", "funding_pctile_30d")
@@ -97,9 +93,9 @@ def _upstream_days(context: dg.AssetExecutionContext, table: Table) -> list[date
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
     group_name="features",
-    kinds=FEATURES.kinds,
-    deps=[dg.AssetDep(table.key, partition_mapping=m) for table, m in SOURCES.values()],
-    check_specs=checks.feature_check_specs(FEATURES.key),
+    kinds=LAKE_KINDS,
+    deps=[dg.AssetDep(table_key(table), partition_mapping=m) for table, m in SOURCES.values()],
+    check_specs=checks.feature_check_specs(table_key(FEATURES)),
 )
 def bars_15m(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
@@ -128,7 +124,7 @@ def bars_15m(
     ) -> Iterator[dg.AssetCheckEvaluation]:
         by_day = gate_figures(frame, good, gates.warmup_days, as_of)
         yield from checks.feature_evaluations(
-            FEATURES.key,
+            table_key(FEATURES),
             by_day,
             manifest_errors,
             max_gap_pct=gates.max_gap_pct,
@@ -139,7 +135,7 @@ def bars_15m(
             frame.lazy(), inputs["perp_15m"], good, gates.price_tolerance_bp
         )
         yield from checks.reconciliation_evaluations(
-            FEATURES.key, divergence, gates.price_tolerance_bp
+            table_key(FEATURES), divergence, gates.price_tolerance_bp
         )
 
     metadata = {day: {"source": "core.features.build_features"} for day in good}

@@ -14,17 +14,18 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from btc_assets import checks
+from btc_assets import clock
 from btc_assets.assets.common import (
-    Table,
+    LAKE_KINDS,
     forced,
-    now_utc,
     range_days,
     record_range,
-    today_utc,
+    table_key,
 )
 from btc_assets.core.schema import conform, partition_day_expr
-from btc_assets.partitions import DAILY, SINGLE_RUN
+from btc_assets.core.tables import Table
+from btc_assets.defs import checks
+from btc_assets.defs.partitions import DAILY, SINGLE_RUN
 
 
 @dataclass
@@ -69,17 +70,17 @@ def raw_asset(
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
         group_name=group,
-        kinds=table.kinds,
+        kinds=LAKE_KINDS,
         required_resource_keys={"dataset", *vendor_resources},
-        check_specs=[checks.quality_check_spec(table.key)],
+        check_specs=[checks.quality_check_spec(table_key(table))],
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
         # Every bar closed before the fetch starts must be there, today's included.
-        as_of = now_utc() if today_utc() in days else None
+        as_of = clock.now_utc() if clock.today_utc() in days else None
         dataset = context.resources.dataset
         lake, symbol = dataset.lake(), dataset.symbol
-        force, today = forced(context), today_utc()
+        force, today = forced(context), clock.today_utc()
         stale = [
             day
             for day in days

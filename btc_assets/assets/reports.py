@@ -7,18 +7,20 @@ shows the summary as a markdown table and the coverage chart, so bad days stand 
 import base64
 import io
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from btc_assets import checks
-from btc_assets.assets.common import partial_cutoff
-from btc_assets.assets.features import BAR, FEATURES, IMPUTED_FLAGS, gate_figures
+from btc_assets import clock
+from btc_assets.assets.common import partial_cutoff, table_key
+from btc_assets.assets.features import BAR, IMPUTED_FLAGS, gate_figures
 from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA
-from btc_assets.resources import DatasetResource, QualityGatesResource
+from btc_assets.core.tables import FEATURES
+from btc_assets.defs import checks
+from btc_assets.defs.resources import DatasetResource, QualityGatesResource
 
 REPORT_NAME = "p1_qa_core.json"
 CHART_NAME = "p1_qa_coverage.png"
@@ -26,7 +28,7 @@ CHART_NAME = "p1_qa_coverage.png"
 
 def _gate_verdicts(instance: dg.DagsterInstance, days: list[date]) -> dict[str, str]:
     """Latest ``bars_15m.quality`` status per day: SUCCEEDED, FAILED, or unchecked."""
-    key = dg.AssetCheckKey(FEATURES.key, checks.QUALITY)
+    key = dg.AssetCheckKey(table_key(FEATURES), checks.QUALITY)
     infos = instance.event_log_storage.get_asset_check_partition_info(
         [key], partition_keys=[d.isoformat() for d in days]
     )
@@ -68,7 +70,7 @@ def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
     group_name="reports",
     kinds={"polars", "json"},
     automation_condition=dg.AutomationCondition.eager(),
-    deps=[FEATURES.key],
+    deps=[table_key(FEATURES)],
 )
 def qa_report(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
@@ -89,7 +91,7 @@ def qa_report(
     report: dict[str, Any] = {
         "table": FEATURES.name,
         "symbol": symbol,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated_at": clock.now_utc().isoformat(timespec="seconds"),
         "window": {"first_day": days[0].isoformat(), "last_day": end.isoformat(),
                    "days": len(days), "days_present": int((by_day["rows"] > 0).sum())},
         "bars": {"expected": expected, "present": got, "missing": expected - got,

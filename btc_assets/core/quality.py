@@ -28,6 +28,7 @@ from btc_assets.core.schema import (
     floor_to_grid,
     partition_day_expr,
 )
+from btc_assets.core.tables import Table
 
 ONE_DAY = timedelta(days=1)
 # Resampled volumes are float sums, so taker_buy may exceed total by rounding noise only.
@@ -360,3 +361,14 @@ def gaps(bars: pl.LazyFrame, every: str, start: datetime, end: datetime) -> pl.D
         {"start": TS, "end": TS}
     )
     return _gap_runs(slots, bounds, step).drop("key").sort("gap_start").collect()
+
+
+def quality_by_day(
+    table: Table, frame: pl.LazyFrame, days: list[date], as_of: datetime | None = None
+) -> pl.DataFrame:
+    """The per-day figures of ``table``'s checks; ``as_of`` cuts today's partial partition:
+    only bars closed by then are expected."""
+    if table.every is None:
+        required = ["symbol", "ts", *table.required]
+        return event_quality_by_day(frame.select(required), days, as_of=as_of)
+    return bar_quality_by_day(frame, table.every, days, as_of=as_of)

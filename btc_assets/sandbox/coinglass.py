@@ -27,9 +27,9 @@ import numpy as np
 from btc_assets.sandbox import coinglass_market as cgm
 from btc_assets.sandbox import market as mk
 from btc_assets.sandbox import routes
+from btc_assets.sandbox.credentials import SANDBOX_COINGLASS_KEY
 from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import Route, SandboxRequest, SandboxResponse, SandboxState
-from btc_assets.settings import SANDBOX_COINGLASS_KEY
 
 BUCKET = "coinglass"
 DEFAULT_LIMITS = {BUCKET: 300}  # Standard plan, requests per minute

@@ -31,6 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from btc_assets.sandbox import routes
+from btc_assets.sandbox.credentials import (
+    SANDBOX_MIGRATED_CHAT_ID,
+    SANDBOX_TELEGRAM_CHAT_ID,
+    SANDBOX_TELEGRAM_TOKEN,
+)
 from btc_assets.sandbox.faults import Fault
 from btc_assets.sandbox.routes import (
     Route,
@@ -43,9 +48,6 @@ from btc_assets.vendors.errors import RedactingFilter
 
 # The sandbox's bot: the token has the real "<bot id>:<secret>" shape, so every redaction
 # rule that protects a real token is exercised by this one.
-SANDBOX_TELEGRAM_TOKEN = "123456789:sandbox-telegram-token"
-SANDBOX_TELEGRAM_CHAT_ID = "-1001234567890"  # a supergroup
-SANDBOX_MIGRATED_CHAT_ID = "-123456789"  # an old group, upgraded to the supergroup above
 CHAT_BUCKET, BOT_BUCKET = "telegram-chat", "telegram-bot"
 DEFAULT_LIMITS = {CHAT_BUCKET: 20, BOT_BUCKET: 30}
 CHAT_WINDOW_SECONDS, BOT_WINDOW_SECONDS = 60.0, 1.0

@@ -18,8 +18,8 @@ import httpx
 import polars as pl
 
 from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, conform, empty_frame, to_ms
-from btc_assets.settings import LIVE_BINANCE_FUTURES_URL, LIVE_BINANCE_SPOT_URL
 from btc_assets.vendors.errors import VendorError, VendorResponseError
+from btc_assets.vendors.hosts import LIVE_BINANCE_FUTURES_URL, LIVE_BINANCE_SPOT_URL
 from btc_assets.vendors.http import VendorHttpClient
 from btc_assets.vendors.ratelimit import WeightBudget
 

@@ -38,7 +38,6 @@ from btc_assets.vendors.ratelimit import WeightBudget
 log = logging.getLogger("btc_assets.vendors")
 
 VENDOR = "telegram"
-LIVE_TELEGRAM_URL = "https://api.telegram.org"
 TOKEN_SETTING, CHAT_SETTING = "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"
 MAX_MESSAGE_LENGTH = 4096  # UTF-16 code units
 TRUNCATION_MARKER = "\n… [truncated]"

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from btc_assets.assets.common import FORCE_TAG
-from btc_assets.definitions import all_assets, build_resources
+from btc_assets.defs.definitions import all_assets, build_resources
 from btc_assets.settings import load_settings
 
 

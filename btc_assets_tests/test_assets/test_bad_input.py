@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from btc_assets.assets.binance import binance_assets as raw_assets
-from btc_assets.partitions import PartitionError, partition_days
+from btc_assets.defs.partitions import PartitionError, partition_days
 from btc_assets.settings import SettingsError, load_settings
 from btc_assets_tests.test_assets.helpers import lake_digest, resources, run_range
 

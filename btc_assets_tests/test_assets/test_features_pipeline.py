@@ -2,8 +2,8 @@
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +11,14 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from btc_assets.assets.common import Table, gate_days, range_days
-from btc_assets.assets.features import FEATURES
-from btc_assets.checks import QUALITY, RECONCILIATION
-from btc_assets.definitions import all_assets
+from btc_assets.assets.common import range_days, table_key
+from btc_assets.core.tables import FEATURES, Table
+from btc_assets.defs.checks import QUALITY, RECONCILIATION
+from btc_assets.defs.day_gate import gate_days
+from btc_assets.defs.definitions import all_assets
+from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
-from btc_assets.partitions import DAILY, SINGLE_RUN
-from btc_assets.resources import DatasetResource
 from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
@@ -95,7 +96,7 @@ def _downstream_of_features() -> dg.AssetsDefinition:
         name=out.name,
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
-        deps=[FEATURES.key],
+        deps=[table_key(FEATURES)],
     )
     def features_consumer(
         context: dg.AssetExecutionContext, dataset: DatasetResource
@@ -183,20 +184,21 @@ def test_funding_falls_back_and_says_so(tmp_path: Path, instance: dg.DagsterInst
 
 
 def test_today_is_a_partial_partition_of_closed_bars(
-    tmp_path: Path, instance: dg.DagsterInstance
+    tmp_path: Path, instance: dg.DagsterInstance, pinned_clock: Callable[[datetime], None]
 ) -> None:
-    today = datetime.now(UTC).date().isoformat()
-    started = datetime.now(UTC)
+    now = datetime(2024, 5, 2, 10, 7, 30, tzinfo=UTC)
+    pinned_clock(now)  # "today" is 2024-05-02, for the assets and the sandbox alike
+    today = now.date().isoformat()
     result = run_range(instance, resources(tmp_path), today, today)
     assert result.success
     lake = Lake(tmp_path / "lake")
-    for name, step in (("binance_perp_klines_1m", 1), ("perp_klines_15m", 15), ("bars_15m", 15)):
-        frame = pl.read_parquet(lake.day_file(name, "BTCUSDT", date.fromisoformat(today)))
-        assert frame["ts"].max() <= datetime.now(UTC), name  # nothing still forming
-        closed = (started - datetime.combine(started.date(), datetime.min.time(), UTC)) // (
-            timedelta(minutes=step)
-        )
-        assert frame.height >= closed - 1, (name, frame.height, closed)
+    # Closed by 10:07:30: 1m bars to 10:07 (607), 15m bars to 10:00 (40); 10:08 and 10:15
+    # are still forming and must not be written.
+    for name, closed in (("binance_perp_klines_1m", 607), ("perp_klines_15m", 40),
+                         ("bars_15m", 40)):  # fmt: skip
+        frame = pl.read_parquet(lake.day_file(name, "BTCUSDT", now.date()))
+        assert frame.height == closed, (name, frame.height)
+        assert frame["ts"].max() <= now, name
     # Judged against what has closed so far, today's gates pass (no false gap alarm).
     checks = _by_key(result)
     for name in ("binance_perp_klines_1m", "perp_klines_15m", "bars_15m"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from btc_assets.checks import QUALITY
+from btc_assets.defs.checks import QUALITY
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
 

@@ -10,7 +10,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery, storage
 
-from btc_assets.checks import ROW_PARITY
+from btc_assets.defs.checks import ROW_PARITY
 from btc_assets.lake import Lake
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
 from btc_assets_tests.test_assets.helpers import evaluations, lake_digest

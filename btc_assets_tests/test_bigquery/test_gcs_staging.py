@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 from google.cloud import bigquery, storage
 
-from btc_assets.gcs import staging_object
 from btc_assets.lake import Lake
+from btc_assets.warehouse.gcs import staging_object
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
 from btc_assets_tests.test_bigquery.conftest import (
     DAYS,

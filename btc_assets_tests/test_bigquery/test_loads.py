@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from google.cloud import bigquery
 
-import btc_assets.bigquery as bq_module
-from btc_assets.checks import ROW_PARITY
+import btc_assets.warehouse.bigquery as bq_module
 from btc_assets.core.schema import FEATURE_SCHEMA, KLINE_SCHEMA
+from btc_assets.defs.checks import ROW_PARITY
 from btc_assets.lake import Lake
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
 from btc_assets_tests.test_assets.helpers import evaluations, run_range

@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from btc_assets.bigquery import (
+from btc_assets.core.schema import FEATURE_SCHEMA, TS
+from btc_assets.warehouse.bigquery import (
     BigQueryAccessError,
     BigQueryLoadError,
     DayFileError,
@@ -18,7 +19,6 @@ from btc_assets.bigquery import (
     check_day_file,
     transaction_script,
 )
-from btc_assets.core.schema import FEATURE_SCHEMA, TS
 
 DAY = date(2024, 3, 1)
 SCHEMA = {"symbol": pl.String(), "ts": TS, "volume": pl.Float64(), "trades": pl.Int64()}

@@ -8,11 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from btc_assets import demo, warehouse_demo
 from btc_assets.assets.bigquery_loads import bigquery_job
-from btc_assets.definitions import all_assets
-from btc_assets.gcp_resources import BigQueryWarehouseResource, WarehouseConfigError
+from btc_assets.defs.definitions import all_assets
+from btc_assets.ops import demo
 from btc_assets.settings import SettingsError, WarehouseSettings, load_settings
+from btc_assets.warehouse import demo_step
+from btc_assets.warehouse.resources import BigQueryWarehouseResource, WarehouseConfigError
 from btc_assets_tests.emulators import BigQueryEmulator
 from btc_assets_tests.test_bigquery.conftest import DAYS, bq_resources, day, warehouse
 
@@ -98,7 +99,7 @@ def test_demo_stops_early_when_bigquery_is_not_configured(
 
 def test_demo_skips_bigquery_by_default(instance: dg.DagsterInstance) -> None:
     settings = replace(load_settings(), warehouse=WarehouseSettings())
-    run = warehouse_demo.load(dg.Definitions(), instance, settings, day(DAYS[0]), day(DAYS[0]), {})
+    run = demo_step.load(dg.Definitions(), instance, settings, day(DAYS[0]), day(DAYS[0]), {})
     assert run.success and "bigquery: skipped" in run.summary
     assert instance.get_runs() == []
 
@@ -110,8 +111,8 @@ def test_demo_loads_bigquery_when_selected(
     defs = dg.Definitions(
         assets=all_assets, resources=bq_resources(data_dir, settings.warehouse), jobs=[bigquery_job]
     )
-    warehouse_demo.check(defs, settings)
-    run = warehouse_demo.load(defs, instance, settings, day(DAYS[0]), day(DAYS[-1]), demo.QUIET)
+    demo_step.check(defs, settings)
+    run = demo_step.load(defs, instance, settings, day(DAYS[0]), day(DAYS[-1]), demo.QUIET)
     assert run.success, run.summary
     lines = {line.split()[0]: line.split() for line in run.summary.splitlines()}
     assert lines["bq_bars_15m"][1:6] == ["3", "288", "3", "passed,", "0"]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -11,8 +10,9 @@ from polars.testing import assert_frame_equal
 
 from btc_assets.core.bars import bar_duration, expected_source_count, resample
 from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, TS, conform
+from btc_assets_tests import fixtures
 
-FIXTURE = Path("/work/shared/fixtures/binance_spot_csv/BTCUSDT-1m-2024-09-21.csv")
+FIXTURE = fixtures.path("binance_spot_csv/BTCUSDT-1m-2024-09-21.csv")
 CSV_COLUMNS = [
     "open_time_ms", "open", "high", "low", "close", "volume", "close_time_ms",
     "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "ignore",

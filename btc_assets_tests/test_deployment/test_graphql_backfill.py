@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from btc_assets.checks import QUALITY
+from btc_assets.defs.checks import QUALITY
 from btc_assets_tests.deployment_harness import deployment, fresh_database, run_backfill
 
 CORE = [

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from btc_assets.sandbox import FaultPlan, FaultPlanError, SandboxTransport, serve_sandbox
+from btc_assets.sandbox.faults import FaultPlan, FaultPlanError
+from btc_assets.sandbox.server import serve_sandbox
+from btc_assets.sandbox.transport import SandboxTransport
 
 NOW_MS = 1_704_456_030_000  # 2024-01-05 12:00:30 UTC
 DAY_MS = 1_704_153_600_000  # 2024-01-02 00:00 UTC

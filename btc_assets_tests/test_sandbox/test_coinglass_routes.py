@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from btc_assets.sandbox import SandboxTransport, serve_sandbox
-from btc_assets.settings import SANDBOX_COINGLASS_KEY
+from btc_assets.sandbox.credentials import SANDBOX_COINGLASS_KEY
+from btc_assets.sandbox.server import serve_sandbox
+from btc_assets.sandbox.transport import SandboxTransport
 
 NOW_MS = 1_717_243_650_000  # 2024-06-01 12:07:30 UTC
 DAY_MS = 1_704_153_600_000  # 2024-01-02 00:00 UTC

@@ -15,8 +15,9 @@ import polars as pl
 import pytest
 
 from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA
-from btc_assets.sandbox import SandboxTransport, serve_sandbox
 from btc_assets.sandbox.faults import DATA_KINDS
+from btc_assets.sandbox.server import serve_sandbox
+from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.binance import (
     BinanceClient,
     BinanceGeoBlocked,

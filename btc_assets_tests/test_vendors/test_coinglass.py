@@ -22,9 +22,10 @@ from btc_assets.core.schema import (
     COINGLASS_PRICE_SCHEMA,
     COINGLASS_TAKER_SCHEMA,
 )
-from btc_assets.sandbox import SandboxTransport, serve_sandbox
+from btc_assets.sandbox.credentials import SANDBOX_COINGLASS_KEY
 from btc_assets.sandbox.faults import DATA_KINDS
-from btc_assets.settings import SANDBOX_COINGLASS_KEY
+from btc_assets.sandbox.server import serve_sandbox
+from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.coinglass import (
     FUNDING_OI_WEIGHT,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from btc_assets.sandbox import SandboxTransport
+from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.errors import (
     VendorConfigError,
     VendorError,

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from btc_assets.sandbox import SandboxTransport, serve_sandbox
-from btc_assets.sandbox.telegram import (
+from btc_assets.sandbox.credentials import (
     SANDBOX_MIGRATED_CHAT_ID,
     SANDBOX_TELEGRAM_CHAT_ID,
     SANDBOX_TELEGRAM_TOKEN,
-    telegram_desk,
 )
+from btc_assets.sandbox.server import serve_sandbox
+from btc_assets.sandbox.telegram import telegram_desk
+from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.errors import VendorRateLimited
 from btc_assets.vendors.telegram import (
     MAX_MESSAGE_LENGTH,

@@ -17,11 +17,11 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
+from btc_assets import clock
 from btc_assets.settings import Settings, SettingsError, load_settings
 
 # backfill_policy is beta and partitioned checks are preview in dagster 1.13: known, chosen.
@@ -31,14 +31,14 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 OK, PROBLEMS, USAGE = 0, 1, 2
 DESCRIPTION = "Operations commands for btc_assets that Dagster's own CLI does not cover."
 DAGSTER_COMMANDS = """\
-Dagster's own CLI does the rest (-m btc_assets.definitions, DAGSTER_HOME set):
+Dagster's own CLI does the rest (-m btc_assets.defs.definitions, DAGSTER_HOME set):
   backfill a range as ONE run (the daily assets have a single-run backfill policy):
-    dagster asset materialize -m btc_assets.definitions --select 'group:binance' \\
+    dagster asset materialize -m btc_assets.defs.definitions --select 'group:binance' \\
         --partition-range 2024-01-01...2024-01-31
   backfill through the daemon (queued, visible under Overview > Backfills in the UI):
-    dagster job backfill -m btc_assets.definitions -j btc_daily \\
+    dagster job backfill -m btc_assets.defs.definitions -j btc_daily \\
         --from 2024-01-01 --to 2024-01-31 --noprompt
-  one day:                dagster asset materialize -m btc_assets.definitions \\
+  one day:                dagster asset materialize -m btc_assets.defs.definitions \\
                               --select binance_spot_klines_1m --partition 2024-01-02
   asset history only:     dagster asset wipe --all       run history: dagster run wipe
 """
@@ -110,9 +110,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from btc_assets.definitions import LAKE_TABLES
+    from btc_assets.core.tables import LAKE_TABLES
     from btc_assets.lake import Lake
-    from btc_assets.verify import verify_table
+    from btc_assets.ops.verify import verify_table
 
     settings = load_settings()
     tables = {t.name: t for t in LAKE_TABLES}
@@ -125,7 +125,7 @@ def _verify(args: argparse.Namespace) -> int:
         print("btc-assets verify: --days must be at least 1", file=sys.stderr)
         return USAGE
     lake, symbol = Lake(settings.lake_dir), (args.symbol or settings.symbol).upper()
-    now = datetime.now(UTC)
+    now = clock.now_utc()
     chosen = [tables[n] for n in args.table] if args.table else list(tables.values())
     reports = [verify_table(lake, t, symbol, args.days, now) for t in chosen]
     window = f"the {args.days} UTC days ending yesterday" if args.days else "first to last day"
@@ -175,7 +175,7 @@ def reset_targets(settings: Settings) -> list[Path]:
 
 
 def _project_asset_keys() -> list[dg.AssetKey]:
-    from btc_assets.definitions import defs
+    from btc_assets.defs.definitions import defs
 
     return list(defs.resolve_all_asset_keys())
 
@@ -237,8 +237,11 @@ def _confirmed(prompt: str) -> bool:
 
 def sandbox_settings(base_url: str) -> dict[str, str]:
     """The environment that points the live clients at a served sandbox."""
-    from btc_assets.sandbox.telegram import SANDBOX_TELEGRAM_CHAT_ID, SANDBOX_TELEGRAM_TOKEN
-    from btc_assets.settings import SANDBOX_COINGLASS_KEY
+    from btc_assets.sandbox.credentials import (
+        SANDBOX_COINGLASS_KEY,
+        SANDBOX_TELEGRAM_CHAT_ID,
+        SANDBOX_TELEGRAM_TOKEN,
+    )
 
     return {
         # live: the clients use these URLs rather than the in-process sandbox transport
@@ -254,7 +257,8 @@ def sandbox_settings(base_url: str) -> dict[str, str]:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from btc_assets.sandbox import FaultPlanError, serve_sandbox
+    from btc_assets.sandbox.faults import FaultPlanError
+    from btc_assets.sandbox.server import serve_sandbox
 
     settings = load_settings()
     faults = settings.sandbox_faults if args.faults is None else args.faults

@@ -14,22 +14,20 @@ blocking check only blocks when it fails with ERROR:
 Range runs. A single-run backfill step covers many days, and Dagster's own blocking gate is
 per step: one failing day would stop every downstream day of the range. So each day's
 evaluation is recorded with its partition, and the gate is applied per day by
-``blocked_days``, which downstream assets call before reading their inputs. The evaluation
+``day_gate.blocked_days``, which downstream assets call before reading their inputs. The evaluation
 events carry ``blocking=False`` so the step does not fail as a whole; the check *spec* stays
-``blocking=True``, which is what the UI shows and what ``blocked_days`` enforces.
+``blocking=True``, which is what the UI shows and what ``day_gate.blocked_days`` enforces.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 import dagster as dg
 import polars as pl
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 QUALITY = "quality"
 
@@ -168,37 +166,6 @@ def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         yield dg.Output(
             None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
         )
-
-
-def blocked_days(
-    instance: dg.DagsterInstance,
-    upstream: Sequence[dg.AssetKey],
-    days: Iterable[date],
-) -> dict[date, list[str]]:
-    """Days whose latest upstream ``quality`` evaluation failed with ERROR, with reasons.
-
-    One event-log query for the whole range, then one per failed day to read its severity
-    (a WARN failure, such as a gap, does not block). A day never checked is not blocked:
-    the downstream asset's own check still runs on what it writes.
-    """
-    keys = [dg.AssetCheckKey(asset_key, QUALITY) for asset_key in upstream]
-    by_key = {day.isoformat(): day for day in days}
-    infos = instance.event_log_storage.get_asset_check_partition_info(
-        keys, partition_keys=list(by_key)
-    )
-    blocked: dict[date, list[str]] = {}
-    for info in infos:
-        if info.latest_execution_status != AssetCheckExecutionRecordStatus.FAILED:
-            continue
-        (record,) = instance.event_log_storage.get_asset_check_execution_history(
-            info.check_key, limit=1, partition_filter=PartitionKeyFilter(key=info.partition_key)
-        )
-        evaluation = record.evaluation
-        if evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            blocked.setdefault(by_key[info.partition_key], []).append(
-                f"{info.check_key.asset_key.to_user_string()}.{QUALITY}: {evaluation.description}"
-            )
-    return blocked
 
 
 # --- the feature table (bars_15m): the seed's gates, and a cross-vendor reconciliation

@@ -19,12 +19,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from btc_assets.assets.common import Table, now_utc
+from btc_assets import clock
 from btc_assets.core.bars import bar_duration
-from btc_assets.resources import DatasetResource, TelegramResource
+from btc_assets.core.tables import Table
+from btc_assets.defs.dagster_internals import AssetJob, failed_executions
+from btc_assets.defs.resources import DatasetResource, TelegramResource
 from btc_assets.settings import Settings
 
 FRESHNESS = "freshness"
@@ -59,9 +59,7 @@ def tail_days(end_exclusive: date, n: int) -> tuple[date, date]:
     return end_exclusive - timedelta(days=n), end_exclusive - timedelta(days=1)
 
 
-def build_tail_refresh(
-    job: UnresolvedAssetJobDefinition, settings: Settings
-) -> dg.ScheduleDefinition:
+def build_tail_refresh(job: AssetJob, settings: Settings) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="tail_refresh",
         cron_schedule=settings.tail_refresh_cron,
@@ -85,7 +83,7 @@ def build_tail_refresh(
     return tail_refresh
 
 
-def build_live_today(job: UnresolvedAssetJobDefinition, settings: Settings) -> dg.SensorDefinition:
+def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
     interval = settings.live_interval_seconds
 
     @dg.sensor(
@@ -103,7 +101,7 @@ def build_live_today(job: UnresolvedAssetJobDefinition, settings: Settings) -> d
         if running:
             run = running[0]
             return dg.SkipReason(f"live run {run.run_id} is still {run.status.value}")
-        now = now_utc()
+        now = clock.now_utc()
         slot = int(now.timestamp()) // interval
         return dg.RunRequest(
             run_key=f"live-{slot}",
@@ -122,7 +120,7 @@ def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.As
         specs=[
             dg.AssetCheckSpec(
                 FRESHNESS,
-                asset=table.key,
+                asset=dg.AssetKey(table.name),
                 description="Newest closed bar in the lake no older than the feed's cadence "
                 f"plus {settings.freshness_slack_minutes} min (the seed's lag verify).",
             )
@@ -133,17 +131,17 @@ def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.As
     def raw_freshness(
         context: dg.AssetCheckExecutionContext, dataset: DatasetResource
     ) -> Iterator[dg.AssetCheckResult]:
-        lake, symbol, now = dataset.lake(), dataset.symbol, now_utc()
+        lake, symbol, now = dataset.lake(), dataset.symbol, clock.now_utc()
         selected = {key.asset_key for key in context.selected_asset_check_keys}
         for table in tables:
-            if table.key not in selected:
+            if dg.AssetKey(table.name) not in selected:
                 continue
             limit = (bar_duration(table.every) if table.every else EVENT_CADENCE) + slack
             newest = lake.last_ts(table.name, symbol)
             lag = None if newest is None else now - newest
             passed = lag is not None and lag <= limit
             yield dg.AssetCheckResult(
-                asset_key=table.key,
+                asset_key=dg.AssetKey(table.name),
                 check_name=FRESHNESS,
                 passed=passed,
                 severity=dg.AssetCheckSeverity.WARN,
@@ -177,21 +175,15 @@ def failed_blocking_checks(
     for check_key in sorted(graph.asset_check_keys, key=lambda k: k.to_user_string()):
         if not graph.get(check_key).blocking:
             continue
-        history = instance.event_log_storage.get_asset_check_execution_history(
-            check_key, limit=ALERT_WINDOW, status={AssetCheckExecutionRecordStatus.FAILED}
-        )
-        for record in history:
-            evaluation, event = record.evaluation, record.event
-            if event is None or not isinstance(evaluation, dg.AssetCheckEvaluation):
+        for timestamp, evaluation in failed_executions(instance, check_key, ALERT_WINDOW):
+            if after is not None and timestamp <= after:
                 continue
-            if after is not None and event.timestamp <= after:
-                continue
-            newest = max(newest or 0.0, event.timestamp)
+            newest = max(newest or 0.0, timestamp)
             if evaluation.severity != dg.AssetCheckSeverity.ERROR:
                 continue
             lines.append(
                 (
-                    event.timestamp,
+                    timestamp,
                     f"{check_key.asset_key.to_user_string()}.{check_key.name} "
                     f"{evaluation.partition or ''}: {evaluation.description or 'failed'}",
                 )
@@ -211,7 +203,7 @@ def build_quality_alerts(settings: Settings) -> dg.SensorDefinition:
     ) -> dg.SkipReason:
         after = float(context.cursor) if context.cursor else None
         if after is None:  # first tick: start from now, not from the whole history
-            context.update_cursor(str(now_utc().timestamp()))
+            context.update_cursor(str(clock.now_utc().timestamp()))
             return dg.SkipReason("cursor initialised; alerting on new evaluations from now on")
         lines, newest = failed_blocking_checks(
             context.instance, context.repository_def.asset_graph, after

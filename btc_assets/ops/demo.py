@@ -19,10 +19,11 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from btc_assets import warehouse_demo  # noqa: E402  (after the filters)
-from btc_assets.assets.common import today_utc  # noqa: E402  (after the filters)
-from btc_assets.definitions import LAKE_TABLES, defs  # noqa: E402
+from btc_assets import clock  # noqa: E402  (after the filters)
+from btc_assets.core.tables import LAKE_TABLES  # noqa: E402
+from btc_assets.defs.definitions import defs  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
+from btc_assets.warehouse import demo_step  # noqa: E402  (after the filters)
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -46,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 1:
         parser.error("--days must be at least 1")
     settings = load_settings()
-    end = today_utc() - timedelta(days=1)
+    end = clock.today_utc() - timedelta(days=1)
     start = max(end - timedelta(days=args.days - 1), settings.start_date)
     print(f"btc_assets demo: {settings.env} mode, {settings.symbol}, {start} .. {end}")
     try:
-        warehouse_demo.check(defs, settings)  # WAREHOUSE=bigquery: says what to set, early
-    except warehouse_demo.WarehouseConfigError as exc:
+        demo_step.check(defs, settings)  # WAREHOUSE=bigquery: says what to set, early
+    except demo_step.WarehouseConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     instance = dg.DagsterInstance.get()
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     catalog = defs.resolve_job_def("warehouse_catalog").execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
     )
-    bigquery = warehouse_demo.load(defs, instance, settings, start, end, QUIET)
+    bigquery = demo_step.load(defs, instance, settings, start, end, QUIET)
     elapsed = time.perf_counter() - began
     tally = _check_tally(instance, daily.run_id)
     lake_root = settings.lake_dir

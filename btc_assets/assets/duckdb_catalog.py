@@ -10,9 +10,10 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from btc_assets import checks
-from btc_assets.assets.common import Table
-from btc_assets.resources import DatasetResource
+from btc_assets.assets.common import table_key
+from btc_assets.core.tables import Table
+from btc_assets.defs.day_gate import blocked_days
+from btc_assets.defs.resources import DatasetResource
 
 
 def _sql_list(paths: Sequence[str]) -> str:
@@ -28,7 +29,7 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
         group_name="warehouse",
         kinds={"duckdb"},
         automation_condition=dg.AutomationCondition.eager(),
-        deps=[table.key for table in tables],
+        deps=[table_key(table) for table in tables],
     )
     def _catalog(
         context: dg.AssetExecutionContext, dataset: DatasetResource, duckdb: DuckDBResource
@@ -39,7 +40,7 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             for table in tables:
                 days = lake.days_present(table.name, symbol)
-                blocked = checks.blocked_days(context.instance, [table.key], days)
+                blocked = blocked_days(context.instance, [table_key(table)], days)
                 files = [
                     str(lake.day_file(table.name, symbol, d)) for d in days if d not in blocked
                 ]

@@ -1,9 +1,9 @@
 """What the lake holds, table by table: the figures behind ``btc-assets verify``.
 
-The same measures the quality checks record per day (``assets.common.quality_by_day`` over
-``core.quality``, and the MANIFEST verification), summed over a window of days, plus the
-gap runs across the whole window (a gap spanning midnight is one gap here, two per-day gaps
-in the checks) and how far the newest bar lags behind now.
+The same measures the quality checks record per day (``core.quality.quality_by_day`` and the
+MANIFEST verification), summed over a window of days, plus the gap runs across the whole
+window (a gap spanning midnight is one gap here, two per-day gaps in the checks) and how far
+the newest bar lags behind now.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from btc_assets.assets.common import Table, manifest_errors, quality_by_day
 from btc_assets.core import quality
+from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import day_bounds
+from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
 
 SHOWN = 3  # gaps, days and errors listed per table; the counts cover the rest
@@ -97,7 +98,7 @@ def verify_table(
         return report
     report.window = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     report.present_days = [d for d in present if first <= d <= last]
-    errors = manifest_errors(lake, table, symbol, report.present_days)
+    errors = lake.verify_days(table.name, symbol, report.present_days)
     report.corrupt = {day: error for day, error in errors.items() if error}
     # A corrupt file may not even parse, and its rows cannot be trusted: its bars count as
     # missing. One read of the rest serves both the per-day figures and the gap runs.

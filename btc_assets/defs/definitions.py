@@ -5,22 +5,22 @@ from __future__ import annotations
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from btc_assets.assets.bars import PERP_15M, SPOT_15M, bar_assets
+from btc_assets.assets.bars import bar_assets
 from btc_assets.assets.bigquery_loads import bigquery_assets, bigquery_job
-from btc_assets.assets.binance import BINANCE_TABLES, binance_assets
-from btc_assets.assets.coinglass import COINGLASS_TABLES, coinglass_assets
-from btc_assets.assets.features import FEATURES, bars_15m
+from btc_assets.assets.binance import binance_assets
+from btc_assets.assets.coinglass import coinglass_assets
+from btc_assets.assets.duckdb_catalog import duckdb_catalog_asset
+from btc_assets.assets.features import bars_15m
 from btc_assets.assets.reports import qa_report
-from btc_assets.assets.warehouse import duckdb_catalog_asset
-from btc_assets.automation import (
+from btc_assets.core.tables import LAKE_TABLES, RAW_TABLES
+from btc_assets.defs.automation import (
     build_freshness_checks,
     build_live_today,
     build_quality_alerts,
     build_run_failure_alerts,
     build_tail_refresh,
 )
-from btc_assets.gcp_resources import warehouse_resources
-from btc_assets.resources import (
+from btc_assets.defs.resources import (
     BinanceResource,
     CoinGlassResource,
     DatasetResource,
@@ -28,14 +28,11 @@ from btc_assets.resources import (
     SandboxResource,
     TelegramResource,
 )
-from btc_assets.sandbox.telegram import SANDBOX_TELEGRAM_CHAT_ID, SANDBOX_TELEGRAM_TOKEN
-from btc_assets.settings import SANDBOX_COINGLASS_KEY, Settings, load_settings
+from btc_assets.settings import Settings, load_settings
+from btc_assets.warehouse.resources import warehouse_resources
 
 SETTINGS = load_settings()
-RAW_TABLES = (*BINANCE_TABLES, *COINGLASS_TABLES)
 raw_freshness = build_freshness_checks(RAW_TABLES, SETTINGS)
-
-LAKE_TABLES = (*BINANCE_TABLES, SPOT_15M, PERP_15M, *COINGLASS_TABLES, FEATURES)
 
 DAILY_TABLES = dg.AssetSelection.groups("binance", "bars", "coinglass", "features")
 # Freshness is about now, not about a historical range: only the live job evaluates it.
@@ -57,7 +54,26 @@ catalog_job = dg.define_asset_job(
 )
 
 
+def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar]:
+    """Live secrets only ever come from the environment; the sandbox's are not secrets, and
+    are imported only in sandbox mode (live mode imports nothing of the sandbox)."""
+    if not settings.is_sandbox:
+        return {
+            "coinglass_key": dg.EnvVar("COINGLASS_API_KEY"),
+            "telegram_token": dg.EnvVar("TELEGRAM_BOT_TOKEN"),
+            "telegram_chat": dg.EnvVar("TELEGRAM_CHAT_ID"),
+        }
+    from btc_assets.sandbox import credentials
+
+    return {
+        "coinglass_key": credentials.SANDBOX_COINGLASS_KEY,
+        "telegram_token": credentials.SANDBOX_TELEGRAM_TOKEN,
+        "telegram_chat": credentials.SANDBOX_TELEGRAM_CHAT_ID,
+    }
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
+    secrets = _secrets(settings)
     sandbox = SandboxResource(
         enabled=settings.is_sandbox, seed=settings.sandbox_seed, faults=settings.sandbox_faults
     )
@@ -76,10 +92,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "coinglass": CoinGlassResource(
             base_url=settings.coinglass_base_url,
-            # The sandbox's key is not a secret; a real key only ever comes from the env.
-            api_key=SANDBOX_COINGLASS_KEY
-            if settings.is_sandbox
-            else dg.EnvVar("COINGLASS_API_KEY"),
+            api_key=secrets["coinglass_key"],
             exchange=settings.coinglass_exchange,
             exchange_list=settings.coinglass_exchange_list,
             requests_per_minute=settings.coinglass_requests_per_minute,
@@ -88,13 +101,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "gates": QualityGatesResource(),
         "telegram": TelegramResource(
             base_url=settings.telegram_base_url,
-            # The sandbox's bot is not a secret; a real token only ever comes from the env.
-            token=SANDBOX_TELEGRAM_TOKEN
-            if settings.is_sandbox
-            else dg.EnvVar("TELEGRAM_BOT_TOKEN"),
-            chat_id=SANDBOX_TELEGRAM_CHAT_ID
-            if settings.is_sandbox
-            else dg.EnvVar("TELEGRAM_CHAT_ID"),
+            token=secrets["telegram_token"],
+            chat_id=secrets["telegram_chat"],
             sandbox=sandbox,
         ),
         "duckdb": DuckDBResource(database=str(settings.warehouse_path)),

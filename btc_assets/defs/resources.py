@@ -12,6 +12,7 @@ from datetime import date
 import dagster as dg
 import httpx
 
+from btc_assets import clock
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.coinglass import CoinGlassClient
@@ -46,7 +47,7 @@ class SandboxResource(dg.ConfigurableResource):
             return None
         from btc_assets.sandbox.transport import SandboxTransport
 
-        return SandboxTransport(seed=self.seed, faults=self.faults)
+        return SandboxTransport(seed=self.seed, faults=self.faults, now_ms=clock.epoch_ms)
 
 
 class BinanceResource(dg.ConfigurableResource):
@@ -63,6 +64,7 @@ class BinanceResource(dg.ConfigurableResource):
             spot_base_url=self.spot_base_url,
             futures_base_url=self.futures_base_url,
             transport=self.sandbox.transport(),
+            now_ms=clock.epoch_ms,
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
             spot_weight_limit=self.spot_weight_limit,
@@ -88,6 +90,7 @@ class CoinGlassResource(dg.ConfigurableResource):
             self.base_url,
             self.api_key,
             transport=self.sandbox.transport(),
+            now_ms=clock.epoch_ms,
             requests_per_minute=self.requests_per_minute,
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,

@@ -21,9 +21,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 from pydantic import Field
 
-from btc_assets.bigquery import TableRef
-from btc_assets.gcs import staging_object, upload_day
 from btc_assets.settings import WarehouseSettings
+from btc_assets.warehouse.bigquery import TableRef
+from btc_assets.warehouse.gcs import staging_object, upload_day
 
 
 class WarehouseConfigError(RuntimeError):

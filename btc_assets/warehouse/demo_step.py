@@ -13,8 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from btc_assets.gcp_resources import BigQueryWarehouseResource, WarehouseConfigError
 from btc_assets.settings import Settings
+from btc_assets.warehouse.resources import BigQueryWarehouseResource, WarehouseConfigError
 
 JOB = "btc_bigquery"
 __all__ = ["WarehouseConfigError", "WarehouseRun", "check", "load"]

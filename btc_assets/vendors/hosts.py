@@ -1,0 +1,9 @@
+"""The vendors' real base URLs: the one definition of each, used as the live defaults.
+
+No imports, so ``settings`` can read them without loading any client.
+"""
+
+LIVE_BINANCE_SPOT_URL = "https://api.binance.com"
+LIVE_BINANCE_FUTURES_URL = "https://fapi.binance.com"
+LIVE_COINGLASS_URL = "https://open-api-v4.coinglass.com"
+LIVE_TELEGRAM_URL = "https://api.telegram.org"
