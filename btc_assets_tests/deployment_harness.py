@@ -1,8 +1,8 @@
 """The deployment topology without Docker: Postgres + code server + daemon + webserver.
 
-Used by the deployment test and ``benchmarks/bench_deployment.py``. Every process listens on
+Used by the deployment test and ``benchmarks/bench_instances.py``. Every process listens on
 127.0.0.1 only, on a free port, and is stopped (with its children) when the context exits;
-the database is created fresh and dropped afterwards.
+PostgreSQL is a throwaway server of the test's own, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +23,10 @@ from typing import Any
 
 import psycopg2
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+from btc_assets_tests.throwaway_postgres import throwaway_postgres
+
 BIN = Path(sys.executable).parent
+DATABASE = "btc_assets_test"
 
 
 def free_port() -> int:
@@ -34,54 +35,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _admin() -> Any:
-    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
-    conn.autocommit = True
-    return conn
-
-
-def ensure_postgres() -> None:
-    """Start the machine's PostgreSQL cluster if nothing answers, rather than skipping."""
-    try:
-        _admin().close()
-        return
-    except psycopg2.OperationalError:
-        pass
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=True
-    )
-    for _ in range(30):
-        try:
-            _admin().close()
-            return
-        except psycopg2.OperationalError:
-            time.sleep(0.5)
-    raise RuntimeError(f"PostgreSQL did not answer on {PG_HOST}:{PG_PORT} after starting it")
-
-
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    """A new, empty database for one test run; yields its SQLAlchemy URL, drops it after."""
-    ensure_postgres()
-    name = f"btc_assets_test_{uuid.uuid4().hex[:12]}"
-    # psycopg2's connection context manager opens a transaction; CREATE DATABASE refuses one.
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    try:
-        # psycopg2, not SQLAlchemy 2.1's psycopg 3 default (see dagster-notes.md).
-        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        conn = _admin()
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
+    """An empty database on a throwaway server of its own; yields its SQLAlchemy URL.
+
+    Never the machine's PostgreSQL service: the server lives in a temporary directory and is
+    stopped and deleted when the context exits, failure or not (see throwaway_postgres.py).
+    """
+    with throwaway_postgres() as server:
+        conn = psycopg2.connect(**server.connect_args())
+        # psycopg2's connection context manager opens a transaction; CREATE DATABASE refuses one.
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{DATABASE}"')
+        finally:
+            conn.close()
+        yield server.url(DATABASE)
 
 
 def write_instance(home: Path, postgres_url: str | None) -> None:

@@ -42,7 +42,7 @@ def run_range(
         instance=instance,
         resources=res,
         tags=tags,
-        # By default the lake tables; the BigQuery loads need emulators (test_bigquery/).
+        # By default the lake tables; the BigQuery loads need emulators (test_warehouse/).
         selection=selection or LAKE_SELECTION,
         raise_on_error=False,
     )

@@ -15,7 +15,7 @@ from btc_assets.settings import SettingsError, WarehouseSettings, load_settings
 from btc_assets.warehouse import demo_step
 from btc_assets.warehouse.resources import BigQueryWarehouseResource, WarehouseConfigError
 from btc_assets_tests.emulators import BigQueryEmulator
-from btc_assets_tests.test_bigquery.conftest import DAYS, bq_resources, day, warehouse
+from btc_assets_tests.test_warehouse.conftest import DAYS, bq_resources, day, warehouse
 
 WAREHOUSE_VARS = (
     "WAREHOUSE",

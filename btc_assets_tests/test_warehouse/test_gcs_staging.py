@@ -11,7 +11,7 @@ from google.cloud import bigquery, storage
 from btc_assets.lake import Lake
 from btc_assets.warehouse.gcs import staging_object
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
-from btc_assets_tests.test_bigquery.conftest import (
+from btc_assets_tests.test_warehouse.conftest import (
     DAYS,
     SYMBOL,
     bq_resources,

@@ -17,7 +17,7 @@ from btc_assets.defs.checks import ROW_PARITY
 from btc_assets.lake import Lake
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
 from btc_assets_tests.test_assets.helpers import evaluations, run_range
-from btc_assets_tests.test_bigquery.conftest import (
+from btc_assets_tests.test_warehouse.conftest import (
     DAYS,
     SYMBOL,
     bq_resources,

@@ -1,0 +1,154 @@
+"""The architecture's import rules, read from the source: a module that breaks one fails here
+naming the file and the import (see ../README.md, "Map of the code")."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "btc_assets"
+STDLIB = sys.stdlib_module_names
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(path: Path, top_level_only: bool = False) -> Iterator[tuple[int, str]]:
+    """(line, imported module) for every import; ``from a import b`` yields ``a``, and
+    ``a.b`` too when that is a module of the package."""
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                yield node.lineno, node.module
+                if full in MODULES:
+                    yield node.lineno, full
+
+
+def _violations(prefix: str, allowed: re.Pattern[str]) -> list[str]:
+    out = []
+    for name, path in MODULES.items():
+        if name == prefix or name.startswith(prefix + "."):
+            for line, imported in _imports(path):
+                root = imported.split(".")[0]
+                if root in STDLIB or imported == "btc_assets":  # the root package is empty
+                    continue
+                if not allowed.match(imported):
+                    out.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
+    return out
+
+
+def test_core_imports_only_polars_numpy_and_core() -> None:
+    assert not _violations(
+        "btc_assets.core", re.compile(r"^(polars|numpy)(\.|$)|^btc_assets\.core")
+    )
+
+
+def test_vendors_know_http_and_json_not_dagster_settings_or_the_sandbox() -> None:
+    allowed = re.compile(r"^(httpx|polars|numpy|tenacity)(\.|$)|^btc_assets\.(vendors|core)\b")
+    assert not _violations("btc_assets.vendors", allowed)
+
+
+def test_lake_settings_and_clock_stay_below_dagster() -> None:
+    for module in ("btc_assets.lake", "btc_assets.settings", "btc_assets.clock"):
+        allowed = re.compile(
+            r"^(polars|pyarrow|numpy)(\.|$)|^btc_assets\.(core|vendors\.hosts|clock)\b"
+        )
+        assert not _violations(module, allowed)
+
+
+def test_only_dagster_internals_touches_private_dagster() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} imports {imported}"
+        for name, path in MODULES.items()
+        if name != "btc_assets.defs.dagster_internals"
+        for line, imported in _imports(path)
+        if imported.startswith("dagster._")
+    ]
+    assert not offenders
+
+
+def test_no_import_cycles_between_modules() -> None:
+    # ``from pkg import sub`` runs pkg/__init__ first: a package that imports its own
+    # submodules at the top forms a cycle with every submodule that imports a sibling so.
+    graph = {
+        name: {imp for _, imp in _imports(path, top_level_only=True) if imp in MODULES} - {name}
+        for name, path in MODULES.items()
+    }
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, [" -> ".join(c) for c in cycles]
+
+
+def test_each_vendor_host_is_defined_once() -> None:
+    seen: dict[str, list[str]] = {}
+    for path in MODULES.values():
+        for node in ast.parse(path.read_text()).body:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                and re.match(r"^https?://", node.value.value)
+            ):
+                seen.setdefault(node.value.value, []).append(
+                    f"{path.relative_to(ROOT)}:{node.lineno}"
+                )
+    assert not {url: where for url, where in seen.items() if len(where) > 1}
+
+
+def _loaded_modules(code: str, env: dict[str, str]) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    script = f"{code}\nimport sys\nprint('--modules--')\nprint('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, **env}, cwd=ROOT,
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return set(done.stdout.split("--modules--\n", 1)[1].split())
+
+
+def test_live_mode_loads_nothing_of_the_sandbox() -> None:
+    loaded = _loaded_modules(
+        "from btc_assets.defs.definitions import defs\ndefs.get_repository_def()",
+        {"BTC_ASSETS_ENV": "live"},
+    )
+    assert "btc_assets.defs.definitions" in loaded
+    assert not sorted(m for m in loaded if m.startswith("btc_assets.sandbox"))
+
+
+def test_verify_does_not_load_the_dagster_layer(tmp_path: Path) -> None:
+    loaded = _loaded_modules(
+        "from btc_assets.ops.cli import main\nmain(['verify'])",
+        {"BTC_ASSETS_DATA_DIR": str(tmp_path)},
+    )
+    assert "btc_assets.ops.verify" in loaded
+    layer = sorted(m for m in loaded if m.startswith(("btc_assets.defs", "btc_assets.assets")))
+    assert not layer, layer
