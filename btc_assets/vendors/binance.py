@@ -291,7 +291,8 @@ class BinanceClient:
                 frames.append(frame)
             if len(rows) < FUNDING_LIMIT or not frame.height:
                 break
-            cursor = int(frame["time_ms"].max()) + 1  # type: ignore[arg-type]
+            newest = int(frame["time_ms"].max())  # type: ignore[arg-type]
+            cursor = _advance(self.futures, FUNDING_RATE, params, cursor, newest + 1)
         if not frames:
             return empty_frame(FUNDING_SCHEMA)
         out = (
@@ -354,7 +355,7 @@ class BinanceClient:
             last_open = int(frame["open_ms"].max())  # type: ignore[arg-type]
             if len(rows) < limit or last_open + step > last_open_bound:
                 break
-            cursor = last_open + 1
+            cursor = _advance(http, path, page, cursor, last_open + 1)
         if not frames:
             return empty_frame(KLINE_SCHEMA)
         out = (
@@ -399,3 +400,17 @@ def _refine(setting: str) -> Callable[[VendorError], VendorError]:
         return err
 
     return refine
+
+
+def _advance(
+    http: VendorHttpClient, path: str, page: dict[str, Any], cursor: int, following: int
+) -> int:
+    """The next page's cursor; a full page that does not move past the cursor would make
+    the pager ask the same question for ever, so it is refused, naming the request."""
+    if following <= cursor:
+        raise VendorResponseError(
+            VENDOR, path, http.shown_params(page), status=200,
+            message=f"a full page did not advance past startTime={cursor} "
+            f"(its newest row gives {following}); refusing to page for ever",
+        )  # fmt: skip
+    return following

@@ -371,3 +371,47 @@ def test_weight_budget_spaces_a_backfill_instead_of_drawing_429() -> None:
         assert client.futures_klines("BTCUSDT", "1m", day, day + timedelta(days=1)).height == 1440
     assert [r.status for r in sandbox.requests] == [200] * 6
     assert len(sleeps) == 2 and all(0 < s <= 60.05 for s in sleeps)
+
+
+# --- a vendor that ignores startTime: the pagers must refuse, not spin --------------------
+
+
+def _stuck_client() -> tuple[BinanceClient, list[str]]:
+    """A client whose vendor answers every page with the first real page it served."""
+    sandbox, first, asked = SandboxTransport(now_ms=NOW_MS), {}, []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if len(asked) > 20:  # without the refusal this loop would never end
+            raise RuntimeError(f"pager spun: {len(asked)} requests for the same page")
+        if request.url.path not in first:
+            real = sandbox.handle_request(request)
+            real.read()
+            first[request.url.path] = (real.status_code, real.content, dict(real.headers))
+        status, content, headers = first[request.url.path]
+        return httpx.Response(status, content=content, headers=headers)
+
+    client = BinanceClient(
+        "http://sandbox.binance.invalid", "http://sandbox.fapi.binance.invalid",
+        transport=httpx.MockTransport(handler), now_ms=lambda: NOW_MS,
+    )  # fmt: skip
+    return client, asked
+
+
+def test_kline_pager_refuses_a_full_page_that_does_not_advance() -> None:
+    client, asked = _stuck_client()
+    with pytest.raises(VendorResponseError) as caught:
+        client.spot_klines("BTCUSDT", "1m", START, END)  # 1440 bars: two pages of 1000
+    message = str(caught.value)
+    assert "did not advance past startTime=" in message and SPOT in message, message
+    assert len(asked) == 2  # the first page, then the repeat it refused
+
+
+def test_funding_pager_refuses_a_full_page_that_does_not_advance() -> None:
+    client, asked = _stuck_client()
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    with pytest.raises(VendorResponseError) as caught:  # 1,095 settlements: two pages
+        client.funding_rate("BTCUSDT", start, start + timedelta(days=365))
+    message = str(caught.value)
+    assert "did not advance past startTime=" in message and FUNDING in message, message
+    assert len(asked) == 2
