@@ -3,7 +3,7 @@
 Everything that asks "what time is it" (today's partial partition, the sensors, freshness,
 ``verify``'s lag, the sandbox's forming candle, the vendor clients' forming-candle cut) reads
 it here, through the module attribute (``clock.now_utc()``), so a test can pin the time for all
-of them at once. A pinned clock still ticks: rate limiters wait on it.
+of them at once. Rate limiters keep ``time.time``: their windows are real seconds.
 """
 
 from __future__ import annotations

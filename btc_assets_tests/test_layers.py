@@ -61,7 +61,9 @@ def test_core_imports_only_polars_numpy_and_core() -> None:
 
 
 def test_vendors_know_http_and_json_not_dagster_settings_or_the_sandbox() -> None:
-    allowed = re.compile(r"^(httpx|polars|numpy|tenacity)(\.|$)|^btc_assets\.(vendors|core)\b")
+    allowed = re.compile(
+        r"^(httpx|polars|numpy|tenacity)(\.|$)|^btc_assets\.(vendors|core|clock)\b"
+    )
     assert not _violations("btc_assets.vendors", allowed)
 
 

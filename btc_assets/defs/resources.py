@@ -12,7 +12,6 @@ from datetime import date
 import dagster as dg
 import httpx
 
-from btc_assets import clock
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.coinglass import CoinGlassClient
@@ -47,7 +46,7 @@ class SandboxResource(dg.ConfigurableResource):
             return None
         from btc_assets.sandbox.transport import SandboxTransport
 
-        return SandboxTransport(seed=self.seed, faults=self.faults, now_ms=clock.epoch_ms)
+        return SandboxTransport(seed=self.seed, faults=self.faults)
 
 
 class BinanceResource(dg.ConfigurableResource):
@@ -64,7 +63,6 @@ class BinanceResource(dg.ConfigurableResource):
             spot_base_url=self.spot_base_url,
             futures_base_url=self.futures_base_url,
             transport=self.sandbox.transport(),
-            now_ms=clock.epoch_ms,
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
             spot_weight_limit=self.spot_weight_limit,
@@ -90,7 +88,6 @@ class CoinGlassResource(dg.ConfigurableResource):
             self.base_url,
             self.api_key,
             transport=self.sandbox.transport(),
-            now_ms=clock.epoch_ms,
             requests_per_minute=self.requests_per_minute,
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from btc_assets.clock import epoch_ms
 from btc_assets.sandbox import binance as _binance  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import telegram as _telegram  # noqa: F401  (registers its routes)
@@ -46,10 +47,6 @@ class RecordedRequest:
     faults: tuple[str, ...]  # kinds of the faults that fired
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class SandboxTransport(httpx.BaseTransport):
     """Answers the vendors' URL paths from the synthetic market, with injected faults.
 
@@ -72,7 +69,7 @@ class SandboxTransport(httpx.BaseTransport):
             fixed = now_ms
             now_ms = lambda: fixed  # noqa: E731
         self.state = SandboxState(
-            seed, symbols, now_ms or _wall_clock_ms, clock, {**DEFAULT_LIMITS, **(limits or {})}
+            seed, symbols, now_ms or epoch_ms, clock, {**DEFAULT_LIMITS, **(limits or {})}
         )
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()

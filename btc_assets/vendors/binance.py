@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+from btc_assets.clock import epoch_ms
 from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, conform, empty_frame, to_ms
 from btc_assets.vendors.errors import VendorError, VendorResponseError
 from btc_assets.vendors.hosts import LIVE_BINANCE_FUTURES_URL, LIVE_BINANCE_SPOT_URL
@@ -169,10 +170,6 @@ def parse_funding_rows(rows: Any, endpoint: str) -> pl.DataFrame:
     return frame.with_columns(symbols)
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class BinanceClient:
     """Spot (``/api/v3``) and USD-M futures (``/fapi/v1``) market data.
 
@@ -186,7 +183,7 @@ class BinanceClient:
         futures_base_url: str = LIVE_BINANCE_FUTURES_URL,
         *,
         transport: httpx.BaseTransport | None = None,
-        now_ms: Callable[[], int] = _wall_clock_ms,
+        now_ms: Callable[[], int] = epoch_ms,
         api_key: str | None = None,
         timeout: float = 10.0,
         max_retries: int = 5,

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import httpx
 import polars as pl
 
+from btc_assets.clock import epoch_ms
 from btc_assets.core.schema import (
     COINGLASS_AGG_TAKER_SCHEMA,
     COINGLASS_FUNDING_SCHEMA,
@@ -183,10 +184,6 @@ def _refine(err: VendorError) -> VendorError:
     return err
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class CoinGlassClient(SessionClient):
     """CoinGlass v4 (``open-api-v4.coinglass.com``) history endpoints.
 
@@ -210,7 +207,7 @@ class CoinGlassClient(SessionClient):
         debug: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
-        now_ms: Callable[[], int] = _wall_clock_ms,
+        now_ms: Callable[[], int] = epoch_ms,
         rng: random.Random | None = None,
     ) -> None:
         self.api_key = (api_key or "").strip() or None
