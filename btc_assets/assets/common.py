@@ -18,6 +18,7 @@ from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import day_bounds, floor_to_grid, partition_day_expr
 from btc_assets.core.tables import Table
 from btc_assets.defs import checks
+from btc_assets.defs.checks import table_key
 from btc_assets.defs.partitions import partition_days
 from btc_assets.lake import Lake
 
@@ -31,11 +32,6 @@ PREVIEW_ROWS = 3
 
 # What every lake table's asset is, as the UI's kind tags show it.
 LAKE_KINDS = frozenset({"polars", "parquet"})
-
-
-def table_key(table: Table) -> dg.AssetKey:
-    """A lake table's asset has the table's name."""
-    return dg.AssetKey(table.name)
 
 
 def range_days(context: dg.AssetExecutionContext) -> list[date]:

@@ -23,6 +23,7 @@ import dagster as dg
 from btc_assets import clock
 from btc_assets.core.bars import bar_duration
 from btc_assets.core.tables import Table
+from btc_assets.defs.checks import table_key
 from btc_assets.defs.dagster_internals import AssetJob, failed_executions
 from btc_assets.defs.resources import DatasetResource, TelegramResource
 from btc_assets.settings import Settings
@@ -120,7 +121,7 @@ def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.As
         specs=[
             dg.AssetCheckSpec(
                 FRESHNESS,
-                asset=dg.AssetKey(table.name),
+                asset=table_key(table),
                 description="Newest closed bar in the lake no older than the feed's cadence "
                 f"plus {settings.freshness_slack_minutes} min (the seed's lag verify).",
             )
@@ -134,14 +135,14 @@ def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.As
         lake, symbol, now = dataset.lake(), dataset.symbol, clock.now_utc()
         selected = {key.asset_key for key in context.selected_asset_check_keys}
         for table in tables:
-            if dg.AssetKey(table.name) not in selected:
+            if table_key(table) not in selected:
                 continue
             limit = (bar_duration(table.every) if table.every else EVENT_CADENCE) + slack
             newest = lake.last_ts(table.name, symbol)
             lag = None if newest is None else now - newest
             passed = lag is not None and lag <= limit
             yield dg.AssetCheckResult(
-                asset_key=dg.AssetKey(table.name),
+                asset_key=table_key(table),
                 check_name=FRESHNESS,
                 passed=passed,
                 severity=dg.AssetCheckSeverity.WARN,

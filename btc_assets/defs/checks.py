@@ -29,6 +29,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from btc_assets.core.tables import Table
+
 QUALITY = "quality"
 
 # Figures that must be zero; any other value fails the day with ERROR severity.
@@ -40,6 +42,11 @@ INTEGRITY_FIGURES = (
     "null_values",
     "off_grid_rows",
 )
+
+
+def table_key(table: Table) -> dg.AssetKey:
+    """A lake table's asset has the table's name."""
+    return dg.AssetKey(table.name)
 
 
 def quality_check_spec(asset_key: dg.AssetKey) -> dg.AssetCheckSpec:

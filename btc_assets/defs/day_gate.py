@@ -14,7 +14,7 @@ from datetime import date
 import dagster as dg
 
 from btc_assets.core.tables import Table
-from btc_assets.defs.checks import QUALITY
+from btc_assets.defs.checks import QUALITY, table_key
 from btc_assets.defs.dagster_internals import failed_partitions, latest_evaluation
 from btc_assets.lake import Lake
 
@@ -55,7 +55,7 @@ def gate_days(
     upstream day file no longer verifies against its manifest (a file can rot after its
     check passed).
     """
-    blocked = blocked_days(context.instance, [dg.AssetKey(s.name) for s in sources], days)
+    blocked = blocked_days(context.instance, [table_key(s) for s in sources], days)
     for source in sources:
         open_days = [day for day in days if day not in blocked]
         for day, error in lake.verify_days(source.name, symbol, open_days).items():
