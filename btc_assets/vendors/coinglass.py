@@ -45,6 +45,7 @@ from btc_assets.vendors.errors import (
     VendorConfigError,
     VendorError,
     VendorRateLimited,
+    VendorRefused,
     VendorResponseError,
     VendorUnavailable,
 )
@@ -89,7 +90,7 @@ class CoinGlassKeyInvalid(VendorError):
     """CoinGlass rejected the key (unknown, revoked, or not seen in ``CG-API-KEY``)."""
 
 
-class CoinGlassPlanError(VendorError):
+class CoinGlassPlanError(VendorRefused):
     """The key's plan does not cover this endpoint or interval ("Upgrade plan")."""
 
 

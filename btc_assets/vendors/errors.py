@@ -118,5 +118,11 @@ class VendorUnavailable(VendorError):
     """5xx, timeouts or dropped connections on every attempt."""
 
 
+class VendorRefused(VendorError):
+    """A definite "no": the plan does not serve it, the endpoint or symbol does not exist
+    (404), or the vendor has no history there. Retrying will not change the answer, so this
+    is the only failure a fallback may act on; a transient failure must fail the step."""
+
+
 class VendorResponseError(VendorError):
     """An answer we cannot use: malformed or truncated JSON, or a shape that drifted."""
