@@ -1,28 +1,39 @@
 """The partitioned Parquet lake: the only module that knows the on-disk layout.
 
-    <root>/<table>/<symbol>/y=YYYY/m=MM/d=DD/part-YYYYMMDD.parquet
-                                             MANIFEST.tsv   (file, rows, bytes, sha256)
+    <root>/<table>/<symbol>/y=YYYY/m=MM/d=DD/part-YYYYMMDD-<sha256[:16]>.parquet
+                                             MANIFEST.tsv   (file, rows, bytes, sha256,
+                                                             provenance)
                                              _SUCCESS       (empty marker)
 
-One file per UTC partition day D, holding rows with ``ts`` in ``(D 00:00, D+1 00:00]``.
-Writes are atomic per file (temp name in the same directory, fsync, ``os.replace``) and
-deterministic: the same frame always yields the same bytes, so re-runs are byte-identical and
-the manifest's sha256 doubles as a content fingerprint. An empty frame is a legal day: the file
-holds 0 rows and keeps the frame's schema, which distinguishes "fetched, nothing there" from
-"never fetched" (no file).
+One committed file per UTC partition day D, holding rows with ``ts`` in
+``(D 00:00, D+1 00:00]``. The MANIFEST is the commit: a day is whatever file its manifest
+names, and the manifest is replaced by one atomic rename. Data files are immutable and named
+after their content, so a new version never overwrites the file a reader may be reading, and
+no reader can pair a file with a manifest of another write: a crash at any point leaves the
+previous day or the new one. A superseded file stays for ``SUPERSEDED_GRACE`` (a DuckDB view
+or a long read may still hold its path), then the next write of that day removes it, with
+any temp file of an interrupted write; ``uncommitted_files`` lists both for ``verify``.
+
+Writes are deterministic: the same frame always yields the same bytes (and so the same
+name), so re-runs are byte-identical. The only read is ``read_days``, which verifies every
+day against its manifest first: a day that does not verify is reported, never returned.
+Each manifest also carries the day's provenance (a JSON object the writer supplies: env,
+vendor host, endpoint, fetch time, closed or partial...), committed with the data.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -31,8 +42,12 @@ from btc_assets.core.schema import TS, day_bounds
 
 MANIFEST = "MANIFEST.tsv"
 SUCCESS = "_SUCCESS"
-MANIFEST_HEADER = ("file", "rows", "bytes", "sha256")
+MANIFEST_HEADER = ("file", "rows", "bytes", "sha256", "provenance")
+# Days written before provenance was recorded have the first four columns only.
+LEGACY_MANIFEST_HEADER = MANIFEST_HEADER[:4]
+SUPERSEDED_GRACE = timedelta(hours=6)
 _HASH_CHUNK = 1 << 20
+_NAME_HASH = 16
 
 
 def _write_parquet(df: pl.DataFrame, sink: BinaryIO) -> None:
@@ -66,10 +81,26 @@ class LakeCorruptionError(LakeError):
 
 @dataclass(frozen=True)
 class DayWrite:
+    """A committed day: its file, as its manifest describes it, and its provenance."""
+
     path: Path
     rows: int
     bytes: int
     sha256: str
+    provenance: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DayRead:
+    """What ``read_days`` found: a scan of the verified days only, and why the rest are out.
+
+    ``errors`` holds days that exist but do not verify; ``missing`` days never committed.
+    """
+
+    frame: pl.LazyFrame
+    committed: dict[date, DayWrite]
+    errors: dict[date, str]
+    missing: list[date]
 
 
 class Lake:
@@ -89,7 +120,13 @@ class Lake:
         )
 
     def day_file(self, table: str, symbol: str, day: date) -> Path:
-        return self.day_dir(table, symbol, day) / f"part-{day:%Y%m%d}.parquet"
+        """The file the day's manifest names (not verified); the legacy fixed name when the
+        manifest is missing or unreadable, so messages can still point somewhere."""
+        directory = self.day_dir(table, symbol, day)
+        try:
+            return _read_manifest(directory / MANIFEST, directory).path
+        except LakeCorruptionError:
+            return directory / f"part-{day:%Y%m%d}.parquet"
 
     def tables(self) -> list[str]:
         if not self.root.is_dir():
@@ -100,62 +137,86 @@ class Lake:
         """The newest ``ts`` of the newest day that verifies against its manifest (a corrupt
         day is not data); None when no day does."""
         for day in reversed(self.days_present(table, symbol)):
-            if self.is_complete(table, symbol, day):
-                return (
-                    pl.scan_parquet(self.day_file(table, symbol, day))
-                    .select(pl.col("ts").max())
-                    .collect()
-                    .item()
-                )
+            read = self.read_days(table, symbol, [day])
+            if day in read.committed:
+                return read.frame.select(pl.col("ts").max()).collect().item()
         return None
 
     def days_present(self, table: str, symbol: str) -> list[date]:
-        """Days whose data file and ``_SUCCESS`` marker exist (not verified: see is_complete)."""
+        """Days with a manifest, committed or not (not verified: ``read_days`` does that)."""
         found = []
         for day_dir in (self.root / table / symbol).glob("y=*/m=*/d=*"):
             day = _parse_day_dir(day_dir)
-            if day is not None and self._looks_present(table, symbol, day):
+            if day is not None and (day_dir / MANIFEST).is_file():
                 found.append(day)
         return sorted(found)
 
     def missing_days(self, table: str, symbol: str, days: Iterable[date]) -> list[date]:
-        return sorted(d for d in set(days) if not self._looks_present(table, symbol, d))
-
-    def _looks_present(self, table: str, symbol: str, day: date) -> bool:
-        return (
-            self.day_file(table, symbol, day).is_file()
-            and (self.day_dir(table, symbol, day) / SUCCESS).is_file()
+        return sorted(
+            d for d in set(days) if not (self.day_dir(table, symbol, d) / MANIFEST).is_file()
         )
+
+    def uncommitted_files(self, table: str, symbol: str) -> dict[date, list[Path]]:
+        """Per day, files its manifest does not name: temp files of an interrupted write,
+        a data file written but never committed, or a superseded version within its grace."""
+        found: dict[date, list[Path]] = {}
+        for day_dir in sorted((self.root / table / symbol).glob("y=*/m=*/d=*")):
+            day = _parse_day_dir(day_dir)
+            if day is None:
+                continue
+            try:
+                keep = _read_manifest(day_dir / MANIFEST, day_dir).path.name
+            except LakeCorruptionError:
+                keep = None
+            extra = [
+                p for p in sorted(day_dir.iterdir()) if p.name not in (MANIFEST, SUCCESS, keep)
+            ]
+            if extra:
+                found[day] = extra
+        return found
 
     # ------------------------------------------------------------------ write
 
-    def write_day(self, table: str, symbol: str, day: date, df: pl.DataFrame) -> DayWrite:
-        """Replace day ``day`` of ``table``/``symbol`` with ``df``, atomically per file.
+    def write_day(
+        self,
+        table: str,
+        symbol: str,
+        day: date,
+        df: pl.DataFrame,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> DayWrite:
+        """Replace day ``day`` of ``table``/``symbol`` with ``df``; the manifest is the commit.
 
-        Order: data and manifest are both written to temp files and fsynced first, then data
-        is renamed, then the manifest, then the marker is created. A failure before the data
-        rename leaves the previous day untouched; a crash between the two renames leaves a
-        manifest that no longer matches, which ``verify_day`` reports.
+        Order: the data goes to a temp file, is fsynced and renamed to its content-addressed
+        name (a new name: nothing a reader holds changes), then the manifest naming it goes
+        to a temp file, is fsynced and renamed over the old one (the commit), then the marker
+        and a directory fsync. A crash before the manifest rename leaves the previous day
+        committed and an unreferenced file that the next write removes; after it, the new day.
         """
         _validate(table, symbol, day, df)
         data = df.sort("symbol", "ts", maintain_order=True)
         directory = self.day_dir(table, symbol, day)
         directory.mkdir(parents=True, exist_ok=True)
-        target = self.day_file(table, symbol, day)
         temps: list[Path] = []
         try:
-            data_tmp = _temp_path(directory, target.name)
+            data_tmp = _temp_path(directory, f"part-{day:%Y%m%d}.parquet")
             temps.append(data_tmp)
             with data_tmp.open("wb") as fh:
                 _write_parquet(data, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             size, digest = data_tmp.stat().st_size, _sha256(data_tmp)
-            written = DayWrite(target, data.height, size, digest)
+            target = directory / f"part-{day:%Y%m%d}-{digest[:_NAME_HASH]}.parquet"
+            os.replace(data_tmp, target)  # same bytes if it existed: the name is the content
+            written = DayWrite(target, data.height, size, digest, dict(provenance or {}))
+            previous = self._committed_name(directory)
             manifest_tmp = _temp_path(directory, MANIFEST)
             temps.append(manifest_tmp)
             _write_synced(manifest_tmp, _manifest_text(written))
-            os.replace(data_tmp, target)
+            if previous is not None and previous != target.name:
+                # Its grace period counts from now, when it stops being the day.
+                with suppress(FileNotFoundError):
+                    os.utime(directory / previous)
             os.replace(manifest_tmp, directory / MANIFEST)
             (directory / SUCCESS).touch()
             _fsync_dir(directory)
@@ -163,16 +224,23 @@ class Lake:
             for tmp in temps:
                 with suppress(FileNotFoundError):
                     tmp.unlink()
+        _sweep(directory, keep=target.name)
         return written
+
+    def _committed_name(self, directory: Path) -> str | None:
+        try:
+            return _read_manifest(directory / MANIFEST, directory).path.name
+        except LakeCorruptionError:
+            return None
 
     # ------------------------------------------------------------------ verify
 
     def verify_day(self, table: str, symbol: str, day: date) -> DayWrite:
-        """Check the day's file against its manifest: size, sha256, marker, readable footer."""
+        """Check the committed file against its manifest: size, sha256, marker, footer."""
         directory = self.day_dir(table, symbol, day)
-        target = self.day_file(table, symbol, day)
         manifest = directory / MANIFEST
-        expected = _read_manifest(manifest, target)
+        expected = _read_manifest(manifest, directory)
+        target = expected.path
         if not target.is_file():
             raise LakeCorruptionError(f"{target}: data file missing (listed in {manifest})")
         if not (directory / SUCCESS).is_file():
@@ -217,27 +285,44 @@ class Lake:
 
     # ------------------------------------------------------------------ read
 
-    def scan_days(
+    def read_days(
         self,
         table: str,
         symbol: str,
         days: Iterable[date],
-        schema: dict[str, pl.DataType] | None = None,
-    ) -> pl.LazyFrame:
-        """One lazy scan over the present files of ``days``; missing days are simply absent.
+        schema: Mapping[str, pl.DataType] | None = None,
+    ) -> DayRead:
+        """One lazy scan over the days of ``days`` that verify; the others, and why.
 
-        Pass ``schema`` to pin dtypes (and to get typed columns when no day is present).
+        Files are immutable, so the file verified is the file scanned, whatever a writer
+        commits meanwhile. Pass ``schema`` to pin dtypes (and to get typed columns when no
+        day is readable).
         """
-        wanted = sorted(set(days))
-        files = [
-            str(self.day_file(table, symbol, d))
-            for d in wanted
-            if self._looks_present(table, symbol, d)
-        ]
-        if not files:
-            return pl.LazyFrame(schema=schema or {})
+        committed: dict[date, DayWrite] = {}
+        errors: dict[date, str] = {}
+        missing: list[date] = []
+        for day in sorted(set(days)):
+            if not (self.day_dir(table, symbol, day) / MANIFEST).is_file():
+                missing.append(day)
+                continue
+            try:
+                committed[day] = self.verify_day(table, symbol, day)
+            except LakeError as exc:
+                errors[day] = str(exc)
+        return DayRead(
+            self._scan([w.path for w in committed.values()], schema), committed, errors, missing
+        )
+
+    @staticmethod
+    def _scan(paths: list[Path], schema: Mapping[str, pl.DataType] | None) -> pl.LazyFrame:
+        if not paths:
+            return pl.LazyFrame(schema=dict(schema or {}))
         # Hive columns (y, m, d) would be inferred from the directory names otherwise.
-        return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+        return pl.scan_parquet(
+            [str(p) for p in paths],
+            schema=dict(schema) if schema else None,
+            hive_partitioning=False,
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -295,27 +380,48 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _manifest_text(entry: DayWrite) -> str:
-    row = (entry.path.name, str(entry.rows), str(entry.bytes), entry.sha256)
+    provenance = json.dumps(dict(entry.provenance), sort_keys=True, separators=(",", ":"))
+    row = (entry.path.name, str(entry.rows), str(entry.bytes), entry.sha256, provenance)
     return "\t".join(MANIFEST_HEADER) + "\n" + "\t".join(row) + "\n"
 
 
-def _read_manifest(manifest: Path, target: Path) -> DayWrite:
+def _read_manifest(manifest: Path, directory: Path) -> DayWrite:
     try:
         lines = manifest.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise LakeCorruptionError(f"{manifest}: manifest missing for {target}") from None
+        raise LakeCorruptionError(f"{manifest}: manifest missing in {directory}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise LakeCorruptionError(f"{manifest}: unreadable manifest: {exc}") from exc
-    if not lines or tuple(lines[0].split("\t")) != MANIFEST_HEADER:
+    header = tuple(lines[0].split("\t")) if lines else ()
+    if header not in (MANIFEST_HEADER, LEGACY_MANIFEST_HEADER):
         raise LakeCorruptionError(f"{manifest}: bad header, expected {MANIFEST_HEADER}")
-    for line in lines[1:]:
-        fields = line.split("\t")
-        if len(fields) == 4 and fields[0] == target.name:
-            try:
-                return DayWrite(target, int(fields[1]), int(fields[2]), fields[3])
-            except ValueError as exc:
-                raise LakeCorruptionError(f"{manifest}: bad row {line!r}") from exc
-    raise LakeCorruptionError(f"{manifest}: no entry for {target.name} (file {target})")
+    if len(lines) != 2:
+        raise LakeCorruptionError(f"{manifest}: expected one file entry, found {len(lines) - 1}")
+    fields = lines[1].split("\t")
+    if len(fields) != len(header) or not fields[0].endswith(".parquet") or "/" in fields[0]:
+        raise LakeCorruptionError(f"{manifest}: bad row {lines[1]!r}")
+    try:
+        provenance = json.loads(fields[4]) if len(fields) > 4 else {}
+        if not isinstance(provenance, dict):
+            raise ValueError("provenance is not an object")
+        return DayWrite(directory / fields[0], int(fields[1]), int(fields[2]), fields[3],
+                        provenance)  # fmt: skip
+    except ValueError as exc:
+        raise LakeCorruptionError(f"{manifest}: bad row {lines[1]!r}: {exc}") from exc
+
+
+def _sweep(directory: Path, keep: str) -> None:
+    """Remove temp files of interrupted writes and superseded data files past their grace.
+
+    Another writer's temp file of this very moment is younger than the grace: left alone.
+    """
+    cutoff = time.time() - SUPERSEDED_GRACE.total_seconds()
+    for path in directory.iterdir():
+        if path.name in (MANIFEST, SUCCESS, keep):
+            continue
+        with suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def _sha256(path: Path) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from btc_assets.core.schema import KLINE_SCHEMA, empty_frame
-from btc_assets.lake import DayWrite, Lake, LakeCorruptionError, LakeError
+from btc_assets.lake import SUPERSEDED_GRACE, DayWrite, Lake, LakeCorruptionError, LakeError
 from btc_assets_tests.test_core.test_bars import fixture_klines
 
 TABLE, SYMBOL = "klines_1m", "BTCUSDT"
@@ -32,22 +33,38 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 def test_layout_and_round_trip(tmp_path: Path, day_frame: pl.DataFrame) -> None:
     lake = Lake(tmp_path)
-    written = lake.write_day(TABLE, SYMBOL, DAY, day_frame.reverse())
+    provenance = {"env": "sandbox", "origin": "http://x/api", "closed": True}
+    written = lake.write_day(TABLE, SYMBOL, DAY, day_frame.reverse(), provenance)
     expected_dir = tmp_path / TABLE / SYMBOL / "y=2024" / "m=09" / "d=21"
-    assert (
-        written.path == expected_dir / "part-20240921.parquet" == lake.day_file(TABLE, SYMBOL, DAY)
-    )
-    assert sorted(os.listdir(expected_dir)) == ["MANIFEST.tsv", "_SUCCESS", "part-20240921.parquet"]
+    name = f"part-20240921-{written.sha256[:16]}.parquet"
+    assert written.path == expected_dir / name == lake.day_file(TABLE, SYMBOL, DAY)
+    assert sorted(os.listdir(expected_dir)) == ["MANIFEST.tsv", "_SUCCESS", name]
     assert (expected_dir / "_SUCCESS").read_bytes() == b""
     assert (expected_dir / "MANIFEST.tsv").read_text() == (
-        "file\trows\tbytes\tsha256\n"
-        f"part-20240921.parquet\t1440\t{written.bytes}\t{written.sha256}\n"
+        "file\trows\tbytes\tsha256\tprovenance\n"
+        f"{name}\t1440\t{written.bytes}\t{written.sha256}\t"
+        '{"closed":true,"env":"sandbox","origin":"http://x/api"}\n'
     )
     assert (written.rows, written.bytes) == (1440, written.path.stat().st_size)
     assert lake.verify_day(TABLE, SYMBOL, DAY) == written
+    assert lake.verify_day(TABLE, SYMBOL, DAY).provenance == provenance
     assert lake.is_complete(TABLE, SYMBOL, DAY)
     back = pl.read_parquet(written.path)
     assert back.equals(day_frame)  # sorted back into (symbol, ts) order, dtypes kept
+
+
+def test_legacy_manifest_without_provenance_still_verifies(
+    tmp_path: Path, day_frame: pl.DataFrame
+) -> None:
+    lake = Lake(tmp_path)
+    written = lake.write_day(TABLE, SYMBOL, DAY, day_frame)
+    legacy = written.path.with_name("part-20240921.parquet")
+    written.path.rename(legacy)
+    (legacy.parent / "MANIFEST.tsv").write_text(
+        f"file\trows\tbytes\tsha256\n{legacy.name}\t1440\t{written.bytes}\t{written.sha256}\n"
+    )
+    again = lake.verify_day(TABLE, SYMBOL, DAY)
+    assert (again.path, again.provenance) == (legacy, {})
 
 
 def test_parquet_writer_options(tmp_path: Path, day_frame: pl.DataFrame) -> None:
@@ -88,7 +105,7 @@ def test_failed_write_leaves_previous_day_intact(
     tmp_path: Path, day_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     lake = Lake(tmp_path)
-    lake.write_day(TABLE, SYMBOL, DAY, day_frame)
+    first = lake.write_day(TABLE, SYMBOL, DAY, day_frame)
     directory = lake.day_dir(TABLE, SYMBOL, DAY)
     before = snapshot(directory)
     real_replace, real_fsync = os.replace, os.fsync
@@ -111,15 +128,19 @@ def test_failed_write_leaves_previous_day_intact(
         lake.write_day(TABLE, SYMBOL, DAY, day_frame.head(10))
     monkeypatch.undo()
 
-    assert snapshot(directory) == before  # same files, same bytes, no temp files
-    assert lake.verify_day(TABLE, SYMBOL, DAY).rows == 1440
+    assert lake.verify_day(TABLE, SYMBOL, DAY) == first  # the previous day is still the day
+    after = snapshot(directory)
+    assert {k: after[k] for k in before} == before  # nothing committed changed
+    assert not list(directory.glob("*.tmp"))
+    extra = set(after) - set(before)  # at most the new data file, named by nothing
+    assert {p.name for p in lake.uncommitted_files(TABLE, SYMBOL).get(DAY, [])} == extra
 
 
-def test_crash_between_data_and_manifest_rename_is_detected(
+def test_crash_between_data_and_manifest_rename_keeps_the_previous_day(
     tmp_path: Path, day_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake = Lake(tmp_path)
-    lake.write_day(TABLE, SYMBOL, DAY, day_frame)
+    first = lake.write_day(TABLE, SYMBOL, DAY, day_frame)
     real_replace = os.replace
 
     def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -131,10 +152,67 @@ def test_crash_between_data_and_manifest_rename_is_detected(
     with pytest.raises(OSError):
         lake.write_day(TABLE, SYMBOL, DAY, day_frame.head(10))
     monkeypatch.undo()
-    assert not lake.is_complete(TABLE, SYMBOL, DAY)
+    # The data file is in place under its own name, but the day is still the previous one.
+    assert lake.verify_day(TABLE, SYMBOL, DAY) == first
+    assert lake.read_days(TABLE, SYMBOL, [DAY]).frame.collect().height == 1440
     assert not list(lake.day_dir(TABLE, SYMBOL, DAY).glob("*.tmp"))
-    lake.write_day(TABLE, SYMBOL, DAY, day_frame.head(10))  # a re-run heals the day
+    (orphan,) = lake.uncommitted_files(TABLE, SYMBOL)[DAY]
+    second = lake.write_day(TABLE, SYMBOL, DAY, day_frame.head(10))  # a re-run commits it
+    assert second.path == orphan
     assert lake.verify_day(TABLE, SYMBOL, DAY).rows == 10
+
+
+def test_readers_never_see_a_file_and_manifest_of_different_writes(
+    tmp_path: Path, day_frame: pl.DataFrame
+) -> None:
+    """A reader beside a writer of the same day: every read verifies, whole and consistent."""
+    import threading
+
+    lake = Lake(tmp_path)
+    versions = [day_frame, day_frame.head(720)]
+    lake.write_day(TABLE, SYMBOL, DAY, versions[0])
+    stop, seen, problems = threading.Event(), set(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            result = lake.read_days(TABLE, SYMBOL, [DAY])
+            if result.errors or result.missing:
+                problems.append(result.errors or result.missing)
+            else:
+                seen.add(result.frame.collect().height)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(60):
+            lake.write_day(TABLE, SYMBOL, DAY, versions[i % 2])
+    finally:
+        stop.set()
+        reader.join()
+    assert problems == []
+    assert seen <= {1440, 720} and seen
+
+
+def test_superseded_files_and_stale_temps_are_swept_after_their_grace(
+    tmp_path: Path, day_frame: pl.DataFrame
+) -> None:
+    lake = Lake(tmp_path)
+    old = lake.write_day(TABLE, SYMBOL, DAY, day_frame).path
+    new = lake.write_day(TABLE, SYMBOL, DAY, day_frame.head(10)).path
+    directory = old.parent
+    stale_tmp = directory / ".part-20240921.parquet.123.abcd.tmp"
+    stale_tmp.write_bytes(b"half")
+    assert old.exists()  # superseded just now: kept for readers holding its path
+    assert {p.name for p in lake.uncommitted_files(TABLE, SYMBOL)[DAY]} == {
+        old.name,
+        stale_tmp.name,
+    }
+    past = time.time() - SUPERSEDED_GRACE.total_seconds() - 60
+    for path in (old, stale_tmp):
+        os.utime(path, (past, past))
+    lake.write_day(TABLE, SYMBOL, DAY, day_frame.head(10))
+    assert not old.exists() and not stale_tmp.exists() and new.exists()
+    assert lake.uncommitted_files(TABLE, SYMBOL) == {}
 
 
 def test_flipped_byte_detected_with_path(tmp_path: Path, day_frame: pl.DataFrame) -> None:
@@ -160,10 +238,11 @@ def test_truncated_file_detected_with_path(tmp_path: Path, day_frame: pl.DataFra
     assert f"{written.bytes} bytes" in str(err.value)
 
 
-@pytest.mark.parametrize("victim", ["MANIFEST.tsv", "_SUCCESS", "part-20240921.parquet"])
+@pytest.mark.parametrize("victim", ["MANIFEST.tsv", "_SUCCESS", "data"])
 def test_missing_piece_detected(tmp_path: Path, day_frame: pl.DataFrame, victim: str) -> None:
     lake = Lake(tmp_path)
-    lake.write_day(TABLE, SYMBOL, DAY, day_frame)
+    written = lake.write_day(TABLE, SYMBOL, DAY, day_frame)
+    victim = written.path.name if victim == "data" else victim
     (lake.day_dir(TABLE, SYMBOL, DAY) / victim).unlink()
     with pytest.raises(LakeCorruptionError, match="missing") as err:
         lake.verify_day(TABLE, SYMBOL, DAY)
@@ -212,15 +291,23 @@ def test_empty_day_is_legal_and_keeps_schema(tmp_path: Path) -> None:
     assert pl.read_parquet(written.path).schema == pl.Schema(KLINE_SCHEMA)
 
 
-def test_scan_days_is_one_lazy_scan(tmp_path: Path, day_frame: pl.DataFrame) -> None:
+def test_read_days_is_one_lazy_scan_of_verified_days(
+    tmp_path: Path, day_frame: pl.DataFrame
+) -> None:
     lake = Lake(tmp_path)
     days = [DAY + timedelta(days=i) for i in range(4)]
     for i, day in enumerate(days):
         if i != 2:
             lake.write_day(TABLE, SYMBOL, day, shifted(day_frame, i))
     window = days[:3]
-    lf = lake.scan_days(TABLE, SYMBOL, window, schema=KLINE_SCHEMA)
+    read = lake.read_days(TABLE, SYMBOL, window, schema=KLINE_SCHEMA)
+    lf = read.frame
     assert isinstance(lf, pl.LazyFrame)
+    assert (sorted(read.committed), read.missing, read.errors) == (
+        [days[0], days[1]],
+        [days[2]],
+        {},
+    )
     plan = lf.explain()
     assert plan.count("SCAN") == 1  # one multi-file scan, not a union of per-day reads
     assert "part-20240921" in plan and "part-20240922" in plan
@@ -232,10 +319,23 @@ def test_scan_days_is_one_lazy_scan(tmp_path: Path, day_frame: pl.DataFrame) -> 
     assert lake.days_present(TABLE, SYMBOL) == [days[0], days[1], days[3]]
 
 
-def test_scan_of_nothing_has_the_given_schema(tmp_path: Path) -> None:
-    lf = Lake(tmp_path).scan_days(TABLE, SYMBOL, [DAY], schema=KLINE_SCHEMA)
+def test_read_of_nothing_has_the_given_schema(tmp_path: Path) -> None:
+    lf = Lake(tmp_path).read_days(TABLE, SYMBOL, [DAY], schema=KLINE_SCHEMA).frame
     assert lf.collect().schema == pl.Schema(KLINE_SCHEMA)
-    assert Lake(tmp_path).scan_days(TABLE, SYMBOL, []).collect().is_empty()
+    assert Lake(tmp_path).read_days(TABLE, SYMBOL, []).frame.collect().is_empty()
+
+
+def test_read_days_leaves_out_a_corrupt_day_and_names_it(
+    tmp_path: Path, day_frame: pl.DataFrame
+) -> None:
+    lake = Lake(tmp_path)
+    lake.write_day(TABLE, SYMBOL, DAY, day_frame)
+    bad = lake.write_day(TABLE, SYMBOL, DAY + timedelta(days=1), shifted(day_frame, 1)).path
+    bad.write_bytes(bad.read_bytes()[:-200])  # truncated
+    read = lake.read_days(TABLE, SYMBOL, [DAY, DAY + timedelta(days=1)], schema=KLINE_SCHEMA)
+    assert list(read.committed) == [DAY]
+    assert str(bad) in read.errors[DAY + timedelta(days=1)]
+    assert read.frame.collect().height == 1440
 
 
 def test_tables(tmp_path: Path, day_frame: pl.DataFrame) -> None:
