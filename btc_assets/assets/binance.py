@@ -10,10 +10,10 @@ from typing import Any
 
 import polars as pl
 
-from btc_assets.assets.raw import FetchDays, Fetched, raw_asset
+from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import BINANCE_TABLES, FUNDING, PERP_1M, SPOT_1M
-from btc_assets.vendors.binance import BinanceClient
+from btc_assets.vendors.binance import FUNDING_RATE, FUTURES_KLINES, SPOT_KLINES, BinanceClient
 
 DayFetch = Callable[[BinanceClient, str, datetime, datetime], pl.DataFrame]
 
@@ -38,7 +38,13 @@ _FETCHERS: dict[str, DayFetch] = {
     FUNDING.name: lambda c, s, a, b: c.funding_rate(s, a, b),
 }
 
+_ORIGINS: dict[str, Origin] = {
+    SPOT_1M.name: lambda r: r.binance.spot_base_url + SPOT_KLINES,
+    PERP_1M.name: lambda r: r.binance.futures_base_url + FUTURES_KLINES,
+    FUNDING.name: lambda r: r.binance.futures_base_url + FUNDING_RATE,
+}
+
 binance_assets = [
-    raw_asset(table, "binance", {"binance"}, _per_day(_FETCHERS[table.name]))
+    raw_asset(table, "binance", {"binance"}, _per_day(_FETCHERS[table.name]), _ORIGINS[table.name])
     for table in BINANCE_TABLES
 ]

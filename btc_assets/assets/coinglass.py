@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, spans, split_days
+from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset, spans, split_days
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import (
     AGG_TAKER,
@@ -21,9 +21,20 @@ from btc_assets.core.tables import (
     OPEN_INTEREST,
     PRICE,
     TAKER,
+    Table,
 )
 from btc_assets.settings import coin_of
-from btc_assets.vendors.coinglass import CoinGlassClient, CoinGlassKeyInvalid, CoinGlassKeyMissing
+from btc_assets.vendors.coinglass import (
+    FUNDING_OI_WEIGHT,
+    FUTURES_AGG_TAKER,
+    LIQUIDATION,
+    OI_HISTORY,
+    PAIR_TAKER,
+    PRICE_HISTORY,
+    CoinGlassClient,
+    CoinGlassKeyInvalid,
+    CoinGlassKeyMissing,
+)
 from btc_assets.vendors.errors import VendorError
 
 # (client, resource, symbol, coin, start, end) -> frame of the span
@@ -68,6 +79,8 @@ def _fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
             frame = binance.funding_rate(symbol, start, end).select(
                 "symbol", "ts", "funding_rate", funding_source=pl.lit("binance_funding_rate")
             )
+        if reasons:
+            fetched.fallbacks.update({day: "; ".join(reasons) for day in run})
         source = frame["funding_source"].unique().to_list() if frame.height else []
         for day in run:
             fetched.day_metadata[day] = {
@@ -94,12 +107,27 @@ _FETCHERS: dict[str, FetchDays] = {
     FUNDING_CG.name: _fetch_funding,
 }
 
+_PATHS = {
+    PRICE.name: PRICE_HISTORY,
+    OPEN_INTEREST.name: OI_HISTORY,
+    TAKER.name: PAIR_TAKER,
+    AGG_TAKER.name: FUTURES_AGG_TAKER,
+    LIQUIDATIONS.name: LIQUIDATION,
+    FUNDING_CG.name: FUNDING_OI_WEIGHT,
+}
+
+
+def _origin(table: Table) -> Origin:
+    return lambda resources: resources.coinglass.base_url + _PATHS[table.name]
+
+
 coinglass_assets = [
     raw_asset(
         table,
         "coinglass",
         {"coinglass", "binance"} if table is FUNDING_CG else {"coinglass"},
         _FETCHERS[table.name],
+        _origin(table),
     )
     for table in COINGLASS_TABLES
 ]

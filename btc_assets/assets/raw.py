@@ -1,15 +1,24 @@
 """Raw vendor feeds: one daily-partitioned asset per feed, one lake table each.
 
-A day already complete in the lake (its manifest verifies) and older than the tail window
-is reused without a request, unless the run carries the ``btc_assets/force`` tag. Each vendor
-module supplies how to fetch a list of days: per day (Binance klines, whose request count per
-day is part of the contract) or per contiguous span (CoinGlass pages 1000 bars per request).
+Every day written records its provenance with the data (env, vendor host and endpoint, fetch
+time, whether the day had closed, whether it was complete, a fallback, how many re-fetches
+confirmed a gap). A day older than the tail window is reused without a request only when it
+is real and whole: it verifies, came from this env and host, was fetched after it closed,
+was not a fallback, and is complete, or its gap was confirmed by ``gap_confirmations``
+re-fetches with the same answer (then reused with its WARN). The ``btc_assets/force`` run
+tag re-fetches regardless. A vendor answer with no rows for a day that has bars is an
+ERROR: nothing is written and the day is blocked downstream.
+
+Each vendor module supplies how to fetch a list of days: per day (Binance klines, whose
+request count per day is part of the contract) or per contiguous span (CoinGlass pages 1000
+bars per request).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import polars as pl
@@ -19,13 +28,18 @@ from btc_assets.assets.common import (
     LAKE_KINDS,
     forced,
     range_days,
-    record_range,
+    record_days,
     table_key,
 )
-from btc_assets.core.schema import conform, partition_day_expr
+from btc_assets.core.quality import quality_by_day
+from btc_assets.core.schema import conform, day_bounds, partition_day_expr
 from btc_assets.core.tables import Table
 from btc_assets.defs import checks
 from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.lake import DayWrite, Lake
+
+# A day "has bars" once this much of it has passed; an empty answer after that is an error.
+FIRST_BARS = timedelta(hours=1)
 
 
 @dataclass
@@ -35,10 +49,14 @@ class Fetched:
     frames: dict[date, pl.DataFrame] = field(default_factory=dict)
     day_metadata: dict[date, dict[str, Any]] = field(default_factory=dict)
     requests: int = 0
+    # Days served by a fallback source, and why: never reused, re-fetched next time.
+    fallbacks: dict[date, str] = field(default_factory=dict)
 
 
 # (resources, symbol, days to fetch) -> Fetched
 FetchDays = Callable[[Any, str, list[date]], Fetched]
+# resources -> the URL (base + path) the table is fetched from, for provenance
+Origin = Callable[[Any], str]
 
 
 def spans(days: list[date]) -> list[tuple[date, date]]:
@@ -61,8 +79,93 @@ def split_days(frame: pl.DataFrame, days: list[date]) -> dict[date, pl.DataFrame
     return {day: parts.get((day,), empty) for day in days}
 
 
+def reusable(written: DayWrite | None, env: str, origin: str, confirmations_needed: int) -> bool:
+    """Is a stored day real and whole enough to keep without asking the vendor again?"""
+    if written is None:
+        return False
+    p = written.provenance
+    whole = p.get("complete") is True or p.get("confirmations", 0) >= confirmations_needed
+    return (
+        p.get("env") == env
+        and p.get("origin") == origin
+        and p.get("closed") is True
+        and not p.get("fallback")
+        and whole
+    )
+
+
+def _confirmations(previous: DayWrite | None, frame: pl.DataFrame, complete: bool) -> int:
+    """How many fetches in a row gave this same incomplete answer (0 when complete)."""
+    if complete or previous is None or previous.provenance.get("complete") is not False:
+        return 0
+    try:
+        same = pl.read_parquet(previous.path).equals(frame.sort("symbol", "ts"))
+    except Exception:  # an unreadable previous file confirms nothing
+        return 0
+    return int(previous.provenance.get("confirmations", 0)) + 1 if same else 0
+
+
+def _write_fetched(
+    lake: Lake,
+    table: Table,
+    symbol: str,
+    fetched: Fetched,
+    stale: list[date],
+    previous: Mapping[date, DayWrite],
+    base: dict[str, Any],
+    fetch_started: datetime,
+) -> tuple[dict[date, dict[str, Any]], dict[date, list[str]]]:
+    """Write what the vendor returned, with provenance; refuse empty answers for days with
+    bars. Returns per-day metadata and the days not written, with why."""
+    schema = dict(table.schema)
+    frames = {day: conform(fetched.frames.get(day, pl.DataFrame(schema=schema)), schema)
+              for day in stale}  # fmt: skip
+    as_of = fetch_started if any(day_bounds(d)[1] > fetch_started for d in stale) else None
+    figures = {
+        row["day"]: row
+        for row in quality_by_day(
+            table,
+            pl.concat(frames.values()).lazy() if frames else pl.LazyFrame(schema=schema),
+            stale,
+            as_of,
+        ).iter_rows(named=True)
+    }
+    metadata: dict[date, dict[str, Any]] = {}
+    refused: dict[date, list[str]] = {}
+    for day in stale:
+        frame, (start, end) = frames[day], day_bounds(day)
+        closed = end <= fetch_started
+        if frame.is_empty() and fetch_started - start >= FIRST_BARS:
+            refused[day] = [
+                f"{table.name} {day}: {base['origin']} answered no rows for a day that has "
+                "bars; nothing was written (the previous file, if any, is kept)"
+            ]
+            continue
+        errors, warnings = checks.findings(figures[day])
+        complete = closed and not errors and not warnings
+        provenance = {
+            **base,
+            "fetched_at": fetch_started.isoformat(timespec="seconds"),
+            "closed": closed,
+            "complete": complete,
+            "rows": frame.height,
+            "confirmations": _confirmations(previous.get(day), frame, complete),
+        }
+        if day in fetched.fallbacks:
+            provenance["fallback"] = fetched.fallbacks[day]
+        lake.write_day(table.name, symbol, day, frame, provenance)
+        metadata[day] = {
+            "source": "vendor",
+            **fetched.day_metadata.get(day, {}),
+            "closed": closed,
+            "complete": complete,
+            "gap_confirmations": provenance["confirmations"],
+        }
+    return metadata, refused
+
+
 def raw_asset(
-    table: Table, group: str, vendor_resources: set[str], fetch: FetchDays
+    table: Table, group: str, vendor_resources: set[str], fetch: FetchDays, origin: Origin
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=table.name,
@@ -76,41 +179,42 @@ def raw_asset(
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
+        fetch_started = clock.now_utc()
         # Every bar closed before the fetch starts must be there, today's included.
-        as_of = clock.now_utc() if clock.today_utc() in days else None
+        as_of = fetch_started if clock.today_utc() in days else None
         dataset = context.resources.dataset
-        lake, symbol = dataset.lake(), dataset.symbol
-        force, today = forced(context), clock.today_utc()
-        stale = [
+        lake, symbol, today = dataset.lake(), dataset.symbol, clock.today_utc()
+        url = origin(context.resources)
+        base = {"env": dataset.env, "source": "vendor", "origin": url,
+                "host": urlsplit(url).netloc, "endpoint": urlsplit(url).path}  # fmt: skip
+        previous = lake.read_days(table.name, symbol, days).committed
+        keep = {
             day
             for day in days
-            if force
-            or not dataset.reusable(day, today)
-            or not lake.is_complete(table.name, symbol, day)
-        ]
-        fetched = fetch(context.resources, symbol, stale) if stale else Fetched()
-        for day in stale:
-            frame = fetched.frames.get(day)
-            if frame is None:
-                frame = pl.DataFrame(schema=dict(table.schema))
-            lake.write_day(table.name, symbol, day, conform(frame, dict(table.schema)))
-        metadata: dict[date, dict[str, Any]] = {
-            day: {"source": "reused", "http_requests": 0} for day in days if day not in stale
+            if not forced(context)
+            and dataset.reusable(day, today)
+            and reusable(previous.get(day), dataset.env, url, dataset.gap_confirmations)
         }
-        for day in stale:
-            metadata[day] = {"source": "vendor", **fetched.day_metadata.get(day, {})}
+        stale = [day for day in days if day not in keep]
+        fetched = fetch(context.resources, symbol, stale) if stale else Fetched()
+        metadata, refused = _write_fetched(
+            lake, table, symbol, fetched, stale, previous, base, fetch_started
+        )
+        for day in keep:
+            metadata[day] = {"source": "reused", "http_requests": 0}
         context.log.info(
             f"{table.name}: fetched {len(stale)} day(s) in {fetched.requests} request(s), "
-            f"reused {len(days) - len(stale)}"
+            f"reused {len(keep)}, refused {len(refused)}"
         )
-        yield from record_range(
+        yield from record_days(
             context,
             table,
             lake,
             symbol,
             days,
             metadata,
-            {"run_http_requests": fetched.requests},
+            blocked=refused,
+            range_metadata={"run_http_requests": fetched.requests},
             as_of=as_of,
         )
 
