@@ -8,17 +8,18 @@ import polars as pl
 
 from btc_assets.assets.common import (
     LAKE_KINDS,
+    derived_provenance,
     partial_cutoff,
     range_days,
-    record_or_fail,
+    record_days,
     table_key,
 )
 from btc_assets.core.bars import bar_duration, resample
-from btc_assets.core.schema import BAR_SCHEMA, KLINE_SCHEMA, conform, partition_day_expr
+from btc_assets.core.schema import BAR_SCHEMA, conform, partition_day_expr
 from btc_assets.core.tables import PERP_1M, PERP_15M, SPOT_1M, SPOT_15M, Table
 from btc_assets.defs import checks
-from btc_assets.defs.day_gate import gate_days
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.day_gate import Input, gated_deps, read_gated
+from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
 
 
@@ -33,13 +34,16 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         group_name="bars",
         kinds=LAKE_KINDS,
-        deps=[table_key(source)],
+        **gated_deps([Input(source)]),
         check_specs=[checks.quality_check_spec(table_key(table))],
     )
     def _asset(context: dg.AssetExecutionContext, dataset: DatasetResource) -> Iterator[Any]:
-        lake, symbol = dataset.lake(), dataset.symbol
-        good, blocked = gate_days(context, lake, symbol, [source], range_days(context))
-        klines = lake.scan_days(source.name, symbol, good, schema=KLINE_SCHEMA)
+        lake, symbol, days = dataset.lake(), dataset.symbol, range_days(context)
+        gated = read_gated(
+            context, lake, symbol, dataset.env, {"klines": Input(source)}, days, DAILY_START
+        )
+        good = gated.days
+        klines = gated.frames["klines"]
         bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
         # Closed bars only: today's last bar may still be forming in the 1m input.
         as_of = partial_cutoff(good, klines, bar_duration(every))
@@ -48,10 +52,12 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         parts = bars.partition_by("_day", as_dict=True, include_key=False)
         empty = conform(bars.clear().drop("_day"), BAR_SCHEMA)
         for day in good:
-            lake.write_day(table.name, symbol, day, conform(parts.get((day,), empty), BAR_SCHEMA))
+            frame = conform(parts.get((day,), empty), BAR_SCHEMA)
+            provenance = derived_provenance(dataset.env, [source], day, as_of)
+            lake.write_day(table.name, symbol, day, frame, provenance)
         metadata = {day: {"source": f"resampled from {source.name}"} for day in good}
-        yield from record_or_fail(
-            context, table, lake, symbol, good, blocked, metadata, as_of=as_of
+        yield from record_days(
+            context, table, lake, symbol, days, metadata, blocked=gated.blocked, as_of=as_of
         )
 
     return _asset

@@ -3,9 +3,11 @@
 Each asset replaces its days in BigQuery from the verified lake day files (``btc_assets.
 bigquery.replace_day``: staging load + one transaction), optionally staging them on GCS
 first, then checks per day that BigQuery holds what the lake holds (``bq_row_parity``).
-A day is loaded only when its upstream blocking checks passed (``gate_days``); blocked and
-refused days are named in a ``dg.Failure`` after the good days are recorded, as
-``record_or_fail`` does for lake tables.
+A day is loaded only when it passes the gate and verifies (``day_gate.read_gated``, the read
+every asset uses). A blocked day is not loaded and does not fail the step: it is recorded
+with its cause and fails ``bq_row_parity`` with ERROR, as lake tables record theirs. A day
+whose file BigQuery refuses, or a service failure, fails the step after the loaded days
+are recorded.
 
 Adding a table is one line in ``bigquery_assets``: ``bigquery_load_asset(SOME_TABLE)``.
 """
@@ -22,15 +24,14 @@ from btc_assets.assets.common import (
     column_schema,
     materialize_days,
     range_days,
-    table_key,
+    tag_blocked,
 )
 from btc_assets.core.schema import partition_day_expr
 from btc_assets.core.tables import FEATURES, PERP_1M, SPOT_1M, Table
 from btc_assets.defs import checks
-from btc_assets.defs.day_gate import gate_days
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.day_gate import Input, gated_deps, read_gated
+from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
-from btc_assets.lake import Lake
 from btc_assets.warehouse.bigquery import (
     DayFileError,
     DayLoad,
@@ -72,12 +73,12 @@ class WarehouseTable:
 
 
 def _lake_figures(
-    lake: Lake, table: WarehouseTable, symbol: str, days: list[date]
+    lake_frame: pl.LazyFrame, table: WarehouseTable, days: list[date]
 ) -> dict[date, tuple[int, float | None]]:
-    """Rows and volume sum per day, from the lake files in one scan."""
-    source, column = table.source, table.volume_column
+    """Rows and volume sum per day, from the verified lake scan."""
+    column = table.volume_column
     frame = (
-        lake.scan_days(source.name, symbol, days, schema=dict(source.schema))
+        lake_frame.filter(partition_day_expr().is_in(days))
         .group_by(partition_day_expr().alias("day"))
         .agg(pl.len().alias("rows"), pl.col(column).sum().alias("volume"))
         .collect()
@@ -111,9 +112,8 @@ def _failure(
     refused: Mapping[date, str],
     error: Exception | None,
 ) -> dg.Failure:
-    reasons = [f"{d}: blocked by {', '.join(why)}" for d, why in sorted(blocked.items())]
-    reasons += [f"{d}: {why}" for d, why in sorted(refused.items())]
-    text = f"{table.key.to_user_string()}: {len(blocked) + len(refused)} day(s) not loaded"
+    reasons = [f"{d}: {why}" for d, why in sorted(refused.items())]
+    text = f"{table.key.to_user_string()}: {len(refused)} day(s) refused"
     if reasons:
         text += f" ({'; '.join(reasons)})"
     if error is not None:
@@ -141,7 +141,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         kinds={"bigquery"},
-        deps=[table_key(source)],
+        **gated_deps([Input(source)]),
         check_specs=[checks.parity_check_spec(table.key, volume_column)],
     )
     def _load(
@@ -150,8 +150,11 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
         bigquery: BigQueryWarehouseResource,
         gcs_staging: GcsStagingResource,
     ) -> Iterator[Any]:
-        lake, symbol = dataset.lake(), dataset.symbol
-        good, blocked = gate_days(context, lake, symbol, [source], range_days(context))
+        lake, symbol, days = dataset.lake(), dataset.symbol, range_days(context)
+        gated = read_gated(
+            context, lake, symbol, dataset.env, {"lake": Input(source)}, days, DAILY_START
+        )
+        good, blocked, files = gated.days, gated.blocked, gated.committed["lake"]
         loads: dict[date, DayLoad] = {}
         refused: dict[date, str] = {}
         error: Exception | None = None
@@ -160,7 +163,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             ensure_table(client, target, source.schema, bigquery.location)
             storage = gcs_staging.client()
             for day in good:
-                path = lake.day_file(source.name, symbol, day)
+                path = files[day].path
                 try:
                     check_day_file(path, source.schema, symbol, day)  # before staging it
                     uri = gcs_staging.stage(storage, path, table.name, table.interval, day)
@@ -179,11 +182,12 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
                 if error is None:
                     raise
                 warehouse = None  # the service is down: the error below says so
-        per_day = {
-            day: _day_metadata(load, str(lake.day_file(source.name, symbol, day)))
-            for day, load in loads.items()
+        per_day: dict[date, dict[str, Any]] = {
+            day: _day_metadata(load, str(files[day].path)) for day, load in loads.items()
         }
-        complete = not blocked and not refused and error is None
+        for day, reasons in blocked.items():
+            per_day[day] = {"blocked": True, "blocked_by": " | ".join(reasons)}
+        complete = not refused and error is None
         yield from materialize_days(
             context,
             table.key,
@@ -194,6 +198,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             },
             range_only={
                 "days": len(loads),
+                "blocked_days": len(blocked),
                 "rows": sum(load.rows for load in loads.values()),
                 "bigquery_jobs": sum(len(load.job_ids) for load in loads.values()),
                 "gcs_staging": gcs_staging.enabled,
@@ -201,8 +206,12 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             materialize_all=complete,
         )
         if warehouse is not None:
-            lake_figures = _lake_figures(lake, table, symbol, list(loads))
+            loaded = lake.read_days(source.name, symbol, list(loads), dict(source.schema))
+            lake_figures = _lake_figures(loaded.frame, table, list(loads))
             yield from checks.parity_evaluations(table.key, lake_figures, warehouse, volume_column)
+        yield from checks.blocked_evaluations(table.key, blocked, checks.ROW_PARITY)
+        if blocked:
+            tag_blocked(context, table.key, blocked)
         if not complete:
             raise _failure(table, len(loads), blocked, refused, error) from error
         yield from checks.check_outputs(context)

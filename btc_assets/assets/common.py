@@ -34,16 +34,55 @@ PREVIEW_ROWS = 3
 LAKE_KINDS = frozenset({"polars", "parquet"})
 
 
-def range_days(context: dg.AssetExecutionContext) -> list[date]:
-    """The run's days, refusing a range that reaches before the start date by name.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-    Reads the key range, not ``partition_keys``: the latter fails on such a range with an
-    invariant error that does not say which setting is involved.
+
+class RangeError(ValueError):
+    """A partition range the project refuses before fetching or writing anything."""
+
+
+def range_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The run's days; a range that is reversed, reaches before the start date or past today
+    is refused by name before anything is fetched or written.
+
+    Reads the range tags when present, not ``partition_keys``: the latter fails on such
+    ranges with an invariant error that says neither the range nor the setting involved.
     """
     start = context.assets_def.partitions_def.start.date()  # type: ignore[union-attr]
-    key_range = context.partition_key_range
-    first, last = partition_days([key_range.start, key_range.end], start)
+    tags = context.run.tags
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        keys = [tags[RANGE_START_TAG], tags[RANGE_END_TAG]]
+    else:
+        key_range = context.partition_key_range
+        keys = [key_range.start, key_range.end]
+    first, last = partition_days(keys, start)
+    if keys != [first.isoformat(), last.isoformat()]:
+        raise RangeError(
+            f"partition range {keys[0]} .. {keys[1]} is reversed: its start is after its end "
+            f"(did you mean {keys[1]} .. {keys[0]}?); nothing was fetched or written"
+        )
+    today = clock.today_utc()
+    if last > today:
+        raise RangeError(
+            f"partition range {keys[0]} .. {keys[1]} reaches {(last - today).days} day(s) "
+            f"past today ({today}, UTC): no bar of those days has closed yet, so there is "
+            "nothing to fetch; nothing was fetched or written"
+        )
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def derived_provenance(
+    env: str, sources: Iterable[Table], day: date, as_of: datetime | None
+) -> dict[str, Any]:
+    """What a derived day records: where it came from, when, and whether the day was over."""
+    return {
+        "env": env,
+        "source": "derived",
+        "derived_from": sorted(t.name for t in sources),
+        "built_at": clock.now_utc().isoformat(timespec="seconds"),
+        "closed": as_of is None or as_of >= day_bounds(day)[1],
+    }
 
 
 def forced(context: dg.AssetExecutionContext) -> bool:
@@ -82,57 +121,103 @@ def column_schema(table: Table) -> dg.TableSchema:
     )
 
 
-def record_range(
+BLOCKED_TAG_PREFIX = "btc_assets/blocked."
+
+
+def record_days(
     context: dg.AssetExecutionContext,
     table: Table,
     lake: Lake,
     symbol: str,
     days: list[date],
     day_metadata: Mapping[date, Mapping[str, Any]],
+    *,
+    blocked: Mapping[date, list[str]] | None = None,
+    excluded_lookback: Mapping[date, list[str]] | None = None,
     range_metadata: Mapping[str, Any] | None = None,
-    materialize_all: bool = True,
     evaluate: Evaluate | None = None,
     as_of: datetime | None = None,
 ) -> Iterator[Any]:
-    """Emit the materialization(s), the per-day checks and the check outputs for ``days``.
+    """Emit the step's output, the per-day checks and the check outputs for ``days``.
 
-    The data is re-read from the lake in one scan: what is checked is what was stored.
-    With ``materialize_all`` the step's output covers the whole range (per-day metadata is
-    attached through ``add_asset_metadata``); without it, each day gets its own
-    ``AssetMaterialization`` because the range is only partly written (the caller fails the
-    step afterwards, so no output is owed).
+    The days written are re-read from the lake through its verified read: what is checked is
+    what was stored. A blocked day is not built, and the step does not fail for it: it is
+    recorded with its cause and fails its ``quality`` check with ERROR, so every asset
+    further down blocks it too while the rest of the range is built at every depth (a
+    failed step would make Dagster skip every downstream day of the range). The run is
+    tagged with what was blocked, so the run list tells the user.
     """
-    frame = lake.scan_days(table.name, symbol, days, schema=dict(table.schema)).collect()
+    blocked = dict(blocked or {})
+    excluded = excluded_lookback or {}
+    good = [day for day in days if day not in blocked]
+    read = lake.read_days(table.name, symbol, good, schema=dict(table.schema))
+    frame = read.frame.collect()
+    errors: dict[date, str | None] = {day: read.errors.get(day) for day in good}
+    errors.update({day: "not written" for day in read.missing})
     parts = frame.with_columns(_day=partition_day_expr()).partition_by(
         "_day", as_dict=True, include_key=False
     )
     per_day: dict[date, dict[str, Any]] = {}
-    for day in days:
+    for day in good:
         part = parts.get((day,))
+        written = read.committed.get(day)
         per_day[day] = {
             **day_metadata.get(day, {}),
             "dagster/row_count": 0 if part is None else part.height,
-            "lake_path": dg.MetadataValue.path(str(lake.day_file(table.name, symbol, day))),
+            "lake_path": dg.MetadataValue.path(
+                str(written.path if written else lake.day_dir(table.name, symbol, day))
+            ),
             "preview": dg.MetadataValue.md(
                 "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
             ),
         }
+        if day in excluded:
+            per_day[day]["excluded_lookback_days"] = len(excluded[day])
+            per_day[day]["excluded_lookback"] = dg.MetadataValue.md(
+                "\n".join(f"- {why}" for why in excluded[day])
+            )
+    for day, reasons in blocked.items():
+        per_day[day] = {
+            "blocked": True,
+            "blocked_by": dg.MetadataValue.md("\n".join(f"- {why}" for why in reasons)),
+        }
     yield from materialize_days(
         context,
         table_key(table),
-        per_day,
+        dict(sorted(per_day.items())),
         common={"dagster/column_schema": column_schema(table)},
-        range_only={**(range_metadata or {}), "days": len(days), "rows": frame.height},
-        materialize_all=materialize_all,
+        range_only={
+            **(range_metadata or {}),
+            "days": len(good),
+            "blocked_days": len(blocked),
+            "rows": frame.height,
+        },
+        materialize_all=True,
     )
-    errors = lake.verify_days(table.name, symbol, days)
     if evaluate is None:
-        by_day = quality_by_day(table, frame.lazy(), days, as_of)
+        by_day = quality_by_day(table, frame.lazy(), good, as_of)
         yield from checks.day_evaluations(table_key(table), by_day, errors)
     else:
         yield from evaluate(frame, errors)
-    if materialize_all:
-        yield from checks.check_outputs(context)
+    yield from checks.blocked_evaluations(table_key(table), blocked)
+    yield from checks.check_outputs(context)
+    if blocked:
+        tag_blocked(context, table_key(table), blocked)
+
+
+def tag_blocked(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, blocked: Mapping[date, Any]
+) -> None:
+    """Name the blocked days on the run, one tag per asset (steps may run in parallel)."""
+    shown = sorted(d.isoformat() for d in blocked)
+    text = f"{len(shown)} day(s): " + ", ".join(shown[:8]) + (" ..." if len(shown) > 8 else "")
+    context.instance.add_run_tags(
+        context.run_id, {BLOCKED_TAG_PREFIX + key.to_user_string().replace("/", "."): text}
+    )
+    context.log.error(
+        f"{key.to_user_string()}: {len(shown)} day(s) blocked, not built: {', '.join(shown)}; "
+        "the other days of the range were built"
+    )
 
 
 def materialize_days(
@@ -159,38 +244,3 @@ def materialize_days(
             yield dg.AssetMaterialization(
                 asset_key=key, partition=day.isoformat(), metadata={**common, **metadata}
             )
-
-
-def record_or_fail(
-    context: dg.AssetExecutionContext,
-    table: Table,
-    lake: Lake,
-    symbol: str,
-    good: list[date],
-    blocked: Mapping[date, list[str]],
-    day_metadata: Mapping[date, Mapping[str, Any]],
-    evaluate: Evaluate | None = None,
-    as_of: datetime | None = None,
-) -> Iterator[Any]:
-    """Record the days written; then, if any were blocked, fail the step naming them.
-
-    The good days are materialized and checked first, so a red run still shows them.
-    """
-    yield from record_range(
-        context,
-        table,
-        lake,
-        symbol,
-        good,
-        day_metadata,
-        materialize_all=not blocked,
-        evaluate=evaluate,
-        as_of=as_of,
-    )
-    if blocked:
-        reasons = "; ".join(f"{day}: {', '.join(why)}" for day, why in sorted(blocked.items()))
-        raise dg.Failure(
-            description=f"{table.name}: {len(blocked)} day(s) not built because a blocking "
-            f"upstream check failed ({reasons}). {len(good)} other day(s) were written.",
-            metadata={"blocked_days": sorted(d.isoformat() for d in blocked)},
-        )

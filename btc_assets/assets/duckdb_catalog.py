@@ -1,8 +1,11 @@
 """The embedded warehouse: DuckDB views over the lake, one per table, quality-gated.
 
-A view lists the day files of its table except the days whose latest ``quality`` check
-failed with ERROR, so what a user queries is what passed the gates; the excluded days are
-named in the materialization metadata and stay in the lake for inspection.
+A view lists the verified day files of its table, through the same gate every asset reads
+by (``day_gate.unusable_days``): a day whose latest ``quality`` check failed with ERROR
+(blocked ones included), that does not verify against its manifest, or that another env
+wrote is left out, so what a user queries is what passed the gates. The excluded days and
+their causes are in the materialization metadata; the files stay in the lake for inspection.
+Files are immutable, so a view keeps reading the version it verified until it is rebuilt.
 """
 
 from collections.abc import Sequence
@@ -10,9 +13,8 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from btc_assets.assets.common import table_key
 from btc_assets.core.tables import Table
-from btc_assets.defs.day_gate import blocked_days
+from btc_assets.defs.day_gate import Input, gated_deps, unusable_days
 from btc_assets.defs.resources import DatasetResource
 
 
@@ -29,23 +31,29 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
         group_name="warehouse",
         kinds={"duckdb"},
         automation_condition=dg.AutomationCondition.eager(),
-        deps=[table_key(table) for table in tables],
+        **gated_deps(Input(table) for table in tables),
     )
     def _catalog(
         context: dg.AssetExecutionContext, dataset: DatasetResource, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:
         lake, symbol = dataset.lake(), dataset.symbol
         views: dict[str, int] = {}
-        excluded: dict[str, list[str]] = {}
+        excluded: dict[str, dict[str, str]] = {}
         with duckdb.get_connection() as conn:
             for table in tables:
                 days = lake.days_present(table.name, symbol)
-                blocked = blocked_days(context.instance, [table_key(table)], days)
-                files = [
-                    str(lake.day_file(table.name, symbol, d)) for d in days if d not in blocked
-                ]
-                if blocked:
-                    excluded[table.name] = sorted(d.isoformat() for d in blocked)
+                reasons, usable, _ = unusable_days(
+                    context.instance, lake, table, symbol, days, dataset.env
+                )
+                files = [str(usable[d].path) for d in sorted(usable)]
+                if reasons:
+                    excluded[table.name] = {
+                        d.isoformat(): why for d, why in sorted(reasons.items())
+                    }
+                    context.log.warning(
+                        f"{table.name}: {len(reasons)} day(s) left out of the view: "
+                        + "; ".join(f"{d}: {why}" for d, why in sorted(reasons.items())[:5])
+                    )
                 if not files:
                     conn.execute(f'DROP VIEW IF EXISTS "{table.name}"')
                     continue
@@ -62,6 +70,7 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
             metadata={
                 "views": dg.MetadataValue.json(views),
                 "excluded_days": dg.MetadataValue.json(excluded),
+                "excluded_day_count": sum(len(v) for v in excluded.values()),
                 "missing_tables": dg.MetadataValue.json(missing),
                 "database": dg.MetadataValue.path(duckdb.database),
             }

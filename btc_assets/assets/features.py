@@ -15,9 +15,10 @@ import polars as pl
 
 from btc_assets.assets.common import (
     LAKE_KINDS,
+    derived_provenance,
     partial_cutoff,
     range_days,
-    record_or_fail,
+    record_days,
     table_key,
 )
 from btc_assets.assets.raw import split_days
@@ -35,34 +36,28 @@ from btc_assets.core.tables import (
     PRICE,
     SPOT_15M,
     TAKER,
-    Table,
 )
 from btc_assets.defs import checks
-from btc_assets.defs.day_gate import gate_days
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.day_gate import Input, gated_deps, read_gated
+from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource, QualityGatesResource
 
 IMPUTED_FLAGS = ("oi_now_imputed", "funding_now_imputed")
 BAR = timedelta(minutes=15)
 PERCENTILES = ("oi_pctile_30d", "funding_pctile_30d")
 
-LOOKBACK_30D = dg.TimeWindowPartitionMapping(
-    start_offset=-31, allow_nonexistent_upstream_partitions=True
-)
-ONE_DAY_BACK = dg.TimeWindowPartitionMapping(
-    start_offset=-1, allow_nonexistent_upstream_partitions=True
-)
-# input name -> (table, partition mapping); None maps day to the same day
-SOURCES: dict[str, tuple[Table, dg.PartitionMapping | None]] = {
-    "price": (PRICE, None),
-    "oi": (OPEN_INTEREST, LOOKBACK_30D),
-    "funding": (FUNDING_CG, LOOKBACK_30D),
-    "pair_taker": (TAKER, ONE_DAY_BACK),
-    "agg_taker": (AGG_TAKER, ONE_DAY_BACK),
-    "liquidations": (LIQUIDATIONS, None),
-    "perp_1m": (PERP_1M, ONE_DAY_BACK),
-    "perp_15m": (PERP_15M, None),
-    "spot_15m": (SPOT_15M, None),
+# input name -> what it reads: 31 days back for OI and funding (the 30-day window plus the
+# funding schedule's own look-back), one for the 24h / 60m windows and the first 1m return.
+SOURCES: dict[str, Input] = {
+    "price": Input(PRICE),
+    "oi": Input(OPEN_INTEREST, lookback_days=31),
+    "funding": Input(FUNDING_CG, lookback_days=31),
+    "pair_taker": Input(TAKER, lookback_days=1),
+    "agg_taker": Input(AGG_TAKER, lookback_days=1),
+    "liquidations": Input(LIQUIDATIONS),
+    "perp_1m": Input(PERP_1M, lookback_days=1),
+    "perp_15m": Input(PERP_15M),
+    "spot_15m": Input(SPOT_15M),
 }
 
 
@@ -82,11 +77,6 @@ def gate_figures(
     )
 
 
-def _upstream_days(context: dg.AssetExecutionContext, table: Table) -> list[date]:
-    keys = context.asset_partition_keys_for_input(table.name)
-    return [date.fromisoformat(key) for key in keys]
-
-
 @dg.asset(
     name=FEATURES.name,
     description=FEATURES.description,
@@ -94,19 +84,15 @@ def _upstream_days(context: dg.AssetExecutionContext, table: Table) -> list[date
     backfill_policy=SINGLE_RUN,
     group_name="features",
     kinds=LAKE_KINDS,
-    deps=[dg.AssetDep(table_key(table), partition_mapping=m) for table, m in SOURCES.values()],
+    **gated_deps(SOURCES.values()),
     check_specs=checks.feature_check_specs(table_key(FEATURES)),
 )
 def bars_15m(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
 ) -> Iterator[Any]:
-    lake, symbol = dataset.lake(), dataset.symbol
-    tables = [table for table, _ in SOURCES.values()]
-    good, blocked = gate_days(context, lake, symbol, tables, range_days(context))
-    inputs: dict[str, pl.LazyFrame] = {}
-    for name, (table, _) in SOURCES.items():
-        upstream = _upstream_days(context, table) if good else []
-        inputs[name] = lake.scan_days(table.name, symbol, upstream, schema=dict(table.schema))
+    lake, symbol, days = dataset.lake(), dataset.symbol, range_days(context)
+    gated = read_gated(context, lake, symbol, dataset.env, SOURCES, days, DAILY_START)
+    good, inputs = gated.days, gated.frames
     frames: Mapping[date, pl.DataFrame] = {}
     as_of = None
     if good:
@@ -116,8 +102,11 @@ def bars_15m(
         end = min(day_bounds(good[-1])[1], as_of or day_bounds(good[-1])[1])
         features = build_features(**inputs, start=start, end=end).collect()
         frames = split_days(features, good)
+    sources = [spec.table for spec in SOURCES.values()]
     for day in good:
-        lake.write_day(FEATURES.name, symbol, day, conform(frames[day], FEATURE_SCHEMA))
+        provenance = derived_provenance(dataset.env, sources, day, as_of)
+        provenance["excluded_lookback_days"] = len(gated.excluded_lookback.get(day, []))
+        lake.write_day(FEATURES.name, symbol, day, conform(frames[day], FEATURE_SCHEMA), provenance)
 
     def evaluate(
         frame: pl.DataFrame, manifest_errors: Mapping[date, str | None]
@@ -139,6 +128,15 @@ def bars_15m(
         )
 
     metadata = {day: {"source": "core.features.build_features"} for day in good}
-    yield from record_or_fail(
-        context, FEATURES, lake, symbol, good, blocked, metadata, evaluate=evaluate, as_of=as_of
+    yield from record_days(
+        context,
+        FEATURES,
+        lake,
+        symbol,
+        days,
+        metadata,
+        blocked=gated.blocked,
+        excluded_lookback=gated.excluded_lookback,
+        evaluate=evaluate,
+        as_of=as_of,
     )

@@ -17,9 +17,10 @@ import polars as pl
 from btc_assets import clock
 from btc_assets.assets.common import partial_cutoff, table_key
 from btc_assets.assets.features import BAR, IMPUTED_FLAGS, gate_figures
-from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA
+from btc_assets.core.schema import DERIVED_FEATURES
 from btc_assets.core.tables import FEATURES
 from btc_assets.defs import checks
+from btc_assets.defs.day_gate import Input, gated_deps, unusable_days
 from btc_assets.defs.resources import DatasetResource, QualityGatesResource
 
 REPORT_NAME = "p1_qa_core.json"
@@ -70,7 +71,7 @@ def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
     group_name="reports",
     kinds={"polars", "json"},
     automation_condition=dg.AutomationCondition.eager(),
-    deps=[table_key(FEATURES)],
+    **gated_deps([Input(FEATURES)]),
 )
 def qa_report(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
@@ -82,7 +83,9 @@ def qa_report(
     end = present[-1]
     days = [end - timedelta(days=i) for i in range(gates.qa_report_days - 1, -1, -1)]
     days = [d for d in days if d >= present[0]]
-    frame = lake.scan_days(FEATURES.name, symbol, days, schema=FEATURE_SCHEMA).collect()
+    # Only days that pass the gate and verify are summarised; the rest are listed as left out.
+    left_out, _, scan = unusable_days(context.instance, lake, FEATURES, symbol, days, dataset.env)
+    frame = scan.collect()
     as_of = partial_cutoff(days, frame.lazy(), BAR)
     by_day = gate_figures(frame, days, gates.warmup_days, as_of)
     verdicts = _gate_verdicts(context.instance, days)
@@ -113,6 +116,7 @@ def qa_report(
             "days_unchecked": sum(v == "unchecked" for v in verdicts.values()),
             "failed_days": failed,
         },
+        "left_out_days": {d.isoformat(): why for d, why in sorted(left_out.items())},
     }  # fmt: skip
     reports = Path(dataset.reports_root)
     reports.mkdir(parents=True, exist_ok=True)
@@ -131,6 +135,7 @@ def qa_report(
         ("gate verdicts", f"{report['gates']['days_passed']} passed, {len(failed)} failed, "
                           f"{report['gates']['days_unchecked']} unchecked"),
         ("failed days", ", ".join(failed[:20]) + (" ..." if len(failed) > 20 else "") or "none"),
+        ("days left out (gate, verification, env)", str(len(left_out))),
     ]  # fmt: skip
     table = "| figure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in summary)
     image = base64.b64encode(png).decode()
@@ -141,6 +146,7 @@ def qa_report(
             "report_path": dg.MetadataValue.path(str(report_path)),
             "chart_path": dg.MetadataValue.path(str(reports / CHART_NAME)),
             "failed_days": dg.MetadataValue.json(failed),
+            "left_out_days": dg.MetadataValue.json(report["left_out_days"]),
             "coverage": report["bars"]["coverage"],
         }
     )

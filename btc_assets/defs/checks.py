@@ -74,10 +74,10 @@ def day_evaluations(
 def _evaluation(
     asset_key: dg.AssetKey, row: dict[str, Any], manifest_error: str | None
 ) -> dg.AssetCheckEvaluation:
-    errors = [f"{name}={row[name]}" for name in INTEGRITY_FIGURES if row.get(name)]
+    errors, warnings = findings(row)
     if manifest_error:
         errors.append(f"manifest: {manifest_error}")
-    coverage, warnings = _coverage(row)
+    coverage, _ = _coverage(row)
     metadata: dict[str, Any] = {name: row[name] for name in INTEGRITY_FIGURES if name in row}
     metadata.update(coverage, manifest_ok=manifest_error is None, rows=row["rows"])
     if manifest_error:
@@ -94,7 +94,16 @@ def _evaluation(
     )
 
 
-def _coverage(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def findings(row: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """A day's ERRORs (integrity) and WARNs (coverage) from its ``*_quality_by_day`` row.
+
+    A day with neither is complete: what the raw assets record in provenance and reuse.
+    """
+    errors = [f"{name}={row[name]}" for name in INTEGRITY_FIGURES if row.get(name)]
+    return errors, _coverage(row)[1]
+
+
+def _coverage(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Coverage figures of a bar or event day, and what falls short of expectations."""
     if "expected_bars" in row:
         expected, present = row["expected_bars"], row["present_bars"]
@@ -161,6 +170,23 @@ def day_evaluation(
         description=description,
         metadata=_clean(metadata),
     )
+
+
+def blocked_evaluations(
+    asset_key: dg.AssetKey, blocked: Mapping[date, Sequence[str]], check_name: str = QUALITY
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """A day not built because its inputs could not be used fails its gate with ERROR, so the
+    block shows in the UI with its cause and travels to every asset further down."""
+    for day, reasons in sorted(blocked.items()):
+        yield day_evaluation(
+            asset_key,
+            check_name,
+            day,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="blocked, not built: " + " | ".join(reasons),
+            metadata={"blocked": True, "blocked_by": len(reasons)},
+        )
 
 
 def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:

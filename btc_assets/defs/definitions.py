@@ -82,6 +82,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             lake_root=str(settings.lake_dir),
             reports_root=str(settings.reports_dir),
             symbol=settings.symbol,
+            env=settings.env,
             tail_days=settings.tail_days,
         ),
         "sandbox": sandbox,

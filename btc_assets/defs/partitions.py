@@ -8,9 +8,11 @@ import dagster as dg
 
 from btc_assets.settings import load_settings
 
+DAILY_START = load_settings().start_date
+
 # end_offset=1: today exists as a partial partition, kept current by the live sensor.
 DAILY = dg.DailyPartitionsDefinition(
-    start_date=load_settings().start_date.isoformat(),
+    start_date=DAILY_START.isoformat(),
     timezone="UTC",
     fmt="%Y-%m-%d",
     end_offset=1,

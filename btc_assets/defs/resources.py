@@ -24,7 +24,10 @@ class DatasetResource(dg.ConfigurableResource):
     lake_root: str
     reports_root: str
     symbol: str
+    env: str = "sandbox"  # recorded with every day written; days of another env are not read
     tail_days: int = 2
+    # An incomplete day is reused once this many re-fetches returned the very same data.
+    gap_confirmations: int = 2
 
     def lake(self) -> Lake:
         return Lake(self.lake_root)

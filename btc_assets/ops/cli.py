@@ -127,7 +127,7 @@ def _verify(args: argparse.Namespace) -> int:
     lake, symbol = Lake(settings.lake_dir), (args.symbol or settings.symbol).upper()
     now = clock.now_utc()
     chosen = [tables[n] for n in args.table] if args.table else list(tables.values())
-    reports = [verify_table(lake, t, symbol, args.days, now) for t in chosen]
+    reports = [verify_table(lake, t, symbol, args.days, now, settings.env) for t in chosen]
     window = f"the {args.days} UTC days ending yesterday" if args.days else "first to last day"
     print(f"lake {settings.lake_dir}  symbol {symbol}  window: {window}  "
           f"now {now:%Y-%m-%d %H:%M} UTC")  # fmt: skip

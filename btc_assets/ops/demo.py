@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from btc_assets import clock  # noqa: E402  (after the filters)
+from btc_assets.assets.common import BLOCKED_TAG_PREFIX  # noqa: E402
 from btc_assets.core.tables import LAKE_TABLES  # noqa: E402
 from btc_assets.defs.definitions import defs  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
@@ -38,6 +39,17 @@ def _check_tally(instance: dg.DagsterInstance, run_id: str) -> dict[str, Counter
         verdict = "passed" if evaluation.passed else f"failed {evaluation.check_name}"
         tally.setdefault(evaluation.asset_key.to_user_string(), Counter())[verdict] += 1
     return tally
+
+
+def _blocked(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, str]:
+    """What the runs tagged as blocked, per asset (see ``assets.common.tag_blocked``)."""
+    found: dict[str, str] = {}
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        for key, value in (run.tags if run else {}).items():
+            if key.startswith(BLOCKED_TAG_PREFIX):
+                found[key.removeprefix(BLOCKED_TAG_PREFIX)] = value
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,12 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     lake = defs.resources["dataset"].lake()  # type: ignore[union-attr]
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     for table in LAKE_TABLES:
-        present = [d for d in days if lake.is_complete(table.name, settings.symbol, d)]
-        rows = (
-            lake.scan_days(table.name, settings.symbol, present).select("ts").collect().height
-            if present
-            else 0
-        )
+        read = lake.read_days(table.name, settings.symbol, days)
+        present = list(read.committed)
+        rows = read.frame.select("ts").collect().height if present else 0
         counts = tally.get(table.name, Counter())
         passed = counts.pop("passed", 0)
         failed = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "0 failed"
@@ -90,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'duckdb_catalog':<26}{'':>6}{'':>10}  {'':<34}{settings.warehouse_path}")
     print(f"{'qa_report':<26}{'':>6}{'':>10}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
     print(bigquery.summary)
+    blocked = _blocked(instance, [daily.run_id, *bigquery.run_ids])
+    if blocked:
+        print("\nblocked (asset: days not built because an input day failed its gate):")
+        for asset, text in blocked.items():
+            print(f"  {asset}: {text}")
     ok = daily.success and catalog.success and bigquery.success
     status = "succeeded" if ok else "FAILED"
     print(

@@ -36,6 +36,9 @@ class TableReport:
     short_days: list[tuple[date, int, int]] = field(default_factory=list)  # events: present, exp.
     max_spacing: timedelta | None = None
     corrupt: dict[date, str] = field(default_factory=dict)
+    # Days written by another env (live vs sandbox), and files no manifest names.
+    foreign: dict[date, str] = field(default_factory=dict)
+    uncommitted: dict[date, list[str]] = field(default_factory=dict)
     last_ts: datetime | None = None
 
     @property
@@ -77,11 +80,16 @@ class TableReport:
             out.append(f"{name}: {len(self.short_days)} day(s) short of events: {_some(shown)}")
         out += [f"{name}: {day} corrupt (its rows are not counted): {error}"
                 for day, error in sorted(self.corrupt.items())]  # fmt: skip
+        out += [f"{name}: {day} {why} (its rows are not counted)"
+                for day, why in sorted(self.foreign.items())]  # fmt: skip
+        out += [f"{name}: {day} has {len(files)} file(s) no manifest names (an interrupted "
+                f"write, or a superseded version kept for readers): {', '.join(files)}"
+                for day, files in sorted(self.uncommitted.items())]  # fmt: skip
         return out
 
 
 def verify_table(
-    lake: Lake, table: Table, symbol: str, days: int | None, now: datetime
+    lake: Lake, table: Table, symbol: str, days: int | None, now: datetime, env: str
 ) -> TableReport:
     """The report of one table over the ``days`` UTC days ending yesterday, or (``None``)
     from its first to its last day present."""
@@ -98,12 +106,22 @@ def verify_table(
         return report
     report.window = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     report.present_days = [d for d in present if first <= d <= last]
-    errors = lake.verify_days(table.name, symbol, report.present_days)
-    report.corrupt = {day: error for day, error in errors.items() if error}
+    read = lake.read_days(table.name, symbol, report.present_days, schema=schema)
+    report.corrupt = dict(read.errors)
+    report.foreign = {
+        day: f"written in {w.provenance.get('env') or 'an unrecorded'} env, this is {env}"
+        for day, w in read.committed.items()
+        if w.provenance.get("env") != env
+    }
+    report.uncommitted = {
+        day: [p.name for p in files]
+        for day, files in lake.uncommitted_files(table.name, symbol).items()
+        if first <= day <= last
+    }
     # A corrupt file may not even parse, and its rows cannot be trusted: its bars count as
     # missing. One read of the rest serves both the per-day figures and the gap runs.
-    good = [d for d in report.present_days if d not in report.corrupt]
-    frame = lake.scan_days(table.name, symbol, good, schema=schema).collect().lazy()
+    good = [d for d in read.committed if d not in report.foreign]
+    frame = lake.read_days(table.name, symbol, good, schema=schema).frame.collect().lazy()
     by_day = quality_by_day(table, frame, report.window)
     if table.every is not None:
         report.expected = int(by_day["expected_bars"].sum())

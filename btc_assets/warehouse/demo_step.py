@@ -24,6 +24,7 @@ __all__ = ["WarehouseConfigError", "WarehouseRun", "check", "load"]
 class WarehouseRun:
     success: bool
     summary: str
+    run_ids: tuple[str, ...] = ()
 
 
 def check(defs: dg.Definitions, settings: Settings) -> None:
@@ -67,6 +68,8 @@ def load(
         assert event is not None
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
         name = materialization.asset_key.to_user_string()
+        if "blocked" in materialization.metadata:
+            continue  # recorded as blocked, not loaded
         count = materialization.metadata.get("dagster/row_count")
         days[name] += 1
         rows[name] += int(count.value) if count is not None else 0
@@ -90,4 +93,4 @@ def load(
         f"bq_row_parity {total['passed']} passed, {total['failed']} failed"
         + (f", staged on gs://{s.gcs_bucket}/{s.gcs_prefix}" if s.gcs_bucket else "")
     )
-    return WarehouseRun(result.success, "\n".join(lines))
+    return WarehouseRun(result.success, "\n".join(lines), (result.run_id,))

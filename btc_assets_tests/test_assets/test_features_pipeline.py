@@ -2,7 +2,7 @@
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -11,12 +11,12 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from btc_assets.assets.common import range_days, table_key
+from btc_assets.assets.common import range_days
 from btc_assets.core.tables import FEATURES, Table
 from btc_assets.defs.checks import QUALITY, RECONCILIATION
-from btc_assets.defs.day_gate import gate_days
+from btc_assets.defs.day_gate import Input, gated_deps, read_gated
 from btc_assets.defs.definitions import all_assets
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
@@ -88,7 +88,7 @@ def test_full_graph_builds_gated_features_catalog_and_report(
 
 
 def _downstream_of_features() -> dg.AssetsDefinition:
-    """A daily consumer of bars_15m gated like the warehouse loads: blocked days not built."""
+    """A daily consumer of bars_15m reading through the gate: blocked days not built."""
 
     out = Table("features_consumer", FEATURES.schema, "15m", "test consumer")
 
@@ -96,17 +96,25 @@ def _downstream_of_features() -> dg.AssetsDefinition:
         name=out.name,
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
-        deps=[table_key(FEATURES)],
+        **gated_deps([Input(FEATURES)]),
     )
     def features_consumer(
         context: dg.AssetExecutionContext, dataset: DatasetResource
-    ) -> Iterator[Any]:
-        good, blocked = gate_days(context, dataset.lake(), dataset.symbol, [FEATURES],
-                                  range_days(context))  # fmt: skip
-        for day in good:
-            yield dg.AssetMaterialization(out.name, partition=day.isoformat())
-        if blocked:
-            raise dg.Failure(f"blocked: {sorted(d.isoformat() for d in blocked)}")
+    ) -> dg.MaterializeResult:
+        gated = read_gated(
+            context,
+            dataset.lake(),
+            dataset.symbol,
+            dataset.env,
+            {"features": Input(FEATURES)},
+            range_days(context),
+            DAILY_START,
+        )
+        for day in gated.days:  # fmt: skip
+            context.add_asset_metadata({"built": True}, partition_key=day.isoformat())
+        for day in gated.blocked:
+            context.add_asset_metadata({"blocked": True}, partition_key=day.isoformat())
+        return dg.MaterializeResult()
 
     return features_consumer
 
@@ -138,9 +146,10 @@ def test_gate_failure_stops_only_that_days_downstream(
         },
         raise_on_error=False,
     )
-    assert not consumer.success
-    built = set(instance.get_materialized_partitions(dg.AssetKey("features_consumer")))
+    assert consumer.success
+    built = {day for day in DAYS if _meta(instance, "features_consumer", day).get("built")}
     assert built == {DAYS[0], DAYS[2]}
+    assert _meta(instance, "features_consumer", DAYS[1]) == {"blocked": True}
 
     catalog = dg.materialize(
         [a for a in all_assets if a.partitions_def is None],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from btc_assets.assets.common import BLOCKED_TAG_PREFIX
 from btc_assets.defs.checks import QUALITY
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
@@ -38,6 +40,10 @@ def _metadata(instance: dg.DagsterInstance, name: str, day: str) -> dict:
     return records[0].asset_materialization.metadata  # type: ignore[union-attr]
 
 
+def as_day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
 def test_range_run_materializes_checks_and_reuses(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -52,7 +58,11 @@ def test_range_run_materializes_checks_and_reuses(
             assert frame.height == rows, (name, day)
             meta = _metadata(instance, name, day)
             assert meta["dagster/row_count"].value == rows
-            assert meta["lake_path"].value.endswith(f"part-{day.replace('-', '')}.parquet")
+            assert re.search(
+                rf"/part-{day.replace('-', '')}-[0-9a-f]{{16}}\.parquet$", meta["lake_path"].value
+            )
+            if name.startswith("binance_"):  # raw: what was fetched, and that it was whole
+                assert meta["closed"].value and meta["complete"].value
             assert "preview" in meta
     # One evaluation per table per day, every one recorded with its partition and passed.
     evals = evaluations(result)
@@ -132,7 +142,7 @@ def test_failing_blocking_day_stops_only_its_own_downstream_day(
     ]
     res = resources(tmp_path, sandbox_faults=json.dumps(broken))
     result = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
-    assert not result.success  # the run is red: a blocking check failed
+    assert result.success  # every buildable day was built; the bad one is recorded as blocked
 
     by_key = {(e.asset_key.path[-1], e.check_name, e.partition): e for e in evaluations(result)}
     bad = by_key[("binance_spot_klines_1m", QUALITY, DAYS[1])]
@@ -143,24 +153,21 @@ def test_failing_blocking_day_stops_only_its_own_downstream_day(
     for day in (DAYS[0], DAYS[2]):
         assert by_key[("binance_spot_klines_1m", QUALITY, day)].passed
         assert by_key[("spot_klines_15m", QUALITY, day)].passed
-    assert ("spot_klines_15m", QUALITY, DAYS[1]) not in by_key
+    blocked = by_key[("spot_klines_15m", QUALITY, DAYS[1])]
+    assert not blocked.passed and blocked.severity == dg.AssetCheckSeverity.ERROR
+    assert "blocked, not built" in (blocked.description or "")
+    assert "binance_spot_klines_1m.quality failed: ohlc_violations=2" in (blocked.description or "")
 
     # The bad day is not built downstream; its neighbours and the perp side are.
-    assert _materialized(instance, "binance_spot_klines_1m") == set(DAYS)
-    assert _materialized(instance, "spot_klines_15m") == {DAYS[0], DAYS[2]}
-    assert _materialized(instance, "perp_klines_15m") == set(DAYS)
-    assert (
-        not Lake(tmp_path / "lake")
-        .day_file("spot_klines_15m", "BTCUSDT", date.fromisoformat(DAYS[1]))
-        .exists()
-    )
-    failure = next(
-        e
-        for e in result.all_events
-        if e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_key == "spot_klines_15m"
-    )
-    message = failure.event_specific_data.error.message  # type: ignore[union-attr]
-    assert DAYS[1] in message and "binance_spot_klines_1m.quality: ohlc_violations=2" in message
+    lake = Lake(tmp_path / "lake")
+    assert lake.missing_days("spot_klines_15m", "BTCUSDT", [as_day(d) for d in DAYS]) == [
+        as_day(DAYS[1])
+    ]
+    assert _metadata(instance, "spot_klines_15m", DAYS[1])["blocked"].value is True
+    assert not lake.missing_days("perp_klines_15m", "BTCUSDT", [as_day(d) for d in DAYS])
+    # The run says what it blocked.
+    tags = instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
+    assert tags[BLOCKED_TAG_PREFIX + "spot_klines_15m"] == f"1 day(s): {DAYS[1]}"
 
 
 def test_corrupt_upstream_file_is_named_and_healed_by_a_rerun(
@@ -177,12 +184,12 @@ def test_corrupt_upstream_file_is_named_and_healed_by_a_rerun(
     raw_file.write_bytes(bytes(data))
 
     only_bars = run_range(instance, res, DAYS[0], DAYS[-1], selection=["perp_klines_15m"])
-    assert not only_bars.success
-    failure = next(
-        e for e in only_bars.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
-    )
-    message = failure.event_specific_data.error.message  # type: ignore[union-attr]
+    assert only_bars.success
+    by_key = {(e.asset_key.path[-1], e.partition): e for e in evaluations(only_bars)}
+    message = by_key[("perp_klines_15m", DAYS[2])].description or ""
+    assert not by_key[("perp_klines_15m", DAYS[2])].passed
     assert str(raw_file) in message and "sha256" in message
+    assert by_key[("perp_klines_15m", DAYS[1])].passed
     assert bars_file.read_bytes() == bars_before  # the good 15m day was not overwritten
 
     # The raw asset sees the day is no longer complete and fetches it again.

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from btc_assets import clock
 from btc_assets.defs.automation import FRESHNESS, tail_days
 from btc_assets.defs.definitions import defs, live_job
 from btc_assets.defs.resources import SandboxResource, TelegramResource
@@ -159,19 +160,24 @@ def test_blocking_failure_and_failed_run_reach_telegram_without_the_token(
     bad = [{"kind": "bad_ohlc", "path": "/api/v3/klines", "day": "2024-03-02",
             "start_minute": 60, "minutes": 2}]  # fmt: skip
     res = resources(tmp_path, sandbox_faults=json.dumps(bad))
-    failed = run_range(
+    blocked = run_range(
         instance, res, "2024-03-01", "2024-03-03", ["binance_spot_klines_1m", "spot_klines_15m"]
     )
-    assert not failed.success
+    assert blocked.success  # the bad day is blocked; the others were built
     with dg.build_sensor_context(
         instance=instance, resources={"telegram": telegram}, repository_def=repo, cursor=cursor
     ) as context:
         sensor.evaluate_tick(context)
     (message,) = telegram_desk(transport).texts(SANDBOX_TELEGRAM_CHAT_ID)
-    assert "1 blocking check failure" in message
+    assert "2 blocking check failure" in message  # the bad day, and the day it blocked
     assert "binance_spot_klines_1m.quality 2024-03-02: ohlc_violations=2" in message
+    assert "spot_klines_15m.quality 2024-03-02: blocked, not built" in message
 
-    # The run that failed because of it raises a run-failure alert too.
+    # A failed run raises a run-failure alert: here a range refused for reaching the future.
+    tomorrow = clock.today_utc() + timedelta(days=1)
+    failed = run_range(instance, res, tomorrow.isoformat(), tomorrow.isoformat(),
+                       ["binance_spot_klines_1m"])  # fmt: skip
+    assert not failed.success
     run_sensor = defs.resolve_sensor_def("run_failure_alerts")
     failure = next(
         e for e in failed.all_events if e.event_type == dg.DagsterEventType.PIPELINE_FAILURE
@@ -186,7 +192,7 @@ def test_blocking_failure_and_failed_run_reach_telegram_without_the_token(
         run_sensor(run_context.for_run_failure())
     texts = telegram_desk(transport).texts(SANDBOX_TELEGRAM_CHAT_ID)
     assert len(texts) == 2 and f"run {failed.run_id[:8]}" in texts[1]
-    assert "2024-03-01..2024-03-03 failed" in texts[1]
+    assert f"{tomorrow}..{tomorrow} failed" in texts[1]
     secret = SANDBOX_TELEGRAM_TOKEN.split(":")[1]
     assert secret not in caplog.text
     assert all(secret not in t for t in texts)

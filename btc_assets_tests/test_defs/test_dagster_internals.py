@@ -8,7 +8,7 @@ import dagster as dg
 
 from btc_assets.defs import checks
 from btc_assets.defs import dagster_internals as internals
-from btc_assets.defs.day_gate import blocked_days
+from btc_assets.defs.day_gate import check_failures
 
 KEY = dg.AssetKey("probe")
 CHECK = dg.AssetCheckKey(KEY, "quality")
@@ -64,7 +64,7 @@ def test_failed_executions_newest_first(instance: dg.DagsterInstance) -> None:
 
 def test_the_gate_blocks_only_the_error_day(instance: dg.DagsterInstance) -> None:
     _record(instance)
-    blocked = blocked_days(instance, [KEY], [date.fromisoformat(d) for d in DAYS])
+    blocked = check_failures(instance, [KEY], [date.fromisoformat(d) for d in DAYS])
     assert list(blocked) == [date(2024, 1, 2)]
     assert "verdict 2024-01-02" in blocked[date(2024, 1, 2)][0]
 

@@ -52,14 +52,17 @@ def write_days(
     lake = Lake(root / "lake")
     transport = SandboxTransport(faults=json.dumps(faults or []), now_ms=now_ms)
     client = BinanceClient("http://spot.invalid", "http://fapi.invalid", transport=transport)
+    made = {"env": "sandbox"}  # what the raw assets record; verify leaves out other envs
     for day in days:
         start, end = day_bounds(day)
         lake.write_day(
-            SPOT_1M.name, "BTCUSDT", day, client.spot_klines("BTCUSDT", "1m", start, end)
+            SPOT_1M.name, "BTCUSDT", day, client.spot_klines("BTCUSDT", "1m", start, end), made
         )
         lake.write_day(PERP_1M.name, "BTCUSDT", day,
-                       client.futures_klines("BTCUSDT", "1m", start, end))  # fmt: skip
-        lake.write_day(FUNDING.name, "BTCUSDT", day, client.funding_rate("BTCUSDT", start, end))
+                       client.futures_klines("BTCUSDT", "1m", start, end), made)  # fmt: skip
+        lake.write_day(
+            FUNDING.name, "BTCUSDT", day, client.funding_rate("BTCUSDT", start, end), made
+        )
     return lake
 
 

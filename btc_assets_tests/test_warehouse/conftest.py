@@ -26,6 +26,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
 from btc_assets.assets.bigquery_loads import bigquery_assets
+from btc_assets.lake import Lake
 from btc_assets.settings import WarehouseSettings
 from btc_assets_tests.emulators import (
     PROJECT,
@@ -132,6 +133,11 @@ def warehouse(bq: BigQueryEmulator, dataset: str, **overrides: Any) -> Warehouse
         bigquery_api_endpoint=bq.url,
     )
     return replace(base, **overrides)
+
+
+def same_provenance(lake: Lake, key: str, table: str = "bars_15m") -> dict[str, Any]:
+    """The provenance of the stored day: a test that rewrites a day keeps it this env's."""
+    return dict(lake.verify_day(table, SYMBOL, date.fromisoformat(key)).provenance)
 
 
 def bq_resources(data_dir: Path, settings: WarehouseSettings) -> dict[str, object]:

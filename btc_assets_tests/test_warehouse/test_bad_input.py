@@ -22,6 +22,7 @@ from btc_assets_tests.test_warehouse.conftest import (
     failure_text,
     load,
     per_day,
+    same_provenance,
     table_frame,
     warehouse,
 )
@@ -30,10 +31,12 @@ BARS = ["bq_bars_15m"]
 
 
 def _loaded_partitions(result: dg.ExecuteInProcessResult) -> set[str]:
+    """Partitions materialized as loaded (a blocked day is recorded, not loaded)."""
     return {
         e.event_specific_data.materialization.partition  # type: ignore[union-attr]
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        and "blocked" not in e.event_specific_data.materialization.metadata  # type: ignore[union-attr]
     }
 
 
@@ -107,12 +110,13 @@ def test_schema_drift_in_a_lake_day_refuses_that_day_only(
     before = table_frame(bq_client, table_id)
     lake = Lake(data_dir / "lake")
     frame = pl.read_parquet(lake.day_file("bars_15m", SYMBOL, day(DAYS[1])))
-    lake.write_day("bars_15m", SYMBOL, day(DAYS[1]), frame.with_columns(extra_col=pl.lit(1.0)))
+    drifted = frame.with_columns(extra_col=pl.lit(1.0))
+    lake.write_day("bars_15m", SYMBOL, day(DAYS[1]), drifted, same_provenance(lake, DAYS[1]))
 
     result = load(instance, res, DAYS[0], DAYS[-1], BARS)
     assert not result.success
     text = failure_text(result)
-    assert f"1 day(s) not loaded ({DAYS[1]}:" in text
+    assert f"1 day(s) refused ({DAYS[1]}:" in text
     assert "extra column(s) ['extra_col']" in text
     assert "2 other day(s) were loaded" in text
     assert _loaded_partitions(result) == {DAYS[0], DAYS[2]}
@@ -153,7 +157,7 @@ def test_empty_lake_day_empties_the_warehouse_day(
     assert load(instance, res, DAYS[0], DAYS[-1], BARS).success
     lake = Lake(data_dir / "lake")
     frame = pl.read_parquet(lake.day_file("bars_15m", SYMBOL, day(DAYS[1])))
-    lake.write_day("bars_15m", SYMBOL, day(DAYS[1]), frame.clear())
+    lake.write_day("bars_15m", SYMBOL, day(DAYS[1]), frame.clear(), same_provenance(lake, DAYS[1]))
 
     result = load(instance, res, DAYS[1], None, BARS)
     assert result.success, failure_text(result)
@@ -177,15 +181,20 @@ def test_day_that_fails_its_gate_is_not_loaded(
     bq_client: bigquery.Client,
     bq_dataset: str,
 ) -> None:
-    """A lake day that no longer verifies against its MANIFEST is blocked by gate_days."""
+    """A lake day that no longer verifies against its MANIFEST is blocked by the gate: not
+    loaded, recorded as blocked with the file named; the other days load."""
     path = Lake(data_dir / "lake").day_file("bars_15m", SYMBOL, day(DAYS[1]))
     path.write_bytes(path.read_bytes() + b"rot")
     result = load(
         instance, bq_resources(data_dir, warehouse(bq, bq_dataset)), DAYS[0], DAYS[-1], BARS
     )
-    assert not result.success
-    text = failure_text(result)
-    assert f"{DAYS[1]}: blocked by bars_15m cannot be read" in text and "size mismatch" in text
+    assert result.success
+    parity = {e.partition: e for e in evaluations(result) if e.check_name == ROW_PARITY}
+    blocked = parity[DAYS[1]]
+    assert not blocked.passed and blocked.severity == dg.AssetCheckSeverity.ERROR
+    assert str(path) in (blocked.description or "") and "size mismatch" in (
+        blocked.description or ""
+    )
     assert _loaded_partitions(result) == {DAYS[0], DAYS[2]}
     stored = table_frame(bq_client, f"{PROJECT}.{bq_dataset}.bars_15m")
     assert per_day(stored) == {DAYS[0]: 96, DAYS[2]: 96}
