@@ -323,6 +323,15 @@ class CoinGlassClient(SessionClient):
                 raise VendorResponseError(
                     VENDOR, path, shown, status=200, message=exc.message
                 ) from None
+            newest = frame["time_ms"].max()
+            if newest is not None and int(newest) < cursor:  # type: ignore[arg-type]
+                # The vendor ignored start_time and served an earlier page again: moving on
+                # would file those rows under the wrong window and hide the real ones.
+                raise VendorResponseError(
+                    VENDOR, path, self.http.shown_params(page), status=200,
+                    message=f"the page did not advance past start_time={cursor} (its newest "
+                    f"row is time={newest}); refusing a page that repeats earlier history",
+                )  # fmt: skip
             frames.append(frame)
             cursor = window_end + 1
         schema = {"time_ms": pl.Int64, **{col: pl.Float64 for col in fields.values()}}
