@@ -57,6 +57,7 @@ class BinanceResource(dg.ConfigurableResource):
     futures_base_url: str
     timeout_seconds: float = 10.0
     max_retries: int = 5
+    max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
     spot_weight_limit: int = 6000
     futures_weight_limit: int = 2400
     sandbox: SandboxResource
@@ -68,6 +69,7 @@ class BinanceResource(dg.ConfigurableResource):
             transport=self.sandbox.transport(),
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
+            max_wait_seconds=self.max_wait_seconds,
             spot_weight_limit=self.spot_weight_limit,
             futures_weight_limit=self.futures_weight_limit,
         )
@@ -83,6 +85,7 @@ class CoinGlassResource(dg.ConfigurableResource):
     requests_per_minute: int = 300
     timeout_seconds: float = 10.0
     max_retries: int = 5
+    max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
     debug: bool = False
     sandbox: SandboxResource
 
@@ -94,6 +97,7 @@ class CoinGlassResource(dg.ConfigurableResource):
             requests_per_minute=self.requests_per_minute,
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
+            max_wait_seconds=self.max_wait_seconds,
             debug=self.debug,
         )
 

@@ -26,8 +26,9 @@ import numpy as np
 
 from btc_assets.sandbox.market import DAY_MS, EPOCH_MS, MINUTE_MS, day_index
 
-# Answered by the vendor's route module in the vendor's own error shape.
-HTTP_KINDS = frozenset({"429", "418", "451", "500", "503", "error200"})
+# Answered by the vendor's route module in the vendor's own error shape; "404" by the
+# transport, as a host that does not serve the path answers (the web server's HTML page).
+HTTP_KINDS = frozenset({"404", "429", "418", "451", "500", "503", "error200"})
 # Answered by the wire layer: in-process they raise the httpx exception at once; over the
 # loopback socket "timeout" really waits ``delay`` s and "reset"/"connect" drop the socket.
 NETWORK_KINDS = frozenset({"timeout", "reset", "connect"})

@@ -80,16 +80,16 @@ class SandboxTransport(httpx.BaseTransport):
         """Answer one request; shared by this transport and the loopback server."""
         route = find_route(path)
         if route is None:
-            response = SandboxResponse.raw(
-                404, b"<html><body><h1>404 Not Found</h1></body></html>", content_type="text/html"
-            )
+            response = _not_found()
             self._record(method, path, params, response.status, [])
             return response
         symbol = params.get(route.symbol_param) if route.symbol_param else None
         fired = self.faults.take(path, symbol)
         request = SandboxRequest(method, path, params, {k.lower(): v for k, v in headers.items()})
         http_fault = next((f for f in fired if f.kind in HTTP_KINDS), None)
-        if http_fault is not None:
+        if http_fault is not None and http_fault.kind == "404":
+            response = _not_found()
+        elif http_fault is not None:
             response = route.render_fault(http_fault, request, self.state)
         else:
             data_faults = [f for f in fired if f.kind in DATA_KINDS]
@@ -137,6 +137,12 @@ class SandboxTransport(httpx.BaseTransport):
         return httpx.Response(
             response.status, headers=response.headers, content=response.body, request=request
         )
+
+
+def _not_found() -> SandboxResponse:
+    """What a host that does not serve a path answers: its web server's page, not JSON."""
+    body = b"<html><body><h1>404 Not Found</h1></body></html>"
+    return SandboxResponse.raw(404, body, content_type="text/html")
 
 
 def _form_or_json(content_type: str, body: bytes) -> dict[str, str]:

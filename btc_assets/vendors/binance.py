@@ -4,13 +4,18 @@ A plain client (no Dagster): the Dagster resource wraps it. Windows are right-cl
 bar's close-labelled ``ts`` = open time + interval, so ``spot_klines(s, "1m", D, D+1)``
 returns the 1440 bars opening D 00:00..23:59, in exactly 2 requests (1000 + 440); USD-M
 1m takes 1 request per day (limit 1500) and funding 1.
+
+Failures: an unknown symbol (-1121) raises :class:`BinanceSymbolError` and a path the host
+does not serve (HTTP 404) :class:`BinanceEndpointMissing`, both :class:`VendorRefused` (a
+definite "no", never retried); -1000/-1001/-1003/-1007/-1008 are retried wherever they
+come, HTTP 200 included, like 408/418/429/5xx, timeouts and resets (``vendors/retry.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +24,14 @@ import polars as pl
 
 from btc_assets.clock import epoch_ms
 from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, conform, empty_frame, to_ms
-from btc_assets.vendors.errors import VendorError, VendorResponseError
+from btc_assets.vendors.binance_parse import parse_funding_rows, parse_kline_rows
+from btc_assets.vendors.errors import (
+    VendorError,
+    VendorRateLimited,
+    VendorRefused,
+    VendorResponseError,
+    VendorUnavailable,
+)
 from btc_assets.vendors.hosts import LIVE_BINANCE_FUTURES_URL, LIVE_BINANCE_SPOT_URL
 from btc_assets.vendors.http import VendorHttpClient
 from btc_assets.vendors.ratelimit import WeightBudget
@@ -41,15 +53,21 @@ INTERVAL_MS: dict[str, int] = {
     "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000,
     "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000,
 }  # fmt: skip
-# Row fields 0..10 are the ones we use; field 11 ("ignore") may be absent without harm.
-_KLINE_FIELDS = 11
-_DECIMALS = {1: "open", 2: "high", 3: "low", 4: "close", 5: "volume", 7: "quote_volume",
-             9: "taker_buy_volume", 10: "taker_buy_quote_volume"}  # fmt: skip
-_MICROS = 100_000_000_000_000  # anything above is µs (ms stays below until year 5138)
+# Codes Binance's error list says to retry ("unknown error", "internal error; please try
+# again", request weight, backend timeout, server overloaded): retried in any status,
+# HTTP 200 included. Every other code is a definite answer.
+TRANSIENT_CODES: dict[int | str, type[VendorError]] = {
+    -1000: VendorUnavailable, -1001: VendorUnavailable, -1003: VendorRateLimited,
+    -1007: VendorUnavailable, -1008: VendorUnavailable,
+}  # fmt: skip
 
 
-class BinanceSymbolError(VendorError):
+class BinanceSymbolError(VendorRefused):
     """Binance does not list the symbol (-1121) on this market."""
+
+
+class BinanceEndpointMissing(VendorRefused):
+    """HTTP 404: the host does not serve this path (a spot-only mirror asked for fapi)."""
 
 
 class BinanceGeoBlocked(VendorError):
@@ -61,120 +79,12 @@ def futures_klines_weight(limit: int) -> int:
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
 
 
-def _bad(endpoint: str, message: str) -> VendorResponseError:
-    return VendorResponseError(VENDOR, endpoint, None, status=200, message=message)
-
-
-def _raw(values: Sequence[Any], name: str, endpoint: str) -> pl.Series:
-    """JSON values as they came: all strings (the norm), all numbers, or mixed → text.
-
-    Numbers in a mixed column go back to their shortest exact text (``repr`` round-trips),
-    so every decimal reaches Polars' correctly rounded parser without a lossy step.
-    """
-    for dtype in (pl.String, pl.Int64, pl.Float64):
-        try:
-            return pl.Series(name, values, dtype=dtype, strict=True)
-        except TypeError:
-            continue
-    texts: list[str | None] = []
-    for v in values:
-        if v is None or isinstance(v, str):
-            texts.append(v)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            texts.append(repr(v))
-        else:
-            raise _bad(endpoint, f"field {name!r} holds {v!r}, not a number")
-    return pl.Series(name, texts, dtype=pl.String)
-
-
-def _typed(frame: pl.DataFrame, ints: Sequence[str], times: Sequence[str]) -> pl.DataFrame:
-    """One pass casting every column: text → number, µs → ms, ``""``/``"0 "`` handled."""
-    exprs = []
-    for name, dtype in frame.schema.items():
-        col = pl.col(name)
-        if dtype == pl.String:
-            col = col.str.strip_chars().replace("", None).cast(pl.Float64, strict=True)
-        if name in ints or name in times:
-            col = col.cast(pl.Int64, strict=True)
-        else:
-            col = col.cast(pl.Float64, strict=True)
-        if name in times:
-            col = pl.when(col > _MICROS).then(col // 1000).otherwise(col)
-        exprs.append(col.alias(name))
-    return frame.select(exprs)
-
-
-def _parse(
-    columns: dict[str, Sequence[Any]],
-    endpoint: str,
-    *,
-    ints: Sequence[str] = (),
-    times: Sequence[str] = (),
-    required: Sequence[str] = (),
-) -> pl.DataFrame:
-    raw = pl.DataFrame([_raw(v, name, endpoint) for name, v in columns.items()])
-    try:
-        frame = _typed(raw, ints, times)
-    except pl.exceptions.PolarsError as exc:
-        raise _bad(endpoint, f"a field is not numeric: {str(exc).splitlines()[0]}") from None
-    nulls = {c: n for c, n in frame.select(required).null_count().row(0, named=True).items() if n}
-    if nulls:
-        raise _bad(endpoint, f"required fields are empty (column: rows): {nulls}")
-    return frame
-
-
-def parse_kline_rows(rows: Any, endpoint: str) -> pl.DataFrame:
-    """Binance kline arrays → ``open_ms``, ``close_ms`` and the contract's value columns.
-
-    Accepts ms or µs times, numbers as JSON strings or numbers, and extra trailing fields;
-    a row too short to hold the 11 fields we use raises :class:`VendorResponseError`.
-    """
-    if not isinstance(rows, list):
-        raise _bad(endpoint, f"expected a list of klines, got {type(rows).__name__}")
-    for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) < _KLINE_FIELDS:
-            raise _bad(endpoint, f"kline row {i} has the wrong shape (need 11+ fields): {row!r}")
-    if not rows:
-        return pl.DataFrame(schema={"open_ms": pl.Int64, "close_ms": pl.Int64})
-    cols = list(zip(*(row[:_KLINE_FIELDS] for row in rows), strict=True))
-    named = {"open_ms": cols[0], "close_ms": cols[6], "trades": cols[8]}
-    named.update({name: cols[i] for i, name in _DECIMALS.items()})
-    return _parse(
-        named, endpoint, ints=["trades"], times=["open_ms", "close_ms"], required=list(named)
-    )
-
-
-def parse_funding_rows(rows: Any, endpoint: str) -> pl.DataFrame:
-    """fundingRate objects → ``time_ms``, ``symbol``, ``funding_rate``, ``mark_price``.
-
-    ``markPrice`` may be ``""`` (old rows) or absent: null. Extra keys are ignored;
-    a missing ``fundingTime``/``fundingRate`` raises :class:`VendorResponseError`.
-    """
-    if not isinstance(rows, list):
-        raise _bad(endpoint, f"expected a list of funding rates, got {type(rows).__name__}")
-    for i, row in enumerate(rows):
-        missing = [
-            k for k in ("fundingTime", "fundingRate") if not isinstance(row, dict) or k not in row
-        ]
-        if missing:
-            raise _bad(endpoint, f"funding row {i} lacks {missing}: {row!r}")
-    if not rows:
-        return pl.DataFrame(schema={"time_ms": pl.Int64, "symbol": pl.String})
-    named = {
-        "time_ms": [r["fundingTime"] for r in rows],
-        "funding_rate": [r["fundingRate"] for r in rows],
-        "mark_price": [r.get("markPrice") for r in rows],
-    }
-    frame = _parse(named, endpoint, times=["time_ms"], required=["time_ms", "funding_rate"])
-    symbols = pl.Series("symbol", [str(r.get("symbol", "")) for r in rows], dtype=pl.String)
-    return frame.with_columns(symbols)
-
-
 class BinanceClient:
     """Spot (``/api/v3``) and USD-M futures (``/fapi/v1``) market data.
 
     ``transport`` lets tests and the sandbox answer in-process; ``now_ms`` is the clock
-    that decides which candle is still open (dropped: closeTime >= now).
+    that decides which candle is still open (dropped: closeTime >= now). ``max_wait_seconds``
+    bounds one request's retries (wire time plus waits); ``sleep``/``clock`` make them fake.
     """
 
     def __init__(
@@ -189,7 +99,7 @@ class BinanceClient:
         max_retries: int = 5,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        max_retry_after: float = 120.0,
+        max_wait_seconds: float = 120.0,
         spot_weight_limit: int = 6000,
         futures_weight_limit: int = 2400,
         funding_limit_per_5m: int = 500,
@@ -210,8 +120,9 @@ class BinanceClient:
             return VendorHttpClient(
                 VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
                 backoff_base=backoff_base, backoff_cap=backoff_cap,
-                max_retry_after=max_retry_after, headers=headers, limiter=limiter, sleep=sleep,
-                base_url_setting=setting, error_hook=_refine(setting),
+                max_wait_seconds=max_wait_seconds, headers=headers, limiter=limiter, sleep=sleep,
+                clock=clock, base_url_setting=setting, error_hook=_refine(setting),
+                transient_codes=TRANSIENT_CODES,
             )  # fmt: skip
 
         self.spot_budget = budget(spot_weight_limit, 60, WEIGHT_HEADER, "binance spot weight")
@@ -385,6 +296,12 @@ def _refine(setting: str) -> Callable[[VendorError], VendorError]:
                 BinanceSymbolError,
                 f"symbol {symbol!r} is not listed on this Binance market; check the symbol "
                 "(BTC_ASSETS_SYMBOL) and the base URL",
+            )
+        if err.status == 404:
+            return err.evolve(
+                BinanceEndpointMissing,
+                f"this host does not serve {err.endpoint} (HTTP 404); check {setting}: a "
+                "spot-only host (data-api.binance.vision, api.binance.us) has no /fapi paths",
             )
         if err.status == 451:
             return err.evolve(

@@ -8,16 +8,17 @@ Which end of a window CoinGlass serves past ``limit`` rows is unconfirmed, so ea
 asks for at most ``limit=1000`` bars: 365 days at 15m = ceil(35040 / 1000) = 36 requests.
 
 Errors mostly come as HTTP 200 with a non-"0" string ``code``: "401 Upgrade plan" raises
-:class:`CoinGlassPlanError`, a rejected key :class:`CoinGlassKeyInvalid`, code 429/5xx is
-retried like that HTTP status, anything else is a :class:`VendorError` with the vendor's
-message. No key at all raises :class:`CoinGlassKeyMissing` before any request.
+:class:`CoinGlassPlanError`, code or HTTP 404 :class:`CoinGlassEndpointMissing`, an unknown
+symbol :class:`CoinGlassSymbolError` (all three :class:`VendorRefused`, never retried), a
+rejected key :class:`CoinGlassKeyInvalid`; code 429/5xx is retried like that HTTP status, in
+the one retry loop of the request (``vendors/retry.py``); anything else is a
+:class:`VendorError` with the vendor's message. No key at all raises
+:class:`CoinGlassKeyMissing` before any request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import random
 import re
 import time
@@ -40,6 +41,7 @@ from btc_assets.core.schema import (
     conform,
     to_ms,
 )
+from btc_assets.vendors.coinglass_parse import parse_rows
 from btc_assets.vendors.errors import (
     MASK,
     VendorConfigError,
@@ -79,7 +81,6 @@ RETRY_CODES: dict[str, type[VendorError]] = {
 }  # fmt: skip
 FUNDING_PATHS = {"oi": FUNDING_OI_WEIGHT, "vol": FUNDING_VOL_WEIGHT}
 _OHLC = {"open": "open", "high": "high", "low": "low", "close": "close"}
-_SECONDS, _MICROS = 100_000_000_000, 100_000_000_000_000  # ms lies between (1973..5138)
 
 
 class CoinGlassKeyMissing(VendorError, VendorConfigError):
@@ -94,53 +95,12 @@ class CoinGlassPlanError(VendorRefused):
     """The key's plan does not cover this endpoint or interval ("Upgrade plan")."""
 
 
-def _bad(endpoint: str, message: str) -> VendorResponseError:
-    return VendorResponseError(VENDOR, endpoint, None, status=200, message=message)
+class CoinGlassEndpointMissing(VendorRefused):
+    """Code or HTTP 404: CoinGlass does not serve this path ("Endpoint not found")."""
 
 
-def _number(value: Any, endpoint: str, key: str, row: int) -> float | None:
-    """A JSON number or numeric string (CoinGlass serves both); ``null``/``""`` → null."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    number = math.nan
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError):  # "abc" stays NaN: refused below
-            number = float(value)
-    if not math.isfinite(number):
-        raise _bad(endpoint, f"row {row} field {key!r} is not a number: {value!r}")
-    return number
-
-
-def _time_ms(value: Any, endpoint: str, row: int) -> int:
-    """``time`` in ms; seconds or µs (both seen on other CoinGlass endpoints) are converted."""
-    number = _number(value, endpoint, "time", row)
-    if number is None or number != int(number):
-        raise _bad(endpoint, f"row {row} field 'time' is not a whole timestamp: {value!r}")
-    ms = int(number)
-    return ms * 1000 if ms < _SECONDS else ms // 1000 if ms > _MICROS else ms
-
-
-def parse_rows(rows: Any, endpoint: str, fields: Mapping[str, str]) -> pl.DataFrame:
-    """CoinGlass history rows → ``time_ms`` (Int64) and ``fields`` (JSON key → column, Float64).
-
-    Extra keys are ignored (schema drift that adds fields); a missing ``time`` or field
-    raises :class:`VendorResponseError` naming the endpoint, the row and the key.
-    """
-    if not isinstance(rows, list):
-        raise _bad(endpoint, f"'data' is a {type(rows).__name__}, expected a list of rows")
-    times: list[int] = []
-    columns: dict[str, list[float | None]] = {col: [] for col in fields.values()}
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise _bad(endpoint, f"row {i} is not an object: {str(row)[:100]}")
-        missing = [k for k in ("time", *fields) if k not in row]
-        if missing:
-            raise _bad(endpoint, f"row {i} lacks required key(s) {missing}; has {sorted(row)}")
-        times.append(_time_ms(row["time"], endpoint, i))
-        for key, col in fields.items():
-            columns[col].append(_number(row[key], endpoint, key, i))
-    schema = {"time_ms": pl.Int64, **{col: pl.Float64 for col in columns}}
-    return pl.DataFrame({"time_ms": times, **columns}, schema=schema)
+class CoinGlassSymbolError(VendorRefused):
+    """CoinGlass does not list the symbol or coin on this endpoint ("Unsupported symbol")."""
 
 
 class _PlanBudget(WeightBudget):
@@ -155,12 +115,6 @@ class _PlanBudget(WeightBudget):
             log.warning("coinglass: the key's plan allows %s requests/minute, not the %d "
                         "configured; following the plan", raw, self.limit)  # fmt: skip
             self.limit = int(raw)
-
-    def exhaust(self) -> None:
-        """After a rate-limit answer: spend this window, so the next request waits it out."""
-        with self._lock:
-            self._roll()
-            self.used = max(self.used, math.ceil(self.limit * self.safety))
 
 
 def _refine(err: VendorError) -> VendorError:
@@ -182,7 +136,26 @@ def _refine(err: VendorError) -> VendorError:
             "key's (history intervals: Hobbyist 4h and up, Startup 30m and up, Standard and "
             "above all; 15m needs Standard); upgrade the plan or ask for a coarser interval",
         )
+    if err.status == 404 or str(err.code).strip() == "404":
+        return err.evolve(
+            CoinGlassEndpointMissing,
+            f"CoinGlass does not serve {err.endpoint}; check COINGLASS_BASE_URL (the v4 API "
+            "is open-api-v4.coinglass.com, paths under /api/)",
+        )
+    if re.search(r"\b(unsupported|unknown|invalid) (symbol|coin)\b", text):
+        symbol = (err.params or {}).get("symbol", "?")
+        return err.evolve(
+            CoinGlassSymbolError,
+            f"CoinGlass does not list symbol={symbol} on {err.endpoint}; pair endpoints take "
+            "the pair (BTCUSDT), coin endpoints the coin (BTC)",
+        )
     return err
+
+
+def _envelope_error(body: Any) -> bool:
+    """A CoinGlass answer is an error when its envelope's ``code`` is not "0" (a missing
+    ``code`` is a shape error, found by the pager)."""
+    return not isinstance(body, dict) or ("code" in body and str(body["code"]).strip() != "0")
 
 
 class CoinGlassClient(SessionClient):
@@ -191,6 +164,8 @@ class CoinGlassClient(SessionClient):
     ``requests_per_minute`` is the plan's limit (Hobbyist 30, Startup 80, Standard 300,
     Professional 1200); the client stays under 90 % of it. ``debug`` logs (INFO) each
     request's parameters and the answer's top-level and first-row keys, never the key.
+    ``max_wait_seconds`` bounds one request's retries (wire time plus waits); a rate-limit
+    answer naming no wait waits for the next minute, CoinGlass's limit window.
     """
 
     def __init__(
@@ -204,7 +179,7 @@ class CoinGlassClient(SessionClient):
         max_retries: int = 5,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        max_retry_after: float = 120.0,
+        max_wait_seconds: float = 120.0,
         debug: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -212,10 +187,7 @@ class CoinGlassClient(SessionClient):
         rng: random.Random | None = None,
     ) -> None:
         self.api_key = (api_key or "").strip() or None
-        self.max_retries, self.backoff_base = max_retries, backoff_base
-        self.backoff_cap = backoff_cap
-        self.debug, self.sleep, self.now_ms = debug, sleep, now_ms
-        self._rng = rng or random.Random()
+        self.debug, self.now_ms = debug, now_ms
         headers = {"accept": "application/json"}
         if self.api_key:
             headers[KEY_HEADER] = self.api_key
@@ -228,9 +200,11 @@ class CoinGlassClient(SessionClient):
         )  # fmt: skip
         self.http = VendorHttpClient(
             VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
-            backoff_base=backoff_base, backoff_cap=backoff_cap, max_retry_after=max_retry_after,
-            headers=headers, limiter=self.budget, sleep=sleep,
-            base_url_setting="COINGLASS_BASE_URL", error_hook=_refine, rng=self._rng,
+            backoff_base=backoff_base, backoff_cap=backoff_cap, max_wait_seconds=max_wait_seconds,
+            headers=headers, limiter=self.budget, sleep=sleep, clock=clock,
+            base_url_setting="COINGLASS_BASE_URL", error_hook=_refine, rng=rng,
+            transient_codes=RETRY_CODES, error_body=_envelope_error,
+            wait_window_on_rate_limit=True,
         )  # fmt: skip
 
     # --- the tables ---------------------------------------------------------------------
@@ -343,12 +317,22 @@ class CoinGlassClient(SessionClient):
                             self.http.describe(path, page))  # fmt: skip
                 continue
             try:
-                frames.append(parse_rows(rows, path, fields))
+                frame = parse_rows(rows, path, fields)
             except VendorResponseError as exc:  # say which request brought the bad rows
                 shown = self.http.shown_params(page)
                 raise VendorResponseError(
                     VENDOR, path, shown, status=200, message=exc.message
                 ) from None
+            newest = frame["time_ms"].max()
+            if newest is not None and int(newest) < cursor:  # type: ignore[arg-type]
+                # The vendor ignored start_time and served an earlier page again: moving on
+                # would file those rows under the wrong window and hide the real ones.
+                raise VendorResponseError(
+                    VENDOR, path, self.http.shown_params(page), status=200,
+                    message=f"the page did not advance past start_time={cursor} (its newest "
+                    f"row is time={newest}); refusing a page that repeats earlier history",
+                )  # fmt: skip
+            frames.append(frame)
             cursor = window_end + 1
         schema = {"time_ms": pl.Int64, **{col: pl.Float64 for col in fields.values()}}
         out = (
@@ -369,50 +353,25 @@ class CoinGlassClient(SessionClient):
         return out
 
     def _data(self, path: str, params: Mapping[str, Any]) -> list[Any]:
-        """One page's ``data``, retrying code 429/5xx answered inside an HTTP 200."""
-        failures = 0
-        while True:
-            body = self.http.get_json(path, params, expect=dict)
-            data = body.get("data")
-            if self.debug:
-                first = data[0] if isinstance(data, list) and data else None
-                log.info(
-                    "%s GET %s headers {%s} -> top-level keys %s; %s rows; first row keys %s",
-                    VENDOR, self.http.describe(path, params), self._shown_headers, sorted(body),
-                    len(data) if isinstance(data, list) else "no",
-                    sorted(first) if isinstance(first, dict) else None,
+        """One page's ``data``. Error codes in the envelope (code 429/5xx retried) are
+        handled by the HTTP session's one retry loop; what reaches here has code "0"."""
+        body = self.http.get_json(path, params, expect=dict)
+        data = body.get("data")
+        if self.debug:
+            first = data[0] if isinstance(data, list) and data else None
+            log.info(
+                "%s GET %s headers {%s} -> top-level keys %s; %s rows; first row keys %s",
+                VENDOR, self.http.describe(path, params), self._shown_headers, sorted(body),
+                len(data) if isinstance(data, list) else "no",
+                sorted(first) if isinstance(first, dict) else None,
+            )  # fmt: skip
+        for key in ("code", "data"):
+            if key not in body:
+                raise VendorResponseError(
+                    VENDOR, path, self.http.shown_params(params), "GET", 200, body.get("code"),
+                    f"envelope lacks {key!r}; keys {sorted(body)}",
                 )  # fmt: skip
-            if "code" not in body:
-                raise self._error(VendorResponseError, path, params, None,
-                                  f"envelope lacks 'code'; keys {sorted(body)}")  # fmt: skip
-            code = str(body["code"]).strip()
-            if code == "0":
-                if "data" not in body:
-                    raise self._error(VendorResponseError, path, params, code,
-                                      f"envelope lacks 'data'; keys {sorted(body)}")  # fmt: skip
-                return [] if data is None else data
-            message = str(body.get("msg") or body.get("message") or "no message")
-            cls = RETRY_CODES.get(code)
-            if cls is None or failures >= self.max_retries:
-                hint = f"gave up after {failures + 1} attempts" if cls else ""
-                raise self._error(cls or VendorError, path, params, code, message, hint)
-            failures += 1
-            if code == "429":
-                self.budget.exhaust()  # the next attempt waits for a fresh window
-            ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
-            delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-            log.warning("%s GET %s answered code %s (%s) in HTTP 200; retry %d in %.2f s",
-                        VENDOR, self.http.describe(path, params), code,
-                        self.http.redact(message), failures, delay)  # fmt: skip
-            self.sleep(delay)
-
-    def _error(
-        self, cls: type[VendorError], path: str, params: Mapping[str, Any], code: str | None,
-        message: str, hint: str = "",
-    ) -> VendorError:  # fmt: skip
-        shown = self.http.shown_params(params)
-        err = cls(VENDOR, path, shown, "GET", 200, code, self.http.redact(message), hint)
-        return _refine(err)
+        return [] if data is None else data
 
 
 def _exchange_list(exchanges: str | Sequence[str]) -> str:

@@ -1,21 +1,25 @@
-"""The HTTP session every vendor client shares: retries, rate limits, redaction, clear errors.
+"""The HTTP session every vendor client shares: one retry policy, rate limits, redaction.
 
 No Dagster here. A vendor module builds one :class:`VendorHttpClient` per base URL and calls
 :meth:`VendorHttpClient.get_json` (or :meth:`~VendorHttpClient.post_json`); what comes back is
 parsed JSON, what goes wrong is a :class:`VendorError` whose text names the vendor, endpoint,
 parameters (secrets redacted), HTTP status and the vendor's own code and message.
+
+Every request runs through one :class:`~btc_assets.vendors.retry.RequestRetry` loop (see
+``vendors/retry.py`` for the policy). This module decides what is worth retrying:
+408/418/429/5xx, timeouts and dropped connections, malformed JSON, and the vendor codes a
+client declares transient (``transient_codes``), in an error body of any status, HTTP 200
+included. Everything else fails at once: a 4xx, a definite vendor code, a shape we cannot use.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import httpx
 
@@ -34,35 +38,16 @@ from btc_assets.vendors.errors import (
     redact,
 )
 from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.retry import (
+    RequestRetry,
+    RetryPolicy,
+    Transient,
+    body_retry_after,
+    parse_retry_after,
+)
 
 log = logging.getLogger("btc_assets.vendors")
-_RETRY_AFTER_TEXT = re.compile(r"(?i)retry after (\d+(?:\.\d+)?)")
 _CLIP = 80  # characters of a POST body field shown in logs and errors (message texts are long)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:  # the RFC also allows an HTTP date
-        return max(email.utils.parsedate_to_datetime(raw).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-def _body_retry_after(body: Any, message: str | None) -> float | None:
-    """The wait a rate-limit body asks for: Telegram's ``parameters.retry_after``, else a
-    "retry after N" in the message (some Telegram 429s come without ``parameters``)."""
-    params = body.get("parameters") if isinstance(body, dict) else None
-    value = params.get("retry_after") if isinstance(params, dict) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    found = _RETRY_AFTER_TEXT.search(message or "")
-    return float(found.group(1)) if found else None
 
 
 def _vendor_message(body: Any) -> tuple[int | str | None, str | None]:
@@ -80,15 +65,20 @@ def _vendor_message(body: Any) -> tuple[int | str | None, str | None]:
     for key in ("message", "error", "Error Message", "Note", "Information"):
         if key in body:
             return None, str(body[key])
-    return None, None
+    return body.get("code"), None
 
 
 class VendorHttpClient:
-    """One vendor host: a pooled ``httpx.Client`` with retries, a rate budget and redaction.
+    """One vendor host: a pooled ``httpx.Client`` with the retry policy, a rate budget and
+    redaction.
 
-    Retries 408/418/429/5xx, timeouts, connection errors and malformed JSON with exponential
-    backoff and jitter, honouring ``Retry-After`` up to ``max_retry_after`` seconds; a longer
-    ban fails at once with :class:`VendorRateLimited` rather than hanging a backfill.
+    ``transient_codes`` maps vendor codes (compared as text) that mean "try again" to the
+    error class raised if retrying does not cure them (Binance -1003 → VendorRateLimited).
+    ``error_body`` says whether an HTTP 200 body is an error answer (CoinGlass's envelope
+    with a non-"0" code); without it, a 200 body of another type than ``expect`` is one.
+    ``wait_window_on_rate_limit``: a rate-limit answer naming no wait waits for the
+    limiter's next window (a vendor whose limit is per clock minute). ``clock`` (epoch
+    seconds) reads ``Retry-After`` dates; ``sleep`` is every wait, so tests can fake both.
     """
 
     def __init__(
@@ -102,14 +92,18 @@ class VendorHttpClient:
         malformed_retries: int = 2,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        max_retry_after: float = 120.0,
+        max_wait_seconds: float = 120.0,
         headers: Mapping[str, str] | None = None,
         secret_params: Iterable[str] = (),
         secret_headers: Iterable[str] = (),
         limiter: WeightBudget | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
         base_url_setting: str | None = None,
         error_hook: Callable[[VendorError], VendorError] | None = None,
+        transient_codes: Mapping[int | str, type[VendorError]] | None = None,
+        error_body: Callable[[Any], bool] | None = None,
+        wait_window_on_rate_limit: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         setting = base_url_setting or f"the {vendor} base URL setting"
@@ -122,14 +116,19 @@ class VendorHttpClient:
             )
         self.vendor = vendor
         self.base_url = url.rstrip("/")
-        self.max_retries = max_retries
-        self.malformed_retries = malformed_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.max_retry_after = max_retry_after
+        try:
+            self.policy = RetryPolicy(
+                max_retries, malformed_retries, backoff_base, backoff_cap, max_wait_seconds
+            )
+        except ValueError as exc:
+            raise VendorConfigError(f"{vendor}: {exc}") from None
         self.limiter = limiter
         self.sleep = sleep
+        self.clock = clock
         self.error_hook = error_hook
+        self.error_body = error_body
+        self.wait_window_on_rate_limit = wait_window_on_rate_limit
+        self._transient_codes = {_code_key(k): v for k, v in (transient_codes or {}).items()}
         self._rng = rng or random.Random()
         self.requests_sent = 0  # every attempt on the wire, retries included
         self._secret_params = SECRET_PARAMS | {p.lower() for p in secret_params}
@@ -178,12 +177,10 @@ class VendorHttpClient:
     ) -> VendorError:
         if "message" in kw:
             kw["message"] = self.redact(str(kw["message"]))
+        if "hint" in kw:
+            kw["hint"] = self.redact(str(kw["hint"]))
         err = cls(self.vendor, self.redact(path), self.shown_params(params), method, **kw)
         return self.error_hook(err) if self.error_hook else err
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * 2**attempt)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)  # equal jitter
 
     def get_json(
         self,
@@ -199,7 +196,7 @@ class VendorHttpClient:
         ``weight`` is charged to the client's limiter, ``budgets`` to extra buckets (e.g.
         Binance's funding-rate bucket). With ``expect`` (list/dict) an answer of another
         type is an error: an error object in an HTTP 200 raises :class:`VendorError` with
-        the vendor's message (not retried: asking again gives the same answer).
+        the vendor's message, after retries if its code is one of ``transient_codes``.
         """
         return self._request("GET", path, params, None, weight, budgets, expect)
 
@@ -241,27 +238,19 @@ class VendorHttpClient:
         self._secrets.update(TELEGRAM_TOKEN_RE.findall(path))
         # What logs and errors show of the request: query and body fields, clipped.
         display = {k: _clip(v) for k, v in fields.items()} if body else params
-        shown = self.describe(path, display)
-        tries = {False: 0, True: 0}  # failed attempts: transport/status, malformed body
-        while True:
-            try:
-                return self._attempt(
-                    method, path, params, body, display, shown, weight, budgets, expect
-                )
-            except _Retry as retry:
-                tries[retry.malformed] += 1
-                n = tries[retry.malformed]
-                if n > (self.malformed_retries if retry.malformed else self.max_retries):
-                    hint = f"gave up after {n} attempts"
-                    raise self._error(
-                        retry.cls, path, display, method, hint=hint, **retry.fields
-                    ) from None
-                delay = retry.after if retry.after is not None else self._backoff(n - 1)
-                log.warning(
-                    "%s %s %s failed (%s); retry %d in %.2f s", self.vendor, method, shown,
-                    self.redact(retry.reason), n, delay,
-                )  # fmt: skip
-                self.sleep(delay)
+
+        def give_up(failure: Transient, verdict: str) -> VendorError:
+            return self._error(failure.cls, path, display, method, hint=verdict, **failure.fields)
+
+        window = self.limiter.until_next_window if self.limiter is not None else None
+        run = RequestRetry(
+            self.policy, sleep=self.sleep, rng=self._rng, give_up=give_up,
+            shown=f"{self.vendor} {method} {self.describe(path, display)}",
+            window_wait=window if self.wait_window_on_rate_limit else None, redact=self.redact,
+        )  # fmt: skip
+        return run.call(
+            lambda: self._attempt(method, path, params, body, display, weight, budgets, expect, run)
+        )
 
     def _attempt(
         self,
@@ -270,10 +259,10 @@ class VendorHttpClient:
         params: Mapping[str, Any],
         body: Mapping[str, Any] | None,
         display: Mapping[str, Any],
-        shown: str,
         weight: int,
         budgets: Sequence[tuple[WeightBudget, int]],
         expect: type | None,
+        run: RequestRetry,
     ) -> Any:
         if self.limiter is not None and weight:
             self.limiter.acquire(weight)
@@ -286,64 +275,87 @@ class VendorHttpClient:
         except httpx.TransportError as exc:
             kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
             reason = f"{kind}: {type(exc).__name__}: {self.redact(str(exc)) or 'no detail'}"
-            raise _Retry(reason, VendorUnavailable, message=reason) from None
+            raise Transient(reason, VendorUnavailable, message=reason) from None
+        finally:
+            run.on_wire(time.perf_counter() - started)
         for limiter in (self.limiter, *(b for b, _ in budgets)):
             if limiter is not None:
                 limiter.observe(response.headers)
         status = response.status_code
         ms = (time.perf_counter() - started) * 1000
-        log.debug("%s %s %s -> %d in %.0f ms", self.vendor, method, shown, status, ms)
+        log.debug("%s -> %d in %.0f ms", run.shown, status, ms)
         if status != 200:
             self._refuse(response, path, display, method)
         try:
-            body = response.json()
+            answer = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             text = self.redact(response.text[:60])
             message = f"malformed JSON ({exc}; {len(response.content)} bytes, starts {text!r})"
-            raise _Retry(
-                "malformed JSON", VendorResponseError, True, status=200, message=message
+            raise Transient(
+                "malformed JSON", VendorResponseError, malformed=True, status=200, message=message
             ) from None
-        if expect is None or isinstance(body, expect):
-            return body
-        code, message = _vendor_message(body)
-        if message is None:
-            message = f"expected a JSON {expect.__name__}, got {self.redact(response.text[:120])!r}"
+        if self.error_body is not None:
+            failed = self.error_body(answer)
+        else:
+            failed = expect is not None and not isinstance(answer, expect)
+        if not failed:
+            return answer
+        code, message = _vendor_message(answer)
+        if code is None and message is None:
+            wanted = f"a JSON {expect.__name__}" if expect is not None else "a data answer"
+            message = f"expected {wanted}, got {self.redact(response.text[:120])!r}"
             raise self._error(
                 VendorResponseError, path, display, method, status=200, message=message
             )
-        raise self._error(
-            VendorError, path, display, method, status=200, code=code, message=message,
-            details=_details(body),
-        )  # fmt: skip
+        self._fail(response, answer, code, message, path, display, method)
 
     def _refuse(
         self, response: httpx.Response, path: str, params: Mapping[str, Any], method: str = "GET"
-    ) -> None:
-        """Raise the final error for a non-200, or :class:`_Retry` when it is worth retrying."""
-        status = response.status_code
+    ) -> NoReturn:
+        """A non-200: always raises, :class:`Transient` when it is worth retrying."""
         try:
             body = response.json()
         except ValueError:
             body = None
         code, message = _vendor_message(body)
-        if message is None:
-            message = response.reason_phrase or response.text[:200].strip() or "no message"
+        self._fail(response, body, code, message, path, params, method)
+
+    def _fail(
+        self,
+        response: httpx.Response,
+        body: Any,
+        code: int | str | None,
+        message: str | None,
+        path: str,
+        params: Mapping[str, Any],
+        method: str,
+    ) -> NoReturn:
+        """Raise the failure ``response`` carries: :class:`Transient` for a retryable status
+        or a transient vendor code, else the final :class:`VendorError` (never retried)."""
+        status = response.status_code
+        if message is None and status != 200:
+            message = response.reason_phrase or response.text[:200].strip()
+        message = message or "no message"
         fields = {"status": status, "code": code, "message": message, "details": _details(body)}
-        if status not in RETRY_STATUSES and status < 500:
+        if status in RETRY_STATUSES or status >= 500:
+            cls: type[VendorError] | None = (
+                VendorRateLimited if status in RATE_LIMIT_STATUSES else VendorUnavailable
+            )
+        else:
+            cls = self._transient_codes.get(_code_key(code)) if code is not None else None
+        if cls is None:
             raise self._error(VendorError, path, params, method, **fields)
-        cls = VendorRateLimited if status in RATE_LIMIT_STATUSES else VendorUnavailable
-        waits = [_retry_after(response.headers)]
-        if status in RATE_LIMIT_STATUSES:
-            waits.append(_body_retry_after(body, message))
+        waits = [parse_retry_after(response.headers.get("retry-after"), self.clock())]
+        if issubclass(cls, VendorRateLimited):
+            waits.append(body_retry_after(body, message))
         # Header and body may both name a wait; the longer one is never too early.
         after = max((w for w in waits if w is not None), default=None)
-        if after is not None and after > self.max_retry_after:
-            hint = (
-                f"the vendor asks to wait {after:.0f} s (Retry-After), more than "
-                f"max_retry_after={self.max_retry_after:.0f} s; not waiting"
-            )
-            raise self._error(cls, path, params, method, hint=hint, **fields)
-        raise _Retry(f"HTTP {status} {message}", cls, after=after, **fields)
+        shown_code = f" code {code}" if code is not None else ""
+        raise Transient(f"HTTP {status}{shown_code} {message}", cls, after=after, **fields)
+
+
+def _code_key(code: int | str) -> str:
+    return str(code).strip()
 
 
 def _details(body: Any) -> dict[str, Any] | None:
@@ -358,23 +370,6 @@ def _clip(value: Any) -> Any:
     if text is None or len(text) <= _CLIP:
         return value
     return f"{text[:_CLIP]}... ({len(text)} chars)"
-
-
-class _Retry(Exception):
-    """Control flow inside get_json: this attempt failed in a way worth retrying."""
-
-    def __init__(
-        self,
-        reason: str,
-        cls: type[VendorError],
-        malformed: bool = False,
-        after: float | None = None,
-        **fields: Any,
-    ) -> None:
-        super().__init__(reason)
-        self.reason, self.cls, self.malformed, self.after, self.fields = (
-            reason, cls, malformed, after, fields,
-        )  # fmt: skip
 
 
 class SessionClient:

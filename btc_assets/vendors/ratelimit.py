@@ -79,6 +79,13 @@ class WeightBudget:
             self.used += cost
             return waited
 
+    def until_next_window(self) -> float:
+        """Seconds until the next window opens (plus the same hair :meth:`acquire` adds):
+        how long a rate-limit answer that names no wait should wait."""
+        with self._lock:
+            opens = (self._current_window() + 1) * self.window_seconds
+            return max(opens - self.clock(), 0.0) + 0.05
+
     def observe(self, headers: httpx.Headers | Mapping[str, str]) -> None:
         if self.header is None:
             return

@@ -3,7 +3,7 @@
 A plain client (no Dagster) on the shared :class:`VendorHttpClient`: one POST of JSON to
 ``/bot<token>/sendMessage`` per message, retried like every vendor call. A 429 waits what
 Telegram asks (``parameters.retry_after`` in the body, or a ``Retry-After`` header; the
-longer if both), up to ``max_retry_after``. Telegram's refusals (``{"ok":false,...}``) become
+longer if both), within ``max_wait_seconds``. Telegram's refusals (``{"ok":false,...}``) become
 errors that say what to change: :class:`TelegramUnauthorized` (the token),
 :class:`TelegramChatNotFound` (the chat), :class:`TelegramChatMigrated` (the new chat id),
 :class:`TelegramForbidden` (the bot's membership), else :class:`TelegramError` with
@@ -146,7 +146,7 @@ class TelegramClient(SessionClient):
         max_retries: int = 3,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        max_retry_after: float = 120.0,
+        max_wait_seconds: float = 120.0,
         messages_per_minute: int = 20,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -160,7 +160,7 @@ class TelegramClient(SessionClient):
         )  # fmt: skip
         self.http = VendorHttpClient(
             VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
-            backoff_base=backoff_base, backoff_cap=backoff_cap, max_retry_after=max_retry_after,
+            backoff_base=backoff_base, backoff_cap=backoff_cap, max_wait_seconds=max_wait_seconds,
             limiter=self.budget, sleep=sleep, base_url_setting="TELEGRAM_BASE_URL",
             error_hook=_refine, rng=rng,
         )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,14 +21,14 @@ from btc_assets.sandbox.server import serve_sandbox
 from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.binance import (
     BinanceClient,
+    BinanceEndpointMissing,
     BinanceGeoBlocked,
     BinanceSymbolError,
-    parse_funding_rows,
-    parse_kline_rows,
 )
 from btc_assets.vendors.errors import (
     VendorError,
     VendorRateLimited,
+    VendorRefused,
     VendorResponseError,
     VendorUnavailable,
 )
@@ -171,6 +172,27 @@ RECOVERS = [
     ("spot", {"kind": "timeout", "path": SPOT, "count": 1, "delay": 0.6}),
     ("perp", {"kind": "reset", "path": FAPI, "count": 2}),
     ("continuous", {"kind": "connect", "path": CONT, "count": 1}),
+    ("spot", {"kind": "error200", "path": SPOT, "count": 2, "code": -1000}),
+    (
+        "perp",
+        {
+            "kind": "error200",
+            "path": FAPI,
+            "count": 1,
+            "code": -1001,
+            "msg": "Internal error; unable to process your request. Please try again.",
+        },
+    ),
+    (
+        "funding",
+        {
+            "kind": "error200",
+            "path": FUNDING,
+            "count": 1,
+            "code": -1003,
+            "msg": "Too much request weight used",
+        },
+    ),
     ("spot", {"kind": "truncated", "path": SPOT, "count": 2, "skip": 1}),
     ("spot", {"kind": "empty", "path": SPOT, "count": 1, "skip": 1}),
     ("perp", {"kind": "empty", "path": FAPI, "count": 1}),
@@ -210,9 +232,16 @@ FAILS = [
     ("spot", {"kind": "reset", "path": SPOT, "count": -1}, VendorUnavailable, "connection error"),
     ("spot", {"kind": "truncated", "path": SPOT, "count": -1}, VendorResponseError,
      "malformed JSON"),
-    ("spot", {"kind": "error200", "path": SPOT, "code": -1000, "msg": "Internal error; retry."},
-     VendorError, "HTTP 200 code -1000: Internal error; retry."),
+    ("spot", {"kind": "error200", "path": SPOT, "code": -1000, "count": -1, "msg": "Busy."},
+     VendorUnavailable, "HTTP 200 code -1000: Busy. -- gave up after 4 attempts"),
+    ("spot", {"kind": "error200", "path": SPOT, "code": -1130,
+              "msg": "Data sent for parameter 'limit' is not valid."},
+     VendorError, "HTTP 200 code -1130: Data sent for parameter 'limit' is not valid."),
     ("spot", {"kind": "451", "path": SPOT}, BinanceGeoBlocked, "api.binance.us"),
+    ("perp", {"kind": "404", "path": FAPI}, BinanceEndpointMissing,
+     "HTTP 404: Not Found -- this host does not serve /fapi/v1/klines"),
+    ("spot", {"kind": "429", "path": SPOT, "count": -1, "retry_after": 50}, VendorRateLimited,
+     "waiting 50.0 s more would pass max_wait_seconds=120"),
 ]  # fmt: skip
 
 
@@ -230,6 +259,19 @@ def test_fault_that_persists_fails_clearly(
     path = {"spot": SPOT, "perp": FAPI, "funding": FUNDING}[what]
     assert message.startswith(f"binance GET {path} {{symbol=BTCUSDT, ")
     assert text in message
+    assert type(err.value) is error
+
+
+@pytest.mark.parametrize("junk", [math.nan, -5, math.inf, "abc"])
+def test_junk_retry_after_from_the_venue_falls_back_to_backoff(
+    clean: dict[str, pl.DataFrame], junk: Any
+) -> None:
+    fault = {"kind": "429", "path": SPOT, "count": 1, "retry_after": junk}
+    with served([fault]) as (client, sandbox, sleeps):
+        frame = fetch(client, "spot")
+        assert sandbox.count(SPOT) == 3  # the refused page, asked again, and the second page
+    assert frame.equals(clean["spot"])
+    assert len(sleeps) == 1 and 0.25 <= sleeps[0] <= 0.5  # backoff, not the junk
 
 
 def test_persistent_timeout_fails_clearly() -> None:
@@ -243,11 +285,21 @@ def test_persistent_timeout_fails_clearly() -> None:
     assert len(sleeps) == 1
 
 
-def test_error_body_in_200_is_not_retried() -> None:
-    with served([{"kind": "error200", "path": SPOT, "count": -1}]) as (client, sandbox, _):
-        with pytest.raises(VendorError, match="An unknown error occurred"):
+def test_definite_error_body_in_200_is_not_retried() -> None:
+    fault = {"kind": "error200", "path": SPOT, "count": -1, "code": -1121, "msg": "Invalid symbol."}
+    with served([fault]) as (client, sandbox, sleeps):
+        with pytest.raises(BinanceSymbolError, match=r"HTTP 200 code -1121: Invalid symbol\."):
             fetch(client, "spot")
-        assert sandbox.count(SPOT) == 1
+        assert sandbox.count(SPOT) == 1 and sleeps == []
+
+
+def test_missing_endpoint_is_refused_at_once_naming_the_setting() -> None:
+    with served([{"kind": "404", "path": FUNDING, "count": -1}]) as (client, sandbox, sleeps):
+        with pytest.raises(BinanceEndpointMissing) as err:
+            fetch(client, "funding")
+        assert sandbox.count(FUNDING) == 1 and sleeps == []  # a definite no: never retried
+    assert isinstance(err.value, VendorRefused)
+    assert "BINANCE_FUTURES_BASE_URL" in str(err.value) and FUNDING in str(err.value)
 
 
 def test_geo_block_names_the_settings_to_change() -> None:
@@ -261,8 +313,9 @@ def test_geo_block_names_the_settings_to_change() -> None:
 
 
 def test_unknown_symbol_names_it() -> None:
-    with served([]) as (client, _, _), pytest.raises(BinanceSymbolError) as err:
+    with served([]) as (client, sandbox, _), pytest.raises(BinanceSymbolError) as err:
         fetch(client, "perp", symbol="FOOUSDT")
+    assert isinstance(err.value, VendorRefused) and sandbox.count() == 1  # never retried
     assert "{symbol=FOOUSDT," in str(err.value) and "'FOOUSDT' is not listed" in str(err.value)
     assert "code -1121: Invalid symbol." in str(err.value)
 
@@ -293,65 +346,6 @@ def test_gap_leaves_exactly_the_missing_bars_missing(
     assert "1410 of 1440 bars (30 missing)" in caplog.text  # a gap is never silent
 
 
-# --- parsing ---------------------------------------------------------------------------
-
-
-def test_parser_accepts_numbers_strings_and_microseconds() -> None:
-    row_ms = [1704153600000, "42000.10", 42001, "41999.5", 42000.25, "1.5", 1704153659999,
-              "63000.15", 12, "0.75", "31500.07", "0"]  # fmt: skip
-    row_us = [1704153660000000, *row_ms[1:6], 1704153719999000, *row_ms[7:], "extra"]
-    frame = parse_kline_rows([row_ms, row_us], SPOT)
-    assert frame["open_ms"].to_list() == [1704153600000, 1704153660000]
-    assert frame["close_ms"].to_list() == [1704153659999, 1704153719999]
-    assert frame["open"].to_list() == [42000.10, 42000.10]
-    assert frame["high"].to_list() == [42001.0, 42001.0]
-    assert frame["close"].to_list() == [42000.25, 42000.25]
-
-
-def test_parser_reads_decimal_strings_exactly() -> None:
-    texts = ["0.1", "0.30000000000000004", "63201.05000000", "1e-8", "123456789.12345678"]
-    row = [0, *texts[:4], texts[4], 59999, texts[0], 1, texts[1], texts[2]]
-    frame = parse_kline_rows([row], SPOT)
-    assert frame.row(0, named=True)["open"] == float(texts[0])
-    assert frame["high"][0] == float(texts[1]) and frame["low"][0] == float(texts[2])
-    assert frame["close"][0] == 1e-8 and frame["volume"][0] == float(texts[4])
-
-
-@pytest.mark.parametrize(
-    "rows",
-    [[[1704153600000, "1", "2", "3"]], [None], {"code": 1}, [[0, "x", *["1"] * 9]]],
-)
-def test_parser_rejects_drift_that_loses_fields(rows: Any) -> None:
-    with pytest.raises(VendorResponseError) as err:
-        parse_kline_rows(rows, FAPI)
-    assert FAPI in str(err.value)
-
-
-def test_funding_parser_needs_time_and_rate() -> None:
-    with pytest.raises(VendorResponseError, match="lacks \\['fundingRate'\\]"):
-        parse_funding_rows([{"symbol": "BTCUSDT", "fundingTime": 1}], FUNDING)
-    frame = parse_funding_rows(
-        [{"fundingTime": 5, "fundingRate": -0.0001, "markPrice": "", "new": 1}], FUNDING
-    )
-    assert frame.row(0, named=True) == {
-        "time_ms": 5, "funding_rate": -0.0001, "mark_price": None, "symbol": ""
-    }  # fmt: skip
-
-
-def test_short_row_from_the_wire_names_the_request() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=[[1704153600000, "1", "2"]])
-
-    client = BinanceClient(
-        "https://api.binance.com", "https://fapi.binance.com",
-        transport=httpx.MockTransport(handler), now_ms=lambda: NOW_MS,
-    )  # fmt: skip
-    with pytest.raises(VendorResponseError) as err:
-        client.spot_klines("BTCUSDT", "1m", START, END)
-    assert str(err.value).startswith(f"binance GET {SPOT} {{symbol=BTCUSDT, interval=1m,")
-    assert "kline row 0 has the wrong shape" in str(err.value)
-
-
 def test_weight_budget_spaces_a_backfill_instead_of_drawing_429() -> None:
     """fapi klines at limit 1500 cost 10: a budget of 25 allows two days per minute."""
     clock = [1_000_020.0]
@@ -371,47 +365,3 @@ def test_weight_budget_spaces_a_backfill_instead_of_drawing_429() -> None:
         assert client.futures_klines("BTCUSDT", "1m", day, day + timedelta(days=1)).height == 1440
     assert [r.status for r in sandbox.requests] == [200] * 6
     assert len(sleeps) == 2 and all(0 < s <= 60.05 for s in sleeps)
-
-
-# --- a vendor that ignores startTime: the pagers must refuse, not spin --------------------
-
-
-def _stuck_client() -> tuple[BinanceClient, list[str]]:
-    """A client whose vendor answers every page with the first real page it served."""
-    sandbox, first, asked = SandboxTransport(now_ms=NOW_MS), {}, []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        asked.append(str(request.url))
-        if len(asked) > 20:  # without the refusal this loop would never end
-            raise RuntimeError(f"pager spun: {len(asked)} requests for the same page")
-        if request.url.path not in first:
-            real = sandbox.handle_request(request)
-            real.read()
-            first[request.url.path] = (real.status_code, real.content, dict(real.headers))
-        status, content, headers = first[request.url.path]
-        return httpx.Response(status, content=content, headers=headers)
-
-    client = BinanceClient(
-        "http://sandbox.binance.invalid", "http://sandbox.fapi.binance.invalid",
-        transport=httpx.MockTransport(handler), now_ms=lambda: NOW_MS,
-    )  # fmt: skip
-    return client, asked
-
-
-def test_kline_pager_refuses_a_full_page_that_does_not_advance() -> None:
-    client, asked = _stuck_client()
-    with pytest.raises(VendorResponseError) as caught:
-        client.spot_klines("BTCUSDT", "1m", START, END)  # 1440 bars: two pages of 1000
-    message = str(caught.value)
-    assert "did not advance past startTime=" in message and SPOT in message, message
-    assert len(asked) == 2  # the first page, then the repeat it refused
-
-
-def test_funding_pager_refuses_a_full_page_that_does_not_advance() -> None:
-    client, asked = _stuck_client()
-    start = datetime(2022, 1, 1, tzinfo=UTC)
-    with pytest.raises(VendorResponseError) as caught:  # 1,095 settlements: two pages
-        client.funding_rate("BTCUSDT", start, start + timedelta(days=365))
-    message = str(caught.value)
-    assert "did not advance past startTime=" in message and FUNDING in message, message
-    assert len(asked) == 2

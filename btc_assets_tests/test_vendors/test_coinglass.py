@@ -31,21 +31,25 @@ from btc_assets.vendors.coinglass import (
     FUNDING_OI_WEIGHT,
     FUTURES_AGG_TAKER,
     LIQUIDATION,
+    OI_HISTORY,
     PRICE_HISTORY,
     SPOT_AGG_TAKER,
     CoinGlassClient,
+    CoinGlassEndpointMissing,
     CoinGlassKeyInvalid,
     CoinGlassKeyMissing,
     CoinGlassPlanError,
-    parse_rows,
+    CoinGlassSymbolError,
 )
 from btc_assets.vendors.errors import (
     VendorConfigError,
     VendorError,
     VendorRateLimited,
+    VendorRefused,
     VendorResponseError,
     VendorUnavailable,
 )
+from btc_assets_tests.test_vendors.helpers import FakeClock, scripted
 
 START = datetime(2024, 1, 2, tzinfo=UTC)
 END = START + timedelta(days=1)
@@ -57,11 +61,6 @@ SCHEMAS = {
     "funding": COINGLASS_FUNDING_SCHEMA, "taker": COINGLASS_TAKER_SCHEMA,
     "agg": COINGLASS_AGG_TAKER_SCHEMA, "liq": COINGLASS_LIQUIDATION_SCHEMA,
 }  # fmt: skip
-
-
-class Sleeps(list[float]):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def fetch(client: CoinGlassClient, what: str, start: datetime = START, end: datetime = END,
@@ -95,15 +94,19 @@ def clean() -> dict[str, pl.DataFrame]:
 @contextmanager
 def served(
     faults: list[dict[str, Any]], key: str | None = KEY, **client_kw: Any
-) -> Iterator[tuple[CoinGlassClient, SandboxTransport, Sleeps]]:
-    """The sandbox on a loopback socket and a client with a short timeout and fake sleep."""
-    sandbox = SandboxTransport(now_ms=NOW_MS, faults=json.dumps(faults))
-    sleeps = Sleeps()
+) -> Iterator[tuple[CoinGlassClient, SandboxTransport, list[float]]]:
+    """The sandbox on a loopback socket and a client with a short timeout, on a fake clock
+    (sandbox rate windows and client waits alike) that starts 30 s before a minute ends."""
+    clock = FakeClock(start=1_000_050.0)
+    sandbox = SandboxTransport(now_ms=NOW_MS, faults=json.dumps(faults), clock=clock.time)
     with serve_sandbox(transport=sandbox) as url:
-        options: dict[str, Any] = {"timeout": 0.3, "max_retries": 3, "sleep": sleeps, **client_kw}
+        options: dict[str, Any] = {
+            "timeout": 0.3, "max_retries": 3, "sleep": clock.sleep, "clock": clock.time,
+            **client_kw,
+        }  # fmt: skip
         client = CoinGlassClient(url, key, now_ms=lambda: NOW_MS, **options)
         try:
-            yield client, sandbox, sleeps
+            yield client, sandbox, clock.sleeps
         finally:
             client.close()
 
@@ -230,24 +233,63 @@ def test_plan_error_says_the_interval_needs_a_higher_plan() -> None:
         "coinglass GET /api/futures/open-interest/aggregated-history {symbol=BTC"
     )
     assert "HTTP 200 code 401: Upgrade plan" in text and "interval=15m needs a higher" in text
+    assert isinstance(err.value, VendorRefused)  # the definite no a fallback may act on
+
+
+@pytest.mark.parametrize(("what", "kw"), [("price", {"pair": "FOOUSDT"}), ("oi", {"coin": "FOO"})])
+def test_unknown_symbol_is_refused_at_once(what: str, kw: dict[str, str]) -> None:
+    with served([]) as (client, sandbox, sleeps), pytest.raises(CoinGlassSymbolError) as err:
+        if what == "price":
+            client.price_history("BTCUSDT", "Binance", START, END, pair=kw["pair"])
+        else:
+            client.open_interest_history("BTCUSDT", kw["coin"], START, END)
+    assert isinstance(err.value, VendorRefused) and sandbox.count() == 1 and sleeps == []
+    assert "code 400: Unsupported symbol" in str(err.value)
+    assert f"does not list symbol={next(iter(kw.values()))}" in str(err.value)
 
 
 def test_rate_limiter_keeps_a_burst_under_a_small_plan_without_429() -> None:
-    clock = [1_000_020.0]
-    sleeps = Sleeps()
-
-    def sleep(seconds: float) -> None:
-        sleeps(seconds)
-        clock[0] += seconds
-
-    sandbox = SandboxTransport(now_ms=NOW_MS, clock=lambda: clock[0], limits={"coinglass": 10})
+    clock = FakeClock()
+    sandbox = SandboxTransport(now_ms=NOW_MS, clock=clock.time, limits={"coinglass": 10})
     # Configured for Standard (300) while the key's plan allows 10: the client follows
     # API-KEY-MAX-LIMIT from the first answer on.
-    client = in_process(sandbox, sleep=sleep, clock=lambda: clock[0])
+    client = in_process(sandbox, sleep=clock.sleep, clock=clock.time)
     frame = fetch(client, "price", START, START + timedelta(days=15), interval="1m")
     assert frame.height == 15 * 1440 and sandbox.count() == 22
     assert {r.status for r in sandbox.requests} == {200}
+    sleeps = clock.sleeps
     assert client.budget.limit == 10 and len(sleeps) == 2 and all(0 < s <= 61 for s in sleeps)
+
+
+def test_one_retry_loop_per_page_whatever_the_failure_looks_like() -> None:
+    """HTTP 503 and code 500 inside HTTP 200, alternating: one budget of 1 + max_retries
+    attempts for the page, not one loop inside the other (retries x retries)."""
+    clock = FakeClock()
+    outage = httpx.Response(503, text="<html>503</html>")
+    envelope = httpx.Response(200, json={"code": "500", "msg": "Server Error"})
+    transport, seen = scripted([outage, envelope] * 20)
+    client = CoinGlassClient("https://open-api-v4.coinglass.com", KEY, transport=transport,
+                             now_ms=lambda: NOW_MS, sleep=clock.sleep, clock=clock.time,
+                             max_retries=3)  # fmt: skip
+    with pytest.raises(VendorUnavailable) as err:
+        fetch(client, "price")
+    assert len(seen) == 4 and len(clock.sleeps) == 3
+    assert "code 500: Server Error -- gave up after 4 attempts" in str(err.value)
+
+
+def test_total_wait_per_page_is_bounded() -> None:
+    clock = FakeClock()
+    transport, seen = scripted([httpx.Response(429, headers={"Retry-After": "40"}, json={
+        "code": "429", "msg": "Too Many Requests"})])  # fmt: skip
+    client = CoinGlassClient("https://open-api-v4.coinglass.com", KEY, transport=transport,
+                             now_ms=lambda: NOW_MS, sleep=clock.sleep, clock=clock.time,
+                             max_retries=10, max_wait_seconds=100)  # fmt: skip
+    with pytest.raises(VendorRateLimited) as err:
+        fetch(client, "price")
+    assert clock.sleeps == [40.0, 40.0] and len(seen) == 3
+    text = str(err.value)
+    assert text.startswith(f"coinglass GET {PRICE_HISTORY} {{exchange=Binance, symbol=BTCUSDT")
+    assert "waiting 40.0 s more would pass max_wait_seconds=100" in text
 
 
 # --- faults over a real socket ---------------------------------------------------------
@@ -267,6 +309,7 @@ RECOVERS = [
     ("oi", {"kind": "500", "path": "/api/futures/open-interest/*", "count": 2}),
     ("funding", {"kind": "503", "path": FUNDING_OI_WEIGHT, "count": 1}),
     ("price", {"kind": "error200", "path": PRICE_HISTORY, "code": 500, "count": 2}),
+    ("oi", {"kind": "error200", "path": OI_HISTORY, "code": 502, "count": 1, "msg": "Bad Gateway"}),
     ("taker", {"kind": "timeout", "path": "/api/futures/v2/*", "count": 1, "delay": 0.6}),
     ("price", {"kind": "reset", "path": PRICE_HISTORY, "count": 2}),
     ("liq", {"kind": "truncated", "path": LIQUIDATION, "count": 1}),
@@ -291,14 +334,16 @@ def test_fault_is_absorbed_to_the_clean_answer(
     if "retry_after" in fault:  # waited what the vendor asked
         assert sleeps == [float(fault["retry_after"])] * fault["count"]
     if fault.get("code") == 429:  # a rate-limit body waits for a fresh window, not 0.5 s
-        assert sum(sleeps) > 1
+        assert sleeps == [pytest.approx(30.05), pytest.approx(60.0)]
 
 
 FAILS = [
     ("price", {"kind": "429", "path": PRICE_HISTORY, "count": -1, "retry_after": 1},
      VendorRateLimited, "HTTP 429 code 429: Too Many Requests"),
     ("price", {"kind": "error200", "path": PRICE_HISTORY, "code": 429, "count": -1},
-     VendorRateLimited, "HTTP 200 code 429: Too Many Requests -- gave up after 4 attempts"),
+     VendorRateLimited, "HTTP 200 code 429: Too Many Requests -- gave up after 3 attempts in 9"),
+    ("price", {"kind": "429", "path": PRICE_HISTORY, "retry_after": 3600}, VendorRateLimited,
+     "asks to wait 3600 s (Retry-After), more than max_wait_seconds=120; not waiting"),
     ("price", {"kind": "error200", "path": PRICE_HISTORY, "code": 500, "count": -1},
      VendorUnavailable, "HTTP 200 code 500: Server Error -- gave up after 4 attempts"),
     ("price", {"kind": "503", "path": PRICE_HISTORY, "count": -1}, VendorUnavailable,
@@ -311,6 +356,11 @@ FAILS = [
      "code 401: Upgrade plan -- /api/futures/price/history at interval=15m needs a higher"),
     ("price", {"kind": "error200", "path": PRICE_HISTORY, "code": 400, "msg": "Bad thing"},
      VendorError, "HTTP 200 code 400: Bad thing"),
+    ("price", {"kind": "error200", "path": PRICE_HISTORY, "code": 404,
+               "msg": "Endpoint not found"}, CoinGlassEndpointMissing,
+     "HTTP 200 code 404: Endpoint not found -- CoinGlass does not serve"),
+    ("price", {"kind": "404", "path": PRICE_HISTORY}, CoinGlassEndpointMissing,
+     "HTTP 404: Not Found -- CoinGlass does not serve /api/futures/price/history"),
 ]  # fmt: skip
 
 
@@ -324,8 +374,8 @@ def test_fault_that_persists_fails_clearly(
     assert type(err.value) is error
     assert message.startswith(f"coinglass GET {PRICE_HISTORY} {{exchange=Binance, symbol=BTCUSDT,")
     assert text in message and KEY not in message
-    if fault["kind"] == "error200" and fault.get("code") not in (429, 500):
-        assert sandbox.count() == 1  # a plan or parameter error is not retried
+    if isinstance(err.value, VendorRefused) or type(err.value) is VendorError:
+        assert sandbox.count() == 1  # a plan, path or parameter error is not retried
 
 
 def test_persistent_timeout_fails_clearly() -> None:
@@ -370,51 +420,3 @@ def test_debug_logs_params_and_keys_never_the_key(caplog: pytest.LogCaptureFixtu
     assert "top-level keys ['code', 'data', 'msg', 'success']; 96 rows" in line
     keys = ["close", "high", "low", "new_metric", "open", "time", "volume_usd"]
     assert f"first row keys {keys}" in line
-
-
-# --- parsing ---------------------------------------------------------------------------
-
-
-def test_parser_accepts_numbers_strings_and_time_units() -> None:
-    fields = {"close": "close", "volume_usd": "v"}
-    rows = [
-        {"time": 1704153600000, "close": "92730", "volume_usd": 1166471854.3026},
-        {"time": "1704154500000", "close": 92858.2, "volume_usd": " 0.1 ", "new": [1]},
-        {"time": 1704155400, "close": 1, "volume_usd": ""},  # seconds
-        {"time": 1704156300000000, "close": "1e-8", "volume_usd": None},  # µs
-    ]
-    frame = parse_rows(rows, PRICE_HISTORY, fields)
-    assert frame["time_ms"].to_list() == [1704153600000 + k * 900_000 for k in range(4)]
-    assert frame["close"].to_list() == [92730.0, 92858.2, 1.0, 1e-8]
-    assert frame["v"].to_list() == [1166471854.3026, 0.1, None, None]
-
-
-@pytest.mark.parametrize(
-    ("rows", "text"),
-    [
-        ([{"time": 1, "open": "1"}], "row 0 lacks required key(s) ['close']"),
-        ([{"close": "1"}], "lacks required key(s) ['time']"),
-        ([{"time": 1, "close": "abc"}], "field 'close' is not a number: 'abc'"),
-        ([{"time": 1, "close": True}], "field 'close' is not a number"),
-        ([["1", "2"]], "row 0 is not an object"),
-        ({"time": 1}, "'data' is a dict, expected a list"),
-    ],
-)
-def test_parser_rejects_drift_that_loses_fields(rows: Any, text: str) -> None:
-    with pytest.raises(VendorResponseError) as err:
-        parse_rows(rows, PRICE_HISTORY, {"close": "close"})
-    assert PRICE_HISTORY in str(err.value) and text in str(err.value)
-
-
-def test_missing_field_on_the_wire_names_request_and_key() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"code": "0", "data": [{"time": 1704153600000}]})
-
-    transport = httpx.MockTransport(handler)
-    client = CoinGlassClient("https://open-api-v4.coinglass.com", "k3y-value",
-                             transport=transport, now_ms=lambda: NOW_MS)  # fmt: skip
-    with pytest.raises(VendorResponseError) as err:
-        fetch(client, "liq")
-    text = str(err.value)
-    assert text.startswith(f"coinglass GET {LIQUIDATION} {{exchange_list=Binance,OKX,Bybit,")
-    assert "lacks required key(s) ['aggregated_long_liquidation_usd'" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,42 +19,9 @@ from btc_assets.vendors.errors import (
 )
 from btc_assets.vendors.http import VendorHttpClient
 from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets_tests.test_vendors.helpers import FakeClock, scripted
 
 NOW_MS = 1_704_456_030_000  # 2024-01-05 12:00:30 UTC
-
-
-class FakeClock:
-    """Time that only moves when someone sleeps: backoff costs nothing, waits are exact."""
-
-    def __init__(self, start: float = 1_000_020.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-Reply = httpx.Response | Exception
-
-
-def scripted(replies: list[Reply]) -> tuple[httpx.MockTransport, list[httpx.Request]]:
-    """A transport answering with ``replies`` in order (the last one repeats)."""
-    seen: list[httpx.Request] = []
-    feed: Iterator[Reply] = iter(replies)
-    last: list[Reply] = [replies[-1]]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        reply = next(feed, last[0])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    return httpx.MockTransport(handler), seen
 
 
 def client(transport: httpx.BaseTransport, clock: FakeClock, **kw: object) -> VendorHttpClient:
@@ -107,9 +73,10 @@ def test_ban_longer_than_max_wait_fails_at_once() -> None:
     )
     transport, seen = scripted([banned])
     with pytest.raises(VendorRateLimited) as err:
-        client(transport, clock, max_retry_after=120).get_json("/api/v3/klines", {"symbol": "X"})
+        client(transport, clock, max_wait_seconds=120).get_json("/api/v3/klines", {"symbol": "X"})
     text = str(err.value)
-    assert "HTTP 418" in text and "7200 s" in text and "max_retry_after=120" in text
+    assert text.startswith("binance GET /api/v3/klines {symbol=X} -> HTTP 418 code -1003")
+    assert "asks to wait 7200 s" in text and "max_wait_seconds=120" in text
     assert clock.sleeps == [] and len(seen) == 1
 
 
@@ -169,15 +136,56 @@ def test_truncated_json_every_time_is_a_response_error() -> None:
     assert "/api/v3/klines" in str(err.value) and "malformed JSON" in str(err.value)
 
 
-def test_error_body_in_http_200_is_not_retried() -> None:
+UNKNOWN_ERROR = {"code": -1000, "msg": "An unknown error occurred while processing the request."}
+TRANSIENT = {-1000: VendorUnavailable, "-1003": VendorRateLimited}
+
+
+def test_definite_error_body_in_http_200_is_not_retried() -> None:
     clock = FakeClock()
-    body = {"code": -1000, "msg": "An unknown error occurred while processing the request."}
+    body = {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
     transport, seen = scripted([httpx.Response(200, json=body)])
     with pytest.raises(VendorError) as err:
-        client(transport, clock).get_json("/api/v3/klines", expect=list)
+        client(transport, clock, transient_codes=TRANSIENT).get_json("/api/v3/klines", expect=list)
     assert type(err.value) is VendorError
-    assert "HTTP 200 code -1000: An unknown error occurred" in str(err.value)
-    assert len(seen) == 1
+    assert "HTTP 200 code -1130: Data sent for parameter 'limit'" in str(err.value)
+    assert len(seen) == 1 and clock.sleeps == []
+
+
+def test_transient_code_in_http_200_is_retried_then_succeeds() -> None:
+    clock = FakeClock()
+    transport, seen = scripted([httpx.Response(200, json=UNKNOWN_ERROR)] * 2 + [OK])
+    http = client(transport, clock, transient_codes=TRANSIENT)
+    assert http.get_json("/api/v3/klines", expect=list) == [[1, "2"]]
+    assert len(seen) == 3 and len(clock.sleeps) == 2
+
+
+def test_transient_code_in_http_200_that_persists_is_unavailable() -> None:
+    clock = FakeClock()
+    transport, seen = scripted([httpx.Response(200, json=UNKNOWN_ERROR)])
+    http = client(transport, clock, transient_codes=TRANSIENT, max_retries=2)
+    with pytest.raises(VendorUnavailable) as err:
+        http.get_json("/api/v3/klines", {"symbol": "BTCUSDT"}, expect=list)
+    assert str(err.value).startswith(
+        "binance GET /api/v3/klines {symbol=BTCUSDT} -> HTTP 200 code -1000: An unknown error"
+    )
+    assert "gave up after 3 attempts" in str(err.value) and len(seen) == 3
+
+
+def test_transient_rate_limit_code_in_a_400_is_rate_limited() -> None:
+    clock = FakeClock()
+    body = {"code": -1003, "msg": "Too much request weight used."}
+    transport, seen = scripted([httpx.Response(400, json=body)])
+    with pytest.raises(VendorRateLimited, match="HTTP 400 code -1003"):
+        client(transport, clock, transient_codes=TRANSIENT, max_retries=1).get_json("/p")
+    assert len(seen) == 2
+
+
+def test_without_transient_codes_a_code_in_http_200_is_final() -> None:
+    clock = FakeClock()
+    transport, seen = scripted([httpx.Response(200, json=UNKNOWN_ERROR)])
+    with pytest.raises(VendorError) as err:
+        client(transport, clock).get_json("/api/v3/klines", expect=list)
+    assert type(err.value) is VendorError and len(seen) == 1
 
 
 def test_wrong_shape_without_error_message_is_a_response_error() -> None:

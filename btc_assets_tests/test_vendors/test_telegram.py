@@ -181,7 +181,7 @@ def test_header_and_body_both_name_a_wait_the_longer_wins() -> None:
 
 def test_flood_wait_longer_than_max_retry_after_fails_at_once() -> None:
     fault = [{"kind": "429", "path": "/bot*", "retry_after": 300}]
-    err, sandbox, clock, _ = refused(VendorRateLimited, fault, max_retry_after=60)
+    err, sandbox, clock, _ = refused(VendorRateLimited, fault, max_wait_seconds=60)
     assert "300 s" in str(err) and clock.sleeps == [] and statuses(sandbox) == [429]
 
 
