@@ -54,6 +54,7 @@ class BinanceResource(dg.ConfigurableResource):
     futures_base_url: str
     timeout_seconds: float = 10.0
     max_retries: int = 5
+    max_wait_seconds: float = 120.0
     spot_weight_limit: int = 6000
     futures_weight_limit: int = 2400
     sandbox: SandboxResource
@@ -80,6 +81,7 @@ class CoinGlassResource(dg.ConfigurableResource):
     requests_per_minute: int = 300
     timeout_seconds: float = 10.0
     max_retries: int = 5
+    max_wait_seconds: float = 120.0
     debug: bool = False
     sandbox: SandboxResource
 
