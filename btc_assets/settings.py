@@ -1,16 +1,40 @@
-"""The one place that reads non-secret environment variables.
+"""The one place that reads non-secret environment variables, and checks every one of them.
 
-Secrets (API keys, tokens) never pass through here: they are read by resources through
-``dg.EnvVar`` so they stay out of run config, logs and metadata.
+Secrets (API keys, the Telegram token and chat id) never pass through here: they are read by
+resources through ``dg.EnvVar`` so they stay out of run config, logs and metadata.
+
+Each variable is declared once, in :class:`_Environment` (pydantic-settings): its name, type,
+default and what it expects. ``load_settings()`` reads and checks them all before anything
+uses one, and a bad value stops it with a :class:`SettingsError` on one line that names the
+variable, the value and what is expected::
+
+    COINGLASS_REQUESTS_PER_MINUTE='abc': expected a whole number > 0 (the CoinGlass plan's
+    requests a minute)
+
+The rest of the code sees :class:`Settings`, a plain frozen dataclass (tests ``replace`` it).
+The sandbox fault plan's JSON is checked by the Dagster layer, which may load the sandbox
+(``defs.definitions``); live mode never does.
 """
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+
+from croniter import CroniterBadDateError, croniter
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    HttpUrl,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btc_assets import clock
 from btc_assets.vendors.hosts import (
@@ -21,6 +45,7 @@ from btc_assets.vendors.hosts import (
 )
 
 Environment = Literal["sandbox", "live"]
+Warehouse = Literal["duckdb", "bigquery"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +54,10 @@ SANDBOX_BINANCE_SPOT_URL = "http://sandbox.binance.invalid"
 SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
 SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
+
+SANDBOX_FAULTS_SETTING = "BTC_ASSETS_SANDBOX_FAULTS"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+_SHOWN_VALUE = 80  # characters of a bad value an error repeats (a fault plan can be long)
 
 
 def coin_of(symbol: str) -> str:
@@ -40,10 +69,7 @@ def coin_of(symbol: str) -> str:
 
 
 class SettingsError(ValueError):
-    """An environment variable has a value the project cannot use."""
-
-
-Warehouse = Literal["duckdb", "bigquery"]
+    """An environment variable has a value the project cannot use; ``str()`` names it."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,7 @@ class Settings:
     sandbox_seed: int
     sandbox_faults: str
     warehouse: WarehouseSettings
+    vendor_max_wait_seconds: float = 120.0
 
     @property
     def lake_dir(self) -> Path:
@@ -106,93 +133,264 @@ class Settings:
         return coin_of(self.symbol)
 
 
-def _get(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None else value.strip()
+# --- what each kind of value must look like ----------------------------------------------
+# A validator raises ValueError with a reason only where it has one to add to the field's
+# "expected ..." (an empty ValueError means: just say what is expected).
 
 
-def _base_url(name: str, default: str) -> str:
-    value = _get(name, default)
-    if not value:
-        raise SettingsError(f"{name} is set but empty: give the vendor's base URL, e.g. {default}")
-    if not value.startswith(("http://", "https://")):
-        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
-    return value.rstrip("/")
+def _blank_is_none(value: Any) -> Any:
+    """For variables whose absence means "none": set but empty is the same as unset."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
-def _whole(name: str, default: str) -> int:
-    raw = _get(name, default)
-    if not raw.isdigit():
-        raise SettingsError(f"{name}={raw!r} is not a whole number")
-    return int(raw)
+def _symbol(value: str) -> str:
+    if not (value.isascii() and value.isalnum()):
+        raise ValueError()
+    return value.upper()
 
 
-def _warehouse_settings() -> WarehouseSettings:
-    kind = _get("WAREHOUSE", "duckdb").lower()
-    if kind not in ("duckdb", "bigquery"):
-        raise SettingsError(f"WAREHOUSE={kind!r}: expected 'duckdb' or 'bigquery'")
-    endpoint = _get("BIGQUERY_API_ENDPOINT", "")
-    if endpoint and not endpoint.startswith(("http://", "https://")):
-        raise SettingsError(f"BIGQUERY_API_ENDPOINT={endpoint!r} is not an http(s) URL")
-    # GOOGLE_CLOUD_PROJECT is the name Google's own tools use; BIGQUERY_PROJECT wins.
-    project = _get("BIGQUERY_PROJECT", "") or _get("GOOGLE_CLOUD_PROJECT", "")
-    return WarehouseSettings(
-        kind=kind,  # type: ignore[arg-type]
-        bigquery_project=project or None,
-        bigquery_dataset=_get("BIGQUERY_DATASET", "btc_assets"),
-        bigquery_location=_get("BIGQUERY_LOCATION", "US"),
-        bigquery_api_endpoint=endpoint.rstrip("/") or None,
-        gcs_bucket=_get("GCS_STAGING_BUCKET", "").removeprefix("gs://").strip("/") or None,
-        gcs_prefix=_get("GCS_STAGING_PREFIX", "raw").strip("/"),
+def _iso_date(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError() from None
+
+
+def _not_in_the_future(value: date) -> date:
+    today = clock.today_utc()
+    if value > today:
+        raise ValueError(f"after today ({today}, UTC)")
+    return value
+
+
+def _cron(value: str) -> str:
+    """Dagster's rule (five fields, or an alias such as @daily, that can fire), read by
+    croniter, the parser Dagster vendors."""
+    if not croniter.is_valid(value) or len(croniter.expand(value)[0]) != 5:
+        raise ValueError()
+    try:
+        croniter(value, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError("never fires (no such day)") from None
+    return value
+
+
+def _names(value: str) -> str:
+    names = [n.strip() for n in value.split(",")]
+    if not all(names):
+        raise ValueError("an empty name in the list")
+    return ",".join(names)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _bucket(value: str | None) -> str | None:
+    """``gs://name/`` or ``name``; GCS's naming rule, so a typo fails here, not at upload."""
+    if value is None:
+        return None
+    name = value.removeprefix("gs://").strip("/")
+    if not _BUCKET_NAME.fullmatch(name):
+        raise ValueError()
+    return name
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+WholeAboveZero = Annotated[int, Field(gt=0)]
+WholeFromZero = Annotated[int, Field(ge=0)]
+Url = HttpUrl  # http(s), with a host: pydantic's check
+OptionalUrl = Annotated[HttpUrl | None, BeforeValidator(_blank_is_none)]
+OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
+
+
+def _var(name: str, default: Any, expected: str) -> Any:
+    return Field(default, validation_alias=name, description=expected)
+
+
+URL = "an http(s) URL with a host, e.g. {}"
+EMPTY_MEANS_NONE = frozenset(
+    {"bigquery_project", "google_cloud_project", "bigquery_api_endpoint", "gcs_bucket",
+     "gcs_prefix", "sandbox_faults"}
+)  # fmt: skip
+
+
+class _Environment(BaseSettings):
+    """The project's variables as read from the environment (secrets are not among them).
+
+    URLs default to None here: their default depends on BTC_ASSETS_ENV (live host or the
+    sandbox's), filled in by :func:`load_settings`.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, str_strip_whitespace=True, extra="ignore", frozen=True
     )
+
+    env: Environment = _var("BTC_ASSETS_ENV", "sandbox", "'sandbox' or 'live'")
+    symbol: Annotated[str, AfterValidator(_symbol)] = _var(
+        "BTC_ASSETS_SYMBOL", "BTCUSDT", "a Binance symbol, letters and digits, e.g. BTCUSDT"
+    )
+    start_date: Annotated[date, BeforeValidator(_iso_date), AfterValidator(_not_in_the_future)] = (
+        _var("BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today")
+    )
+    data_dir: Path = _var("BTC_ASSETS_DATA_DIR", PROJECT_ROOT / "data", "a folder path")
+    tail_days: WholeAboveZero = _var(
+        "BTC_ASSETS_TAIL_DAYS", 2, "a whole number of days > 0 (recent days always re-fetched)"
+    )
+    binance_spot_base_url: Url | None = _var(
+        "BINANCE_SPOT_BASE_URL", None, URL.format(LIVE_BINANCE_SPOT_URL)
+    )
+    binance_futures_base_url: Url | None = _var(
+        "BINANCE_FUTURES_BASE_URL", None, URL.format(LIVE_BINANCE_FUTURES_URL)
+    )
+    coinglass_base_url: Url | None = _var(
+        "COINGLASS_BASE_URL", None, URL.format(LIVE_COINGLASS_URL)
+    )
+    telegram_base_url: Url | None = _var("TELEGRAM_BASE_URL", None, URL.format(LIVE_TELEGRAM_URL))
+    coinglass_exchange: NonEmpty = _var(
+        "COINGLASS_EXCHANGE", "Binance", "an exchange name as CoinGlass spells it, e.g. Binance"
+    )
+    coinglass_exchange_list: Annotated[str, AfterValidator(_names)] = _var(
+        "COINGLASS_EXCHANGE_LIST", "Binance,OKX,Bybit",
+        "exchange names separated by commas, e.g. Binance,OKX,Bybit",
+    )  # fmt: skip
+    # 15m history needs the Standard plan or above (300 requests/minute).
+    coinglass_requests_per_minute: WholeAboveZero = _var(
+        "COINGLASS_REQUESTS_PER_MINUTE", 300,
+        "a whole number > 0 (the requests a minute the CoinGlass plan allows)",
+    )  # fmt: skip
+    vendor_max_wait_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = _var(
+        "BTC_ASSETS_VENDOR_MAX_WAIT_SECONDS", 120.0,
+        "a number of seconds > 0 (the longest a vendor call waits on a rate limit)",
+    )  # fmt: skip
+    tail_refresh_cron: Annotated[str, AfterValidator(_cron)] = _var(
+        "BTC_ASSETS_TAIL_REFRESH_CRON", "30 0 * * *",
+        "a cron expression of 5 fields (minute hour day month weekday), e.g. '30 0 * * *'",
+    )  # fmt: skip
+    live_interval_seconds: WholeAboveZero = _var(
+        "BTC_ASSETS_LIVE_INTERVAL_SECONDS", 900, "a whole number of seconds > 0"
+    )
+    freshness_slack_minutes: WholeFromZero = _var(
+        "BTC_ASSETS_FRESHNESS_SLACK_MINUTES", 20, "a whole number of minutes >= 0"
+    )
+    automation_on: bool = _var(
+        "BTC_ASSETS_AUTOMATION", False, "on or off (also true/false, yes/no, 1/0)"
+    )
+    sandbox_seed: WholeFromZero = _var(
+        "BTC_ASSETS_SANDBOX_SEED", 7, "a whole number >= 0 (the synthetic market's seed)"
+    )
+    sandbox_faults: str = _var(
+        SANDBOX_FAULTS_SETTING, "", "a JSON fault plan (see btc_assets/sandbox/faults.py)"
+    )
+    warehouse: Annotated[Warehouse, BeforeValidator(_lower)] = _var(
+        "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
+    )
+    bigquery_project: OptionalText = _var("BIGQUERY_PROJECT", None, "a Google Cloud project id")
+    # The name Google's own tools use; BIGQUERY_PROJECT wins.
+    google_cloud_project: OptionalText = _var(
+        "GOOGLE_CLOUD_PROJECT", None, "a Google Cloud project id"
+    )
+    bigquery_dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,1024}$")] = _var(
+        "BIGQUERY_DATASET", "btc_assets", "a BigQuery dataset name: letters, digits, underscores"
+    )
+    bigquery_location: NonEmpty = _var(
+        "BIGQUERY_LOCATION", "US", "a BigQuery location, e.g. US or EU"
+    )
+    bigquery_api_endpoint: OptionalUrl = _var(
+        "BIGQUERY_API_ENDPOINT", None,
+        "unset, or an emulator's http(s) URL, e.g. http://127.0.0.1:9050",
+    )  # fmt: skip
+    gcs_bucket: Annotated[OptionalText, AfterValidator(_bucket)] = _var(
+        "GCS_STAGING_BUCKET", None,
+        "unset, or a GCS bucket name (lowercase letters, digits, '-', '_', '.'), e.g. my-landing",
+    )  # fmt: skip
+    gcs_prefix: Annotated[str, AfterValidator(lambda v: v.strip("/"))] = _var(
+        "GCS_STAGING_PREFIX", "raw", "a folder prefix inside the bucket, e.g. raw, or empty"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _set_but_empty(cls, value: Any, info: ValidationInfo) -> Any:
+        """``export X=`` is a mistake rather than a way to ask for the default, except where
+        empty means "none" (no project, no emulator, no bucket, no faults, no prefix)."""
+        if value == "" and info.field_name not in EMPTY_MEANS_NONE:
+            raise ValueError("set but empty (unset it for the default)")
+        return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_VALUE else f"{text[:_SHOWN_VALUE]}...'"
+
+
+def _settings_error(exc: ValidationError) -> SettingsError:
+    """One line: every bad variable, its value and what it expects."""
+    expected = {
+        field.validation_alias: field.description for field in _Environment.model_fields.values()
+    }
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0])
+        reason = (
+            error["msg"].removeprefix("Value error, ") if error["type"] == "value_error" else ""
+        )
+        said = f"{reason}; " if reason else ""
+        problems.append(f"{name}={_shown(error['input'])}: {said}expected {expected.get(name)}")
+    return SettingsError(" | ".join(problems))
+
+
+def _url(value: HttpUrl | None, default: str) -> str:
+    return default if value is None else str(value).rstrip("/")
 
 
 def load_settings() -> Settings:
-    env = _get("BTC_ASSETS_ENV", "sandbox")
-    if env not in ("sandbox", "live"):
-        raise SettingsError(f"BTC_ASSETS_ENV={env!r}: expected 'sandbox' or 'live'")
-    live = env == "live"
-    symbol = _get("BTC_ASSETS_SYMBOL", "BTCUSDT").upper()
-    if not symbol.isalnum():
-        raise SettingsError(f"BTC_ASSETS_SYMBOL={symbol!r} is not a Binance symbol")
-    start_raw = _get("BTC_ASSETS_START_DATE", "2020-01-01")
+    """Read and check every variable; raise :class:`SettingsError` naming each bad one."""
     try:
-        start_date = date.fromisoformat(start_raw)
-    except ValueError as exc:
-        raise SettingsError(f"BTC_ASSETS_START_DATE={start_raw!r} is not YYYY-MM-DD") from exc
-    if start_date > clock.today_utc():
-        raise SettingsError(f"BTC_ASSETS_START_DATE={start_raw} is in the future")
-    tail_raw = _get("BTC_ASSETS_TAIL_DAYS", "2")
-    if not tail_raw.isdigit():
-        raise SettingsError(f"BTC_ASSETS_TAIL_DAYS={tail_raw!r} is not a whole number")
+        read = _Environment()
+    except ValidationError as exc:
+        raise _settings_error(exc) from None
+    live = read.env == "live"
+    project = read.bigquery_project or read.google_cloud_project
+    endpoint = read.bigquery_api_endpoint
     return Settings(
-        env=env,  # type: ignore[arg-type]
-        symbol=symbol,
-        start_date=start_date,
-        data_dir=Path(_get("BTC_ASSETS_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve(),
-        tail_days=int(tail_raw),
-        binance_spot_base_url=_base_url(
-            "BINANCE_SPOT_BASE_URL", LIVE_BINANCE_SPOT_URL if live else SANDBOX_BINANCE_SPOT_URL
+        env=read.env,
+        symbol=read.symbol,
+        start_date=read.start_date,
+        data_dir=Path(read.data_dir).resolve(),
+        tail_days=read.tail_days,
+        binance_spot_base_url=_url(
+            read.binance_spot_base_url,
+            LIVE_BINANCE_SPOT_URL if live else SANDBOX_BINANCE_SPOT_URL,
         ),
-        binance_futures_base_url=_base_url(
-            "BINANCE_FUTURES_BASE_URL",
+        binance_futures_base_url=_url(
+            read.binance_futures_base_url,
             LIVE_BINANCE_FUTURES_URL if live else SANDBOX_BINANCE_FUTURES_URL,
         ),
-        coinglass_base_url=_base_url(
-            "COINGLASS_BASE_URL", LIVE_COINGLASS_URL if live else SANDBOX_COINGLASS_URL
+        coinglass_base_url=_url(
+            read.coinglass_base_url, LIVE_COINGLASS_URL if live else SANDBOX_COINGLASS_URL
         ),
-        coinglass_exchange=_get("COINGLASS_EXCHANGE", "Binance"),
-        coinglass_exchange_list=_get("COINGLASS_EXCHANGE_LIST", "Binance,OKX,Bybit"),
-        # 15m history needs the Standard plan or above (300 requests/minute).
-        coinglass_requests_per_minute=int(_get("COINGLASS_REQUESTS_PER_MINUTE", "300")),
-        telegram_base_url=_base_url(
-            "TELEGRAM_BASE_URL", LIVE_TELEGRAM_URL if live else SANDBOX_TELEGRAM_URL
+        coinglass_exchange=read.coinglass_exchange,
+        coinglass_exchange_list=read.coinglass_exchange_list,
+        coinglass_requests_per_minute=read.coinglass_requests_per_minute,
+        telegram_base_url=_url(
+            read.telegram_base_url, LIVE_TELEGRAM_URL if live else SANDBOX_TELEGRAM_URL
         ),
-        tail_refresh_cron=_get("BTC_ASSETS_TAIL_REFRESH_CRON", "30 0 * * *"),
-        live_interval_seconds=_whole("BTC_ASSETS_LIVE_INTERVAL_SECONDS", "900"),
-        freshness_slack_minutes=_whole("BTC_ASSETS_FRESHNESS_SLACK_MINUTES", "20"),
-        automation_on=_get("BTC_ASSETS_AUTOMATION", "off").lower() in ("1", "on", "true", "yes"),
-        sandbox_seed=int(_get("BTC_ASSETS_SANDBOX_SEED", "7")),
-        sandbox_faults=_get("BTC_ASSETS_SANDBOX_FAULTS", ""),
-        warehouse=_warehouse_settings(),
+        tail_refresh_cron=read.tail_refresh_cron,
+        live_interval_seconds=read.live_interval_seconds,
+        freshness_slack_minutes=read.freshness_slack_minutes,
+        automation_on=read.automation_on,
+        sandbox_seed=read.sandbox_seed,
+        sandbox_faults=read.sandbox_faults,
+        vendor_max_wait_seconds=read.vendor_max_wait_seconds,
+        warehouse=WarehouseSettings(
+            kind=read.warehouse,
+            bigquery_project=project,
+            bigquery_dataset=read.bigquery_dataset,
+            bigquery_location=read.bigquery_location,
+            bigquery_api_endpoint=str(endpoint).rstrip("/") if endpoint else None,
+            gcs_bucket=read.gcs_bucket,
+            gcs_prefix=read.gcs_prefix,
+        ),
     )

@@ -28,7 +28,7 @@ from btc_assets.defs.resources import (
     SandboxResource,
     TelegramResource,
 )
-from btc_assets.settings import Settings, load_settings
+from btc_assets.settings import SANDBOX_FAULTS_SETTING, Settings, SettingsError, load_settings
 from btc_assets.warehouse.resources import warehouse_resources
 
 SETTINGS = load_settings()
@@ -72,10 +72,27 @@ def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar]:
     }
 
 
+def _checked_fault_plan(settings: Settings) -> str:
+    """The sandbox's fault plan, read once here so that a bad one stops the definitions from
+    loading, naming the variable, the entry and the problem, instead of failing the first
+    fetch that meets it. Live mode uses no plan and imports nothing of the sandbox."""
+    if not settings.is_sandbox:
+        return settings.sandbox_faults
+    from btc_assets.sandbox.faults import FaultPlan, FaultPlanError
+
+    try:
+        FaultPlan.from_json(settings.sandbox_faults, source=SANDBOX_FAULTS_SETTING)
+    except FaultPlanError as exc:
+        raise SettingsError(str(exc)) from None
+    return settings.sandbox_faults
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     secrets = _secrets(settings)
     sandbox = SandboxResource(
-        enabled=settings.is_sandbox, seed=settings.sandbox_seed, faults=settings.sandbox_faults
+        enabled=settings.is_sandbox,
+        seed=settings.sandbox_seed,
+        faults=_checked_fault_plan(settings),
     )
     return {
         "dataset": DatasetResource(
@@ -89,6 +106,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "binance": BinanceResource(
             spot_base_url=settings.binance_spot_base_url,
             futures_base_url=settings.binance_futures_base_url,
+            max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),
         "coinglass": CoinGlassResource(
@@ -97,6 +115,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             exchange=settings.coinglass_exchange,
             exchange_list=settings.coinglass_exchange_list,
             requests_per_minute=settings.coinglass_requests_per_minute,
+            max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),
         "gates": QualityGatesResource(),

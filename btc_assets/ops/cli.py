@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 from btc_assets import clock
-from btc_assets.settings import Settings, SettingsError, load_settings
+from btc_assets.settings import SANDBOX_FAULTS_SETTING, Settings, SettingsError, load_settings
 
 # backfill_policy is beta and partitioned checks are preview in dagster 1.13: known, chosen.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -257,12 +257,22 @@ def sandbox_settings(base_url: str) -> dict[str, str]:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from btc_assets.sandbox.faults import FaultPlanError
+    from btc_assets.sandbox.faults import FaultPlan, FaultPlanError
     from btc_assets.sandbox.server import serve_sandbox
 
     settings = load_settings()
-    faults = settings.sandbox_faults if args.faults is None else args.faults
     seed = settings.sandbox_seed if args.seed is None else args.seed
+    if seed < 0:
+        print(f"btc-assets sandbox: --seed {seed}: expected a whole number >= 0", file=sys.stderr)
+        return USAGE
+    try:  # the error names where the plan came from
+        if args.faults is None:
+            faults = FaultPlan.from_json(settings.sandbox_faults, source=SANDBOX_FAULTS_SETTING)
+        else:
+            faults = FaultPlan.from_json(args.faults, source="--faults")
+    except FaultPlanError as exc:
+        print(f"btc-assets sandbox: {exc}", file=sys.stderr)
+        return USAGE
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `docker stop`, like Ctrl-C
@@ -277,9 +287,6 @@ def _sandbox(args: argparse.Namespace) -> int:
                     pass
             except KeyboardInterrupt:
                 pass
-    except FaultPlanError as exc:
-        print(f"btc-assets sandbox: {exc}", file=sys.stderr)
-        return USAGE
     except OSError as exc:  # port taken, address not local
         print(f"btc-assets sandbox: cannot listen on {args.host}:{args.port}: {exc}",
               file=sys.stderr)  # fmt: skip

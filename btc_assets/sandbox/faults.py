@@ -19,12 +19,21 @@ import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import date
-from typing import Any, TypeVar
+from datetime import date, timedelta
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from btc_assets.sandbox.market import DAY_MS, EPOCH_MS, MINUTE_MS, day_index
+from btc_assets.sandbox.market import (
+    DAY_MS,
+    EPOCH,
+    EPOCH_MS,
+    HORIZON_DAYS,
+    MINUTE_MS,
+    MINUTES,
+    day_index,
+)
 
 # Answered by the vendor's route module in the vendor's own error shape; "404" by the
 # transport, as a host that does not serve the path answers (the web server's HTML page).
@@ -49,20 +58,35 @@ class FaultPlanError(ValueError):
     """A fault plan (JSON) the sandbox cannot use."""
 
 
+# A whole number stays whole (a Retry-After header of "2", not "2.0").
+Seconds = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _path(path: str) -> str:
+    if path != "*" and not path.startswith("/"):
+        raise ValueError("a path starts with '/' (or is '*' for every path)")
+    return path
+
+
 @dataclass
 class Fault:
+    # The annotations double as the plan's checks (pydantic reads them when a plan is parsed;
+    # building a Fault in code checks nothing).
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     kind: str
-    path: str = "*"  # exact path, "*" for all, or a prefix ending in "*"
-    count: int = 1
-    skip: int = 0
+    path: Annotated[str, AfterValidator(_path)] = "*"  # exact, "*" for all, or a prefix + "*"
+    count: Annotated[int, Field(ge=-1)] = 1
+    skip: Annotated[int, Field(ge=0)] = 0
     symbol: str | None = None
-    retry_after: float | None = None  # 429 / 418: the Retry-After header, seconds
-    delay: float = 1.0  # timeout: how long the loopback server stalls
-    code: int | None = None  # error200: the vendor code and message to send
+    retry_after: Seconds | None = None  # 429 / 418: the Retry-After header
+    delay: Seconds = 1.0  # timeout: how long the loopback server stalls
+    code: int | str | None = None  # error200: the vendor code and message to send
     msg: str | None = None
     day: date | None = None  # gap / bad_ohlc: which UTC day
-    start_minute: int = 0  # gap / bad_ohlc: first affected bar's opening minute of the day
-    minutes: int = 1  # gap / bad_ohlc: how many consecutive 1m bars are affected
+    # gap / bad_ohlc: first affected bar's opening minute of the day
+    start_minute: Annotated[int, Field(ge=0, lt=MINUTES)] = 0
+    minutes: Annotated[int, Field(ge=1)] = 1  # gap / bad_ohlc: how many consecutive 1m bars
 
     def matches(self, path: str, symbol: str | None) -> bool:
         if self.symbol is not None and (symbol or "").upper() != self.symbol.upper():
@@ -81,7 +105,14 @@ class Fault:
         return first, first + self.minutes * MINUTE_MS
 
 
+_FAULT = TypeAdapter(Fault)
+_DAY_FIELDS = ("day", "start_minute", "minutes")
+_LAST_DAY = EPOCH + timedelta(days=HORIZON_DAYS - 1)
+
+
 def _fault_from_dict(raw: Any, index: int) -> Fault:
+    """One entry of a plan, checked whole: a bad entry fails when the plan is read (when the
+    definitions load, for ``BTC_ASSETS_SANDBOX_FAULTS``), not when a request meets it."""
     where = f"fault #{index}"
     if not isinstance(raw, dict):
         raise FaultPlanError(f"{where}: expected an object, got {raw!r}")
@@ -89,19 +120,39 @@ def _fault_from_dict(raw: Any, index: int) -> Fault:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise FaultPlanError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-    kind = str(raw.get("kind", ""))
+    if "kind" not in raw:
+        raise FaultPlanError(f"{where}: no 'kind'; expected one of {sorted(KINDS)}")
+    kind = str(raw["kind"])
     if kind not in KINDS:
         raise FaultPlanError(f"{where}: kind {kind!r} unknown; expected one of {sorted(KINDS)}")
+    where = f"{where} ({kind})"
     values = dict(raw, kind=kind)
     if kind in DAY_KINDS:
+        if "day" not in raw:
+            raise FaultPlanError(f"{where}: a {kind} needs 'day' as YYYY-MM-DD")
         values.setdefault("count", -1)
-        try:
-            values["day"] = date.fromisoformat(str(values["day"]))
-        except (KeyError, ValueError) as exc:
-            raise FaultPlanError(f"{where}: a {kind} needs 'day' as YYYY-MM-DD") from exc
-    fault = Fault(**values)
-    if not isinstance(fault.count, int) or fault.count < -1:
-        raise FaultPlanError(f"{where}: count must be a whole number >= -1")
+    else:
+        misplaced = [name for name in _DAY_FIELDS if name in raw]
+        if misplaced:
+            raise FaultPlanError(
+                f"{where}: {misplaced} apply only to {sorted(DAY_KINDS)} faults; a {kind} "
+                "fault fires on every matching request, whatever its day"
+            )
+    try:
+        # JSON's own types, strictly: "count": "2" or true is a mistake, not a number
+        fault = _FAULT.validate_json(json.dumps(values), strict=True)
+    except ValidationError as exc:
+        # One problem per key; of a union's (whole or fractional seconds) the last, the widest.
+        problems = {
+            str(e["loc"][0]): f"{e['loc'][0]}={e['input']!r}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        }
+        raise FaultPlanError(f"{where}: {'; '.join(problems.values())}") from None
+    if fault.day is not None and not EPOCH <= fault.day <= _LAST_DAY:
+        raise FaultPlanError(
+            f"{where}: day={raw['day']!r} is outside the sandbox market, {EPOCH}..{_LAST_DAY}"
+        )
     return fault
 
 
@@ -115,16 +166,22 @@ class FaultPlan:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_json(cls, text: str | None) -> FaultPlan:
-        """Parse a JSON list of faults (a single object is accepted too); blank → no faults."""
+    def from_json(cls, text: str | None, source: str = "fault plan") -> FaultPlan:
+        """Parse a JSON list of faults (a single object is accepted too); blank → no faults.
+
+        A bad plan raises :class:`FaultPlanError` naming ``source`` (where the plan came from,
+        e.g. ``BTC_ASSETS_SANDBOX_FAULTS``), the entry's index and the problem."""
         if text is None or not text.strip():
             return cls()
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise FaultPlanError(f"fault plan is not valid JSON ({exc}): {text[:200]!r}") from exc
+            raise FaultPlanError(f"{source} is not valid JSON ({exc}): {text[:200]!r}") from None
         items = raw if isinstance(raw, list) else [raw]
-        return cls(_fault_from_dict(item, i) for i, item in enumerate(items))
+        try:
+            return cls([_fault_from_dict(item, i) for i, item in enumerate(items)])
+        except FaultPlanError as exc:
+            raise FaultPlanError(f"{source}: {exc}") from None
 
     @classmethod
     def coerce(cls, spec: FaultPlan | str | Sequence[Fault] | None) -> FaultPlan:

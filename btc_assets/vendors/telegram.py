@@ -12,8 +12,13 @@ Telegram's description. A missing or malformed token or chat raises
 
 The token travels in the URL path, so it is masked everywhere the URL could surface: our
 logs and errors (``/bot***/``), httpx's own request log (a filter in ``vendors.http``), and
-this client's ``repr``. Retries make delivery at-least-once: a timeout after Telegram
-accepted a message sends it again, which for an alert beats losing it.
+this client's ``repr``. The chat id is a secret too (it says where the alerts go): it travels
+in the JSON body, and is masked in every log line, error and ``repr`` (``chat_id=***``), in
+Telegram's own descriptions, and in the hints, which name ``TELEGRAM_CHAT_ID`` instead; a
+migrated group's new id is kept on the error (``migrate_to_chat_id``), not shown.
+
+Retries make delivery at-least-once: a timeout after Telegram accepted a message sends it
+again, which for an alert beats losing it.
 
 Text over Telegram's 4096-character limit (counted in UTF-16 units, as Telegram counts) is
 cut and ends with :data:`TRUNCATION_MARKER`; a cut message goes as plain text, because a
@@ -48,7 +53,13 @@ _CHAT_SHAPE = re.compile(r"-?\d+|@[A-Za-z][A-Za-z0-9_]{3,}")
 
 
 class TelegramError(VendorError):
-    """Telegram refused the message (``ok: false``); ``str()`` carries its description."""
+    """Telegram refused the message (``ok: false``); ``str()`` carries its description.
+
+    ``repr`` is ``str`` too: the positional ``args`` (kept for pickling) hold ``details``,
+    where a migrated group's new chat id sits."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class TelegramConfigMissing(TelegramError, VendorConfigError):
@@ -95,34 +106,36 @@ def truncate(text: str, limit: int = MAX_MESSAGE_LENGTH) -> tuple[str, bool]:
 
 
 def _refine(err: VendorError) -> VendorError:
-    """Telegram's refusals as errors that say what to change (final errors only)."""
+    """Telegram's refusals as errors that say what to change (final errors only). The hints
+    name the setting, never the chat id."""
     if type(err) is not VendorError:  # rate limits and outages keep their classes
         return err
     text = err.message.lower()
-    chat = (err.params or {}).get("chat_id", "?")
     if err.status in (401, 404) or err.code in (401, 404):
         return err.evolve(
             TelegramUnauthorized,
             f"Telegram rejected the bot token (not shown); check {TOKEN_SETTING} against the "
             "token @BotFather gave the bot ('<bot id>:<secret>')",
         )
-    new_id = err.details.get("migrate_to_chat_id")
-    if new_id is not None:
+    if err.details.get("migrate_to_chat_id") is not None:
         return err.evolve(
             TelegramChatMigrated,
-            f"chat {chat} was upgraded to a supergroup; set {CHAT_SETTING}={new_id}",
+            f"the group in {CHAT_SETTING} was upgraded to a supergroup, which has a new id; "
+            f"set {CHAT_SETTING} to it (Telegram's migrate_to_chat_id, kept on this error and "
+            "not shown, like every chat id; getUpdates lists it too)",
         )
     if "chat not found" in text:
         return err.evolve(
             TelegramChatNotFound,
-            f"chat_id {chat} is unknown to this bot; check {CHAT_SETTING}, and that the bot "
-            "was added to the group or channel (a user must have started a chat with it)",
+            f"the chat in {CHAT_SETTING} (not shown) is unknown to this bot; check it, and "
+            "that the bot was added to the group or channel (a user must have started a chat "
+            "with it)",
         )
     if err.status == 403 or err.code == 403:
         return err.evolve(
             TelegramForbidden,
-            f"the bot may not post to chat {chat} (blocked, removed, or not an admin of the "
-            f"channel); check the bot's membership and {CHAT_SETTING}",
+            f"the bot may not post to the chat in {CHAT_SETTING} (blocked, removed, or not an "
+            "admin of the channel); check the bot's membership and the setting",
         )
     return err.evolve(TelegramError)
 
@@ -162,12 +175,13 @@ class TelegramClient(SessionClient):
             VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
             backoff_base=backoff_base, backoff_cap=backoff_cap, max_wait_seconds=max_wait_seconds,
             limiter=self.budget, sleep=sleep, base_url_setting="TELEGRAM_BASE_URL",
-            error_hook=_refine, rng=rng,
+            error_hook=_refine, rng=rng, secret_params=("chat_id",),
         )  # fmt: skip
 
     def __repr__(self) -> str:
         token = MASK if self._token else "(none)"
-        return f"TelegramClient({self.http.base_url!r}, token={token}, chat_id={self.chat_id!r})"
+        chat = MASK if self.chat_id else "(none)"
+        return f"TelegramClient({self.http.base_url!r}, token={token}, chat_id={chat})"
 
     def send_message(
         self, text: str, *, parse_mode: str | None = None, disable_notification: bool = False
@@ -215,11 +229,12 @@ class TelegramClient(SessionClient):
             problems.append(f"no chat: set {CHAT_SETTING}")
         elif not _CHAT_SHAPE.fullmatch(self.chat_id):
             problems.append(
-                f"{CHAT_SETTING}={self.chat_id!r} is neither a numeric chat id nor @channelname"
+                f"{CHAT_SETTING} (not shown, a secret) is neither a numeric chat id such as "
+                "-1001234567890 nor @channelname"
             )
         if problems:
             raise TelegramConfigMissing(
-                VENDOR, _shown_path(), {"chat_id": self.chat_id}, "POST",
+                VENDOR, _shown_path(), {"chat_id": MASK if self.chat_id else ""}, "POST",
                 message="; ".join(problems), hint="nothing was sent",
             )  # fmt: skip
         return f"/bot{self._token}/sendMessage"

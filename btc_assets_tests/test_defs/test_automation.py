@@ -2,17 +2,24 @@
 
 import json
 import logging
+import traceback
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 import pytest
 
 from btc_assets import clock
-from btc_assets.defs.automation import FRESHNESS, tail_days
-from btc_assets.defs.definitions import defs, live_job
+from btc_assets.defs.automation import (
+    FRESHNESS,
+    build_quality_alerts,
+    build_run_failure_alerts,
+    tail_days,
+)
+from btc_assets.defs.definitions import SETTINGS, defs, live_job
 from btc_assets.defs.resources import SandboxResource, TelegramResource
 from btc_assets.lake import Lake
 from btc_assets.sandbox.credentials import (
@@ -196,3 +203,84 @@ def test_blocking_failure_and_failed_run_reach_telegram_without_the_token(
     secret = SANDBOX_TELEGRAM_TOKEN.split(":")[1]
     assert secret not in caplog.text
     assert all(secret not in t for t in texts)
+
+
+# A recognisable chat id that appears nowhere else.
+SECRET_CHAT = "-100868686868686"
+
+
+def _whole_error(exc: BaseException) -> str:
+    """What Dagster records of a failed tick: the chain of messages and tracebacks."""
+    return "".join(traceback.format_exception(exc))
+
+
+def test_alert_sensors_never_show_the_chat_id(
+    instance: dg.DagsterInstance, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    @dg.asset
+    def tiny() -> int:
+        return 1
+
+    @dg.asset_check(asset=tiny, blocking=True)
+    def always_broken() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR, description="broken"
+        )
+
+    quality = build_quality_alerts(SETTINGS)
+    run_failure = build_run_failure_alerts(SETTINGS)
+    repo = dg.Definitions(
+        assets=[tiny], asset_checks=[always_broken], sensors=[quality, run_failure]
+    ).get_repository_def()
+    transport = SandboxTransport()
+    desk = telegram_desk(transport)
+    with serve_sandbox(transport=transport) as url:
+        telegram = TelegramResource(
+            base_url=url,
+            token=SANDBOX_TELEGRAM_TOKEN,
+            chat_id=SECRET_CHAT,  # unknown to the sandbox's bot at first: "chat not found"
+            sandbox=SandboxResource(enabled=False),
+        )
+
+        def tick(cursor: str | None) -> tuple[Any, str | None]:  # the tick's result, cursor
+            with dg.build_sensor_context(
+                instance=instance, resources={"telegram": telegram}, repository_def=repo,
+                cursor=cursor,
+            ) as context:  # fmt: skip
+                return quality.evaluate_tick(context), context.cursor
+
+        first, cursor = tick(None)  # places the cursor
+        failed = dg.materialize([tiny, always_broken], instance=instance, raise_on_error=False)
+        assert not failed.success
+        with pytest.raises(Exception) as quality_error:
+            tick(cursor)
+        failure = next(
+            e for e in failed.all_events if e.event_type == dg.DagsterEventType.PIPELINE_FAILURE
+        )
+
+        def run_failure_tick() -> None:
+            with dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alerts", dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(failed.run_id), dagster_event=failure,
+                resources={"telegram": telegram},
+            ) as context:  # fmt: skip
+                run_failure(context.for_run_failure())
+
+        with pytest.raises(Exception) as run_failure_error:
+            run_failure_tick()
+        # Now the bot knows the chat: the same ticks deliver.
+        desk.chats[SECRET_CHAT] = {"id": int(SECRET_CHAT), "title": "ops", "type": "supergroup"}
+        delivered, after = tick(cursor)
+        run_failure_tick()
+    assert [t.split("\n")[0] for t in desk.texts(SECRET_CHAT)] == [
+        "btc_assets: 1 blocking check failure(s)",
+        f"btc_assets: run {failed.run_id[:8]} of {failed.job_def.name} failed",
+    ]
+    errors = [_whole_error(quality_error.value), _whole_error(run_failure_error.value)]
+    assert all("chat not found" in e and "TELEGRAM_CHAT_ID" in e for e in errors)
+    results = [repr(first), repr(delivered), str(cursor), str(after)]
+    assert delivered.skip_message == "1 failure(s) reported"
+    assert SECRET_CHAT not in caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert not [text for text in errors + results if SECRET_CHAT in text]

@@ -181,7 +181,7 @@ def test_fault_plan_counts_skips_and_targets() -> None:
         ('[{"kind": "explode"}]', "kind 'explode' unknown"),
         ('[{"kind": "500", "colour": "red"}]', "unknown keys ['colour']"),
         ('[{"kind": "gap"}]', "needs 'day'"),
-        ('[{"kind": "500", "count": -5}]', "count must be"),
+        ('[{"kind": "500", "count": -5}]', "count=-5: Input should be greater than or equal to -1"),
     ],
 )
 def test_fault_plan_errors_are_clear(text: str, message: str) -> None:

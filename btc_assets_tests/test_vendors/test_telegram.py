@@ -22,7 +22,7 @@ from btc_assets.sandbox.credentials import (
 from btc_assets.sandbox.server import serve_sandbox
 from btc_assets.sandbox.telegram import telegram_desk
 from btc_assets.sandbox.transport import SandboxTransport
-from btc_assets.vendors.errors import VendorRateLimited
+from btc_assets.vendors.errors import VendorRateLimited, VendorResponseError
 from btc_assets.vendors.telegram import (
     MAX_MESSAGE_LENGTH,
     TRUNCATION_MARKER,
@@ -195,18 +195,20 @@ def test_outage_is_retried_then_delivered() -> None:
 # --- Telegram's refusals ----------------------------------------------------------------
 
 
-def test_chat_not_found_names_the_chat_setting_and_is_not_retried() -> None:
+def test_chat_not_found_names_the_chat_setting_not_the_chat_and_is_not_retried() -> None:
     err, sandbox, _, _ = refused(TelegramChatNotFound, chat="-100999")
     text = str(err)
     assert "Bad Request: chat not found" in text and "TELEGRAM_CHAT_ID" in text
-    assert "-100999" in text and statuses(sandbox) == [400]
+    assert "-100999" not in text + repr(err) and statuses(sandbox) == [400]
     assert telegram_desk(sandbox).messages == []
 
 
-def test_upgraded_group_says_which_chat_id_to_use() -> None:
+def test_upgraded_group_keeps_the_new_chat_id_on_the_error_not_in_its_text() -> None:
     err, sandbox, _, _ = refused(TelegramChatMigrated, chat=SANDBOX_MIGRATED_CHAT_ID)
     assert err.migrate_to_chat_id == int(CHAT)
-    assert f"set TELEGRAM_CHAT_ID={CHAT}" in str(err) and statuses(sandbox) == [400]
+    assert "set TELEGRAM_CHAT_ID to it" in str(err) and statuses(sandbox) == [400]
+    for chat_id in (CHAT, SANDBOX_MIGRATED_CHAT_ID):  # the new id and the old one
+        assert chat_id not in str(err) + repr(err)
     again = pickle.loads(pickle.dumps(err))  # Dagster may ship it across processes
     assert type(again) is TelegramChatMigrated and again.migrate_to_chat_id == int(CHAT)
     assert str(again) == str(err)
@@ -318,3 +320,69 @@ def test_token_never_in_logs_errors_or_repr(caplog: pytest.LogCaptureFixture) ->
     for secret in (SECRET, "another-secret-token"):
         assert secret not in logged
         assert not [t for t in texts if secret in t]
+
+
+# --- the chat id stays secret too --------------------------------------------------------
+
+# Recognisable ids that appear nowhere else: the one configured, an unknown one, an old group
+# and the supergroup it became.
+MY_CHAT, UNKNOWN_CHAT = "-100424242424242", "-100515151515151"
+OLD_GROUP, NEW_SUPERGROUP = "-373737373", "-100737373737373"
+CHAT_IDS = (MY_CHAT, UNKNOWN_CHAT, OLD_GROUP, NEW_SUPERGROUP)
+
+
+def _error_texts(err: BaseException) -> list[str]:
+    params = getattr(err, "params", None)
+    return [str(err), repr(err), repr(params), repr(pickle.loads(pickle.dumps(err)))]
+
+
+def test_chat_id_never_in_logs_errors_or_repr(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger: ours, httpx's, the sandbox's
+    faults = [
+        {"kind": "429", "path": "/bot*", "retry_after": 1},
+        {"kind": "503", "path": "/bot*", "skip": 1},
+        # Telegram's own description naming the chat: masked by value, not only by key
+        {"kind": "error200", "path": "/bot*", "skip": 3, "code": 400,
+         "msg": f"Bad Request: chat {MY_CHAT} is read-only"},
+    ]  # fmt: skip
+    texts: list[str] = []
+    with served(faults, chat=MY_CHAT) as (client, sandbox, _):
+        desk = telegram_desk(sandbox)
+        desk.chats[MY_CHAT] = {"id": int(MY_CHAT), "title": "mine", "type": "supergroup"}
+        desk.migrated[OLD_GROUP] = int(NEW_SUPERGROUP)
+        client.send_message("through a 429 and a 503")  # retried: logged at WARNING
+        texts.append(repr(client))
+        for chat, cls in (
+            (MY_CHAT, TelegramError),  # the error in HTTP 200
+            (UNKNOWN_CHAT, TelegramChatNotFound),
+            (OLD_GROUP, TelegramChatMigrated),
+            (f"group {MY_CHAT}", TelegramConfigMissing),  # not a chat id's shape
+        ):
+            client.chat_id = chat
+            with pytest.raises(cls) as err:
+                client.send_message("x")
+            texts += _error_texts(err.value)
+    assert desk.texts(MY_CHAT) == ["through a 429 and a 503"]  # it was that chat
+    forbidden = {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"}
+    odd = {"ok": True, "result": {"chat": {"id": int(MY_CHAT)}}}  # no message_id
+    for status, answer, cls in (
+        (403, forbidden, TelegramForbidden),
+        (200, odd, VendorResponseError),
+    ):
+        mock = httpx.MockTransport(lambda _, s=status, a=answer: httpx.Response(s, json=a))
+        client = TelegramClient("https://api.telegram.org", TOKEN, MY_CHAT, transport=mock)
+        with pytest.raises(cls) as err:
+            client.send_message("x")
+        texts += _error_texts(err.value)
+    unreachable = TelegramClient(
+        "http://127.0.0.1:9", TOKEN, MY_CHAT, max_retries=1, timeout=0.5, sleep=lambda _: None
+    )
+    with pytest.raises(Exception) as down:
+        unreachable.send_message("x")
+    texts += _error_texts(down.value)
+    logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert "chat_id=***" in logged and "retry 1" in logged  # the requests were logged
+    assert "chat_id=***" in texts[1]  # and the errors name the field, masked
+    for chat in CHAT_IDS:
+        assert chat not in logged
+        assert not [t for t in texts if chat in t], chat
