@@ -111,6 +111,7 @@ class Settings:
     sandbox_faults: str
     warehouse: WarehouseSettings
     vendor_max_wait_seconds: float = 120.0
+    gap_confirmations: int = 2
 
     @property
     def lake_dir(self) -> Path:
@@ -238,6 +239,11 @@ class _Environment(BaseSettings):
     data_dir: Path = _var("BTC_ASSETS_DATA_DIR", PROJECT_ROOT / "data", "a folder path")
     tail_days: WholeAboveZero = _var(
         "BTC_ASSETS_TAIL_DAYS", 2, "a whole number of days > 0 (recent days always re-fetched)"
+    )
+    gap_confirmations: WholeAboveZero = _var(
+        "BTC_ASSETS_GAP_CONFIRMATIONS",
+        2,
+        "a whole number > 0 (re-fetches with the same answer before a gap is kept)",
     )
     binance_spot_base_url: Url | None = _var(
         "BINANCE_SPOT_BASE_URL", None, URL.format(LIVE_BINANCE_SPOT_URL)
@@ -384,6 +390,7 @@ def load_settings() -> Settings:
         sandbox_seed=read.sandbox_seed,
         sandbox_faults=read.sandbox_faults,
         vendor_max_wait_seconds=read.vendor_max_wait_seconds,
+        gap_confirmations=read.gap_confirmations,
         warehouse=WarehouseSettings(
             kind=read.warehouse,
             bigquery_project=project,

@@ -101,6 +101,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             symbol=settings.symbol,
             env=settings.env,
             tail_days=settings.tail_days,
+            gap_confirmations=settings.gap_confirmations,
         ),
         "sandbox": sandbox,
         "binance": BinanceResource(
