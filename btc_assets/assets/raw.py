@@ -38,7 +38,8 @@ from btc_assets.defs import checks
 from btc_assets.defs.partitions import DAILY, SINGLE_RUN
 from btc_assets.lake import DayWrite, Lake
 
-# A day "has bars" once this much of it has passed; an empty answer after that is an error.
+# A bar table's day "has bars" once this much of it has passed; an empty answer after that,
+# or for any closed day, is an error.
 FIRST_BARS = timedelta(hours=1)
 
 
@@ -135,7 +136,10 @@ def _write_fetched(
     for day in stale:
         frame, (start, end) = frames[day], day_bounds(day)
         closed = end <= fetch_started
-        if frame.is_empty() and fetch_started - start >= FIRST_BARS:
+        # Bars come every minute or 15; events (funding) may be hours apart, so only a
+        # closed day must have them.
+        has_bars = closed or (table.every is not None and fetch_started - start >= FIRST_BARS)
+        if frame.is_empty() and has_bars:
             refused[day] = [
                 f"{table.name} {day}: {base['origin']} answered no rows for a day that has "
                 "bars; nothing was written (the previous file, if any, is kept)"

@@ -51,7 +51,9 @@ def too_many(state: SandboxState, bucket: str, retry_after: float) -> SandboxRes
 def render_fault(fault: Fault, req: SandboxRequest, state: SandboxState) -> SandboxResponse:
     headers = weight_headers(state, req.path)
     if fault.kind == "429":
-        headers["retry-after"] = str(fault.retry_after if fault.retry_after is not None else 1)
+        headers["retry-after"] = fault.retry_after_header or str(
+            fault.retry_after if fault.retry_after is not None else 1
+        )
         return error(
             429,
             -1003,
@@ -62,7 +64,7 @@ def render_fault(fault: Fault, req: SandboxRequest, state: SandboxState) -> Sand
         )
     if fault.kind == "418":
         wait = fault.retry_after if fault.retry_after is not None else 120
-        headers["retry-after"] = str(wait)
+        headers["retry-after"] = fault.retry_after_header or str(wait)
         until = state.now_ms() + int(float(wait) * 1000)
         return error(
             418,

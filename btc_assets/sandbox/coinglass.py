@@ -122,7 +122,9 @@ def _rate_headers(state: SandboxState, used: int | None = None) -> dict[str, str
 def render_fault(fault: Fault, req: SandboxRequest, state: SandboxState) -> SandboxResponse:
     headers = _rate_headers(state)
     if fault.kind in ("429", "418"):
-        if fault.retry_after is not None:  # CoinGlass may or may not send one: test both
+        if fault.retry_after_header is not None:
+            headers["retry-after"] = fault.retry_after_header
+        elif fault.retry_after is not None:  # CoinGlass may or may not send one: test both
             headers["retry-after"] = str(fault.retry_after)
         msg = "Too Many Requests" if fault.kind == "429" else "I'm a teapot"
         return _envelope(fault.kind, msg, headers, int(fault.kind))

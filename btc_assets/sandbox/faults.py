@@ -80,6 +80,9 @@ class Fault:
     skip: Annotated[int, Field(ge=0)] = 0
     symbol: str | None = None
     retry_after: Seconds | None = None  # 429 / 418: the Retry-After header
+    # 429 / 418: a Retry-After header sent verbatim, junk included ("nan", "-5"), to test
+    # what clients make of a header they cannot use; wins over retry_after.
+    retry_after_header: str | None = None
     delay: Seconds = 1.0  # timeout: how long the loopback server stalls
     code: int | str | None = None  # error200: the vendor code and message to send
     msg: str | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -262,11 +261,11 @@ def test_fault_that_persists_fails_clearly(
     assert type(err.value) is error
 
 
-@pytest.mark.parametrize("junk", [math.nan, -5, math.inf, "abc"])
+@pytest.mark.parametrize("junk", ["nan", "-5", "inf", "abc"])
 def test_junk_retry_after_from_the_venue_falls_back_to_backoff(
     clean: dict[str, pl.DataFrame], junk: Any
 ) -> None:
-    fault = {"kind": "429", "path": SPOT, "count": 1, "retry_after": junk}
+    fault = {"kind": "429", "path": SPOT, "count": 1, "retry_after_header": junk}
     with served([fault]) as (client, sandbox, sleeps):
         frame = fetch(client, "spot")
         assert sandbox.count(SPOT) == 3  # the refused page, asked again, and the second page
