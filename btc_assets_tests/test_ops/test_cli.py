@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
+import polars as pl
 import pytest
 
 from btc_assets.core.schema import day_bounds
@@ -99,6 +100,20 @@ def test_verify_passes_a_complete_table_and_counts_missing_days_as_gaps(
     assert "1 day(s) missing: 2024-01-04" in out
     assert "2024-01-04 00:01 .. 2024-01-05 00:00 (1440 bars)" in out
     assert lake.days_present(SPOT_1M.name, "BTCUSDT")[-1] == date(2024, 1, 5)
+
+
+def test_verify_reports_what_is_not_a_committed_day_of_this_env(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = write_days(data_dir, DAYS)
+    directory = lake.day_dir(SPOT_1M.name, "BTCUSDT", DAYS[0])
+    (directory / ".part-20240101.parquet.99.dead.tmp").write_bytes(b"half a write")
+    frame = pl.read_parquet(lake.day_file(SPOT_1M.name, "BTCUSDT", DAYS[2]))
+    lake.write_day(SPOT_1M.name, "BTCUSDT", DAYS[2], frame, {"env": "live"})
+    code, out = verify(capsys, "--table", SPOT_1M.name)
+    assert code == 1
+    assert "2024-01-01 has 1 file(s) no manifest names" in out and "dead.tmp" in out
+    assert "2024-01-03 written in live env, this is sandbox" in out
 
 
 def test_verify_names_a_corrupt_day(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
