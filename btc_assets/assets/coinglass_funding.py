@@ -1,0 +1,131 @@
+"""The funding feed: CoinGlass OI-weighted, else volume-weighted, else Binance settlements.
+
+Only a definite refusal moves down the chain: ``VendorRefused`` (the plan does not serve the
+endpoint, "Upgrade plan"), an HTTP 404, or an empty answer for a span with closed bars (no
+history there). A missing or rejected key, and any transient failure that survived the
+client's retries (5xx, timeouts, rate limits, a malformed answer), fail the step naming the
+endpoint: a source that is only down for a while must not be replaced silently.
+
+On the Binance fallback the day stores what the CoinGlass rows would have been, one row per
+15m bar close, from real settlements only: the latest Binance settlement at or before the
+close while it is in force (``core.funding.settlements_on_bars``), ``funding_source =
+"binance_settlement"``. Settlements are fetched from ``SETTLEMENT_LOOKBACK`` (24h) before
+the span, so the first bar of a day, the first day of history included, has the 00:00
+settlement although that row belongs to the day before's partition. A bar past its
+settlement's interval gets no row, and the day's metadata counts it; the features then
+carry or null it like a missing CoinGlass bar. Storing the rate per bar (rather than the
+settlements at their own times) is what lets a day stand alone, and lets the features read
+every source the same way. Which settlements a day used is in its metadata
+(``binance_settlements``), next to ``funding_source`` and ``fallback_reasons``.
+"""
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from btc_assets import clock
+from btc_assets.assets.raw import Fetched, spans, split_days
+from btc_assets.core.features import grid
+from btc_assets.core.funding import SETTLEMENT_LOOKBACK, settlements_on_bars
+from btc_assets.core.schema import (
+    BINANCE_SETTLEMENT_SOURCE,
+    COINGLASS_FUNDING_SCHEMA,
+    TS,
+    day_bounds,
+    floor_to_grid,
+)
+from btc_assets.settings import coin_of
+from btc_assets.vendors.binance import BinanceClient
+from btc_assets.vendors.coinglass import CoinGlassClient
+from btc_assets.vendors.errors import VendorError, VendorRefused
+
+BAR = timedelta(minutes=15)
+PLACED_SCHEMA: dict[str, pl.DataType] = {**COINGLASS_FUNDING_SCHEMA, "settled_at": TS}
+WEIGHTINGS = ("oi", "vol")
+NOT_A_REFUSAL = (
+    "coinglass_funding moves to its next source only on a definite refusal (plan, 404, no "
+    "history); this failure is not one, so the step fails rather than replace the data"
+)
+
+
+def is_refusal(exc: VendorError) -> bool:
+    """A definite "no" a fallback may act on. A 404 counts: the endpoint is not served
+    (the HTTP layer still reports it as a plain ``VendorError``)."""
+    return isinstance(exc, VendorRefused) or (type(exc) is VendorError and exc.status == 404)
+
+
+def coinglass_funding(
+    client: CoinGlassClient, symbol: str, start: datetime, end: datetime, closed: datetime
+) -> tuple[pl.DataFrame | None, list[str]]:
+    """The first CoinGlass series that answers for (start, end], with the refusals met on
+    the way; None if both refused. ``closed`` is the last closed bar (an empty answer is a
+    refusal only when some bar of the span has closed)."""
+    reasons: list[str] = []
+    for weighting in WEIGHTINGS:
+        try:
+            frame = client.funding_history(symbol, coin_of(symbol), start, end, weighting)
+        except VendorError as exc:
+            if not is_refusal(exc):
+                exc.add_note(NOT_A_REFUSAL)
+                raise
+            reasons.append(f"{weighting}-weight: {exc}")
+            continue
+        if frame.height or closed <= start:
+            return frame, reasons
+        reasons.append(f"{weighting}-weight: no rows for the closed bars of ({start}, {closed}]")
+    return None, reasons
+
+
+def binance_settlements_on_bars(
+    binance: BinanceClient, symbol: str, start: datetime, closed: datetime
+) -> pl.DataFrame:
+    """``COINGLASS_FUNDING_SCHEMA`` rows plus ``settled_at`` (the settlement used) for the
+    bars in (start, closed] that have a Binance settlement in force."""
+    if closed <= start:  # no bar has closed yet: nothing to ask
+        return pl.DataFrame(schema=PLACED_SCHEMA)
+    settlements = binance.funding_rate(symbol, start - SETTLEMENT_LOOKBACK, closed)
+    placed = settlements_on_bars(settlements.lazy(), grid(start, closed)).collect()
+    return placed.select(
+        pl.lit(symbol).alias("symbol"),
+        "ts",
+        "funding_rate",
+        pl.lit(BINANCE_SETTLEMENT_SOURCE).alias("funding_source"),
+        "settled_at",
+    ).cast(PLACED_SCHEMA)
+
+
+def _fallback_metadata(rows: pl.DataFrame, day: date, closed: datetime) -> dict[str, Any]:
+    start, end = day_bounds(day)
+    expected = max(0, (min(end, closed) - start) // BAR)
+    used = rows["settled_at"].unique().sort().to_list()
+    return {
+        "binance_settlements": ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in used) or "none",
+        "bars_without_settlement": expected - rows.height,
+    }
+
+
+def fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
+    """Each contiguous span of ``days`` from the first source that does not refuse it."""
+    client = resources.coinglass.client()
+    binance = resources.binance.client()
+    closed_now = floor_to_grid(clock.now_utc(), BAR)
+    fetched = Fetched()
+    for first, last in spans(days):
+        start, end = day_bounds(first)[0], day_bounds(last)[1]
+        closed = min(end, closed_now)
+        run = [d for d in days if first <= d <= last]
+        frame, reasons = coinglass_funding(client, symbol, start, end, closed)
+        fallback = frame is None
+        if frame is None:
+            frame = binance_settlements_on_bars(binance, symbol, start, closed)
+        for day, rows in split_days(frame, run).items():
+            sources = rows["funding_source"].unique().sort().to_list()
+            fetched.day_metadata[day] = {
+                "funding_source": ", ".join(sources) or "none",
+                "fallback_reasons": "; ".join(reasons) or "none",
+                **(_fallback_metadata(rows, day, closed) if fallback else {}),
+            }
+            fetched.frames[day] = rows.drop("settled_at", strict=False)
+    fetched.requests = client.request_count + binance.request_count
+    return fetched
