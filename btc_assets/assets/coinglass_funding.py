@@ -1,22 +1,25 @@
 """The funding feed: CoinGlass OI-weighted, else volume-weighted, else Binance settlements.
 
-Only a definite refusal moves down the chain: ``VendorRefused`` (the plan does not serve the
-endpoint, "Upgrade plan"), an HTTP 404, or an empty answer for a span with closed bars (no
-history there). A missing or rejected key, and any transient failure that survived the
-client's retries (5xx, timeouts, rate limits, a malformed answer), fail the step naming the
-endpoint: a source that is only down for a while must not be replaced silently.
+Each day comes from the first source that does not refuse it, and only a definite refusal
+moves a day down the chain: ``VendorRefused`` (the plan does not serve the endpoint,
+"Upgrade plan"), an HTTP 404, or no row at all for a day that has closed (no history there;
+today's partial day may only lag behind, so it stays empty until the next refresh). A
+missing or rejected key, and any transient failure that survived the client's retries (5xx,
+timeouts, rate limits, a malformed answer), fail the step naming the endpoint: a source
+that is down for a while must not be replaced silently.
 
-On the Binance fallback the day stores what the CoinGlass rows would have been, one row per
+On the Binance fallback a day stores what the CoinGlass rows would have been, one row per
 15m bar close, from real settlements only: the latest Binance settlement at or before the
 close while it is in force (``core.funding.settlements_on_bars``), ``funding_source =
 "binance_settlement"``. Settlements are fetched from ``SETTLEMENT_LOOKBACK`` (24h) before
-the span, so the first bar of a day, the first day of history included, has the 00:00
-settlement although that row belongs to the day before's partition. A bar past its
-settlement's interval gets no row, and the day's metadata counts it; the features then
-carry or null it like a missing CoinGlass bar. Storing the rate per bar (rather than the
-settlements at their own times) is what lets a day stand alone, and lets the features read
-every source the same way. Which settlements a day used is in its metadata
-(``binance_settlements``), next to ``funding_source`` and ``fallback_reasons``.
+the day, so its first bar has the 00:00 settlement, although that row belongs to the day
+before's partition, which does not exist on the first day of history. A bar past its
+settlement's interval gets no row (``bars_without_settlement`` in the day's metadata); the
+features then carry or null it like a missing CoinGlass bar. Storing the rate per bar,
+rather than the settlements at their own times, lets a day stand alone and lets the
+features read every source the same way. Each day's metadata says its ``funding_source``,
+the refusals that led there (``fallback_reasons``) and the settlements it used
+(``binance_settlements``).
 """
 
 from datetime import date, datetime, timedelta
@@ -56,25 +59,38 @@ def is_refusal(exc: VendorError) -> bool:
 
 
 def coinglass_funding(
-    client: CoinGlassClient, symbol: str, start: datetime, end: datetime, closed: datetime
-) -> tuple[pl.DataFrame | None, list[str]]:
-    """The first CoinGlass series that answers for (start, end], with the refusals met on
-    the way; None if both refused. ``closed`` is the last closed bar (an empty answer is a
-    refusal only when some bar of the span has closed)."""
-    reasons: list[str] = []
-    for weighting in WEIGHTINGS:
+    client: CoinGlassClient,
+    weighting: str,
+    symbol: str,
+    days: list[date],
+    closed: datetime,
+    fetched: Fetched,
+    reasons: dict[date, list[str]],
+) -> list[date]:
+    """Fetch ``days`` from one CoinGlass series into ``fetched``; return the days it refused
+    (their reasons added). ``closed`` is the last closed bar: a day that has closed and has
+    no row is "no history there"; today's partial day may only lag, so it is kept empty."""
+    refused: list[date] = []
+    for first, last in spans(days):
+        start, end = day_bounds(first)[0], day_bounds(last)[1]
+        run = [d for d in days if first <= d <= last]
         try:
             frame = client.funding_history(symbol, coin_of(symbol), start, end, weighting)
         except VendorError as exc:
             if not is_refusal(exc):
                 exc.add_note(NOT_A_REFUSAL)
                 raise
-            reasons.append(f"{weighting}-weight: {exc}")
+            for day in run:
+                reasons[day].append(f"{weighting}-weight: {exc}")
+            refused += run
             continue
-        if frame.height or closed <= start:
-            return frame, reasons
-        reasons.append(f"{weighting}-weight: no rows for the closed bars of ({start}, {closed}]")
-    return None, reasons
+        for day, rows in split_days(frame, run).items():
+            if rows.height or day_bounds(day)[1] > closed:
+                fetched.frames[day] = rows
+            else:
+                reasons[day].append(f"{weighting}-weight: no rows for the closed day {day}")
+                refused.append(day)
+    return refused
 
 
 def binance_settlements_on_bars(
@@ -106,26 +122,31 @@ def _fallback_metadata(rows: pl.DataFrame, day: date, closed: datetime) -> dict[
 
 
 def fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
-    """Each contiguous span of ``days`` from the first source that does not refuse it."""
+    """Each day from the first source that does not refuse it: OI-weighted, volume-weighted,
+    then Binance settlements on the bars. Only the days a source refused go to the next."""
     client = resources.coinglass.client()
     binance = resources.binance.client()
-    closed_now = floor_to_grid(clock.now_utc(), BAR)
+    closed = floor_to_grid(clock.now_utc(), BAR)
     fetched = Fetched()
-    for first, last in spans(days):
+    reasons: dict[date, list[str]] = {day: [] for day in days}
+    todo = sorted(days)
+    for weighting in WEIGHTINGS:
+        if todo:
+            todo = coinglass_funding(client, weighting, symbol, todo, closed, fetched, reasons)
+    fallback: dict[date, dict[str, Any]] = {}
+    for first, last in spans(todo):
         start, end = day_bounds(first)[0], day_bounds(last)[1]
-        closed = min(end, closed_now)
-        run = [d for d in days if first <= d <= last]
-        frame, reasons = coinglass_funding(client, symbol, start, end, closed)
-        fallback = frame is None
-        if frame is None:
-            frame = binance_settlements_on_bars(binance, symbol, start, closed)
-        for day, rows in split_days(frame, run).items():
-            sources = rows["funding_source"].unique().sort().to_list()
-            fetched.day_metadata[day] = {
-                "funding_source": ", ".join(sources) or "none",
-                "fallback_reasons": "; ".join(reasons) or "none",
-                **(_fallback_metadata(rows, day, closed) if fallback else {}),
-            }
-            fetched.frames[day] = rows.drop("settled_at", strict=False)
+        run = [d for d in todo if first <= d <= last]
+        placed = binance_settlements_on_bars(binance, symbol, start, min(end, closed))
+        for day, rows in split_days(placed, run).items():
+            fallback[day] = _fallback_metadata(rows, day, closed)
+            fetched.frames[day] = rows.drop("settled_at")
+    for day in days:
+        rows = fetched.frames[day]
+        fetched.day_metadata[day] = {
+            "funding_source": ", ".join(rows["funding_source"].unique().sort()) or "none",
+            "fallback_reasons": "; ".join(reasons[day]) or "none",
+            **fallback.get(day, {}),
+        }
     fetched.requests = client.request_count + binance.request_count
     return fetched

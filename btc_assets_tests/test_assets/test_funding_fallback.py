@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +127,50 @@ def test_empty_history_is_a_refusal(tmp_path: Path, instance: dg.DagsterInstance
     assert run_range(instance, res, day.isoformat(), day.isoformat(), selection=[FUNDING]).success
     meta = _meta(instance, FUNDING, day)
     assert meta["funding_source"] == "binance_settlement"
-    assert meta["fallback_reasons"].count("no rows for the closed bars") == 2
+    assert meta["fallback_reasons"].count(f"no rows for the closed day {day}") == 2
     frame = pl.read_parquet(Lake(tmp_path / "lake").day_file(FUNDING, SYMBOL, day))
     assert frame.height == 96 and (frame["funding_source"] == "binance_settlement").all()
+
+
+def test_today_without_rows_waits_instead_of_falling_back(
+    tmp_path: Path, instance: dg.DagsterInstance, pinned_clock: Callable[[datetime], None]
+) -> None:
+    """An empty answer for today's partial day may be CoinGlass lagging, not a refusal."""
+    now = datetime(2024, 5, 2, 10, 7, 30, tzinfo=UTC)
+    pinned_clock(now)
+    empty = [{"kind": "empty", "path": "/api/futures/funding-rate/*", "count": -1}]
+    res = resources(tmp_path, sandbox_faults=json.dumps(empty))
+    today = now.date().isoformat()
+    assert run_range(instance, res, today, today, selection=[FUNDING]).success
+    meta = _meta(instance, FUNDING, now.date())
+    assert (meta["funding_source"], meta["fallback_reasons"]) == ("none", "none")
+    assert pl.read_parquet(Lake(tmp_path / "lake").day_file(FUNDING, SYMBOL, now.date())).is_empty()
+
+
+def test_a_day_missing_at_coinglass_comes_from_binance_between_coinglass_days(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """CoinGlass days, a day it has no history for, CoinGlass again: per day, the first
+    source that serves it, and funding on every bar of bars_15m across the switches."""
+    hole = {"kind": "gap", "path": "/api/futures/funding-rate/*", "day": DAYS[1].isoformat(),
+            "start_minute": 0, "minutes": 24 * 60}  # fmt: skip
+    res = resources(tmp_path, sandbox_faults=json.dumps([hole]))
+    result = run_range(instance, res, DAYS[0].isoformat(), DAYS[-1].isoformat())
+    assert result.success
+    lake = Lake(tmp_path / "lake")
+    expected = {DAYS[0]: "coinglass_oi_weight", DAYS[1]: "binance_settlement",
+                DAYS[2]: "coinglass_oi_weight"}  # fmt: skip
+    for day, source in expected.items():
+        meta = _meta(instance, FUNDING, day)
+        assert meta["funding_source"] == source, day
+        bars = pl.read_parquet(lake.day_file("bars_15m", SYMBOL, day))
+        assert bars.height == 96 and bars["funding_now"].null_count() == 0, day
+        assert (bars["funding_source"] == source).all() and not bars["funding_now_imputed"].any()
+    assert _meta(instance, FUNDING, DAYS[0])["fallback_reasons"] == "none"
+    reasons = _meta(instance, FUNDING, DAYS[1])["fallback_reasons"]
+    assert reasons == "; ".join(
+        f"{w}-weight: no rows for the closed day {DAYS[1]}" for w in ("oi", "vol")
+    )
 
 
 @pytest.mark.parametrize(
