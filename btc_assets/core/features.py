@@ -26,8 +26,8 @@ Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
   funding OHLC bars; on the Binance fallback (``binance_settlement``) each row is the latest
   Binance settlement at or before that close, placed point in time when the day was fetched
   (``core.funding.settlements_on_bars``: a settlement is in force from its time for an
-  interval inferred from the spacing of Binance settlements only, min(8h, two latest
-  spacings), default 8h; a bar past it has no row). So every source reads the same way: a
+  interval inferred from the spacing of Binance settlements only, min(8h, the two latest
+  spacings within 16h), default 8h; a bar past it has no row). So every source reads alike: a
   bar's own row gives its value, unflagged; a bar without one carries the latest value for
   at most 3 bars (``t_obs < ts <= t_obs + 45m``), flagged; then null with the flag False
   (``reindex_ffill`` with limit 3). A look-back mixing CoinGlass days and fallback days
