@@ -1,8 +1,9 @@
 """CoinGlass v4 feeds at 15m, fetched per contiguous span of days (1000 bars per request).
 
 The funding feed falls back from the OI-weighted to the volume-weighted CoinGlass series and
-then to Binance's own settlements; every row records its ``funding_source`` and each day's
-metadata says why a fallback was taken, so a fallback is never silent.
+then to Binance's own settlements, on a definite refusal only (``coinglass_funding.py``);
+every row records its ``funding_source`` and each day's metadata says why a fallback was
+taken, so a fallback is never silent.
 """
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from btc_assets.assets.coinglass_funding import fetch_funding
 from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset, spans, split_days
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import (
@@ -32,10 +34,7 @@ from btc_assets.vendors.coinglass import (
     PAIR_TAKER,
     PRICE_HISTORY,
     CoinGlassClient,
-    CoinGlassKeyInvalid,
-    CoinGlassKeyMissing,
 )
-from btc_assets.vendors.errors import VendorError
 
 # (client, resource, symbol, coin, start, end) -> frame of the span
 SpanFetch = Callable[[CoinGlassClient, Any, str, str, datetime, datetime], pl.DataFrame]
@@ -57,41 +56,6 @@ def _per_span(fetch_span: SpanFetch) -> FetchDays:
     return fetch
 
 
-def _fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
-    """OI-weighted, then volume-weighted CoinGlass funding, then Binance settlements."""
-    client = resources.coinglass.client()
-    binance = resources.binance.client()
-    fetched = Fetched()
-    for first, last in spans(days):
-        start, end = day_bounds(first)[0], day_bounds(last)[1]
-        run = [d for d in days if first <= d <= last]
-        reasons: list[str] = []
-        frame = None
-        for weighting in ("oi", "vol"):
-            try:
-                frame = client.funding_history(symbol, coin_of(symbol), start, end, weighting)
-                break
-            except (CoinGlassKeyMissing, CoinGlassKeyInvalid):
-                raise  # a configuration problem must surface, not hide behind a fallback
-            except VendorError as exc:
-                reasons.append(f"{weighting}-weight: {exc}")
-        if frame is None:
-            frame = binance.funding_rate(symbol, start, end).select(
-                "symbol", "ts", "funding_rate", funding_source=pl.lit("binance_funding_rate")
-            )
-        if reasons:
-            fetched.fallbacks.update({day: "; ".join(reasons) for day in run})
-        source = frame["funding_source"].unique().to_list() if frame.height else []
-        for day in run:
-            fetched.day_metadata[day] = {
-                "funding_source": ", ".join(sorted(source)) or "none",
-                "fallback_reasons": "; ".join(reasons) or "none",
-            }
-        fetched.frames.update(split_days(frame, run))
-    fetched.requests = client.request_count + binance.request_count
-    return fetched
-
-
 _FETCHERS: dict[str, FetchDays] = {
     PRICE.name: _per_span(lambda c, r, s, coin, a, b: c.price_history(s, r.exchange, a, b)),
     OPEN_INTEREST.name: _per_span(
@@ -104,7 +68,7 @@ _FETCHERS: dict[str, FetchDays] = {
     LIQUIDATIONS.name: _per_span(
         lambda c, r, s, coin, a, b: c.liquidation_history(s, coin, r.exchange_list, a, b)
     ),
-    FUNDING_CG.name: _fetch_funding,
+    FUNDING_CG.name: fetch_funding,
 }
 
 _PATHS = {

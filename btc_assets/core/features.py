@@ -22,25 +22,24 @@ Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
   for at most 3 bars (``t_obs < ts <= t_obs + 45m``), flagged ``oi_now_imputed = True``;
   later bars are null with the flag False (the null shows itself). See ``reindex_ffill``.
 - ``funding_now``, ``funding_now_imputed``, ``funding_source``: the funding rate in force at
-  ``ts``. An observation at ``t`` with native interval ``i`` is in force for bars with
-  ``ts`` in ``[t, t + i)``, unflagged (a settled rate applies until the next settlement).
-  The latest observation wins. A bar after that window with no newer observation carries
-  the value for at most 3 more bars, flagged; then null. ``funding_source`` is the source of
-  the value used (null with it). The native interval, from the past only:
-    * CoinGlass rows (``funding_source`` ``coinglass_*``) are closes of 15m funding OHLC
-      bars: ``i = 15m``, so this is exactly ``reindex_ffill`` with limit 3;
-    * settlement rows (Binance fallback, 8h, 4h or 1h, possibly changing mid-series):
-      ``i = min(t - t1, t1 - t2)``, the shorter of the two latest spacings between
-      consecutive observations (``t1``, ``t2`` the previous two, any source; one spacing
-      if only one exists). A lone missing settlement, or a missing day, doubles one
-      spacing only, so the next value is not kept "in force" for 16h or 32h unflagged; a
-      shortening (8h -> 4h) is followed at its first 4h spacing. The price of using only
-      the past: after a lengthening (4h -> 8h) the first 8h settlement is in force for 4h,
-      then imputed / null until the next one - visible, never silent.
-    * the first observation has no past spacing: its interval is unknown and taken as one
-      bar (15m), so bars after it are imputed then null until the second observation.
-      Nothing later is looked at (the next spacing would be look-ahead).
-  Rows with a null or NaN rate are not observations.
+  ``ts``. The funding table holds one row per bar close: CoinGlass rows are closes of its 15m
+  funding OHLC bars; on the Binance fallback (``binance_settlement``) each row is the latest
+  Binance settlement at or before that close, placed point in time when the day was fetched
+  (``core.funding.settlements_on_bars``: a settlement is in force from its time for an
+  interval inferred from the spacing of Binance settlements only, min(8h, the two latest
+  spacings within 16h), default 8h; a bar past it has no row). So every source reads alike: a
+  bar's own row gives its value, unflagged; a bar without one carries the latest value for
+  at most 3 bars (``t_obs < ts <= t_obs + 45m``), flagged; then null with the flag False
+  (``reindex_ffill`` with limit 3). A look-back mixing CoinGlass days and fallback days
+  needs no interval inferred across sources, and the first day of history has a value from
+  its first bar (the settlement in force at 00:00 was fetched with the day).
+  ``funding_source`` is the source of the value used (null with it). Rows with a null or NaN
+  rate are not observations.
+    * Rows stamped at their settlement time (``binance_funding_rate``, as days stored by
+      earlier versions of the fallback hold them) are first placed on the bars by the same
+      rule, over those rows only (a CoinGlass row never shortens a settlement's life); a
+      per-bar row at the same ``ts`` wins. Such a day cannot see the settlement in force at
+      its 00:00 if it is the first day of history (it lives in the day before): re-fetch it.
 - ``rv_15m``: ``sqrt(sum r_m^2)`` over the 1m bars ``m`` of the Binance perp inside the bar,
   ``r_m = ln(close_m / close_{m-1})`` only when the 1m bar ``m - 1min`` exists (a missing
   minute is never bridged; the first minute of a bar uses the previous bar's last minute,
@@ -65,10 +64,10 @@ Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
 History: callers pass inputs from ``start - 30d`` (the asset's 30-day partition mapping),
 and 1m bars from ``start`` (the first return of bar ``start + 15m``). Windows are computed
 on the grid ``(start - 30d, end]``. A bar near ``start - 30d`` may take its OI or funding
-from an observation before that (up to 45m for OI, up to a settlement interval plus its
-two past spacings for funding), so with exactly 30 days of input the percentiles of a run's
-first hours can differ slightly from those of a longer run. With 31 days of input a day's
-rows are identical to the same day inside a longer run (tested).
+from an observation before that (up to 45m; for settlement-stamped funding rows up to 8h,
+plus the 16h their interval reads: 24h), so with exactly 30 days of input the percentiles
+of a run's first hours can differ slightly from those of a longer run. With 31 days of
+input a day's rows are identical to the same day inside a longer run (tested).
 
 Same bits everywhere: window sums are added afresh per row in a fixed order
 (``percentile.window_sum`` / ``ordered_sum``), never incrementally, and never with a
@@ -84,14 +83,14 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from btc_assets.core.bars import bar_duration
+from btc_assets.core.funding import settlements_on_bars
 from btc_assets.core.percentile import ordered_sum, rolling_percentile, window_sum
-from btc_assets.core.schema import FEATURE_SCHEMA, TS
+from btc_assets.core.schema import FEATURE_SCHEMA, SETTLEMENT_TIME_SOURCE, TS
 
 IMPUTE_LIMIT = 3
 PERCENTILE_WINDOW = timedelta(days=30)
 CVD_WINDOW = timedelta(hours=24)
 SHARE_WINDOW = timedelta(minutes=60)
-COINGLASS_PREFIX = "coinglass"
 _MS = timedelta(milliseconds=1)
 _MINUTE = timedelta(minutes=1)
 
@@ -184,27 +183,29 @@ def funding_on_grid(
 ) -> pl.LazyFrame:
     """``ts``, ``funding_now``, ``funding_now_imputed``, ``funding_source`` on ``grid``.
 
-    ``funding`` is in ``COINGLASS_FUNDING_SCHEMA``: observations at their native schedule.
-    Each is in force for ``[t, t + interval)``, then carried at most ``limit`` bars,
-    flagged; the interval rule (from the past only) is in the module docstring.
+    ``funding`` is in ``COINGLASS_FUNDING_SCHEMA``. Per-bar rows (CoinGlass, the Binance
+    fallback's ``binance_settlement``) are the value of their bar; settlement-stamped rows
+    are placed on the bars first (``settlements_on_bars``, over those rows only). Then a bar
+    without a value carries the latest one for at most ``limit`` bars, flagged (module
+    docstring).
     """
     step = bar_duration(every)
-    gap = pl.col("ts").diff()
-    settled = pl.min_horizontal(gap, gap.shift(1)).fill_null(step)
-    coinglass = pl.col("funding_source").str.starts_with(COINGLASS_PREFIX).fill_null(False)
-    interval = pl.when(coinglass).then(pl.lit(step)).otherwise(settled)
-    obs = (
-        funding.select(
-            pl.col("ts").cast(TS),
-            _number("funding_rate").alias("funding_now"),
-            pl.col("funding_source").cast(pl.String),
-        )
-        .filter(pl.col("ts").is_not_null() & pl.col("funding_now").is_not_null())
-        .sort("ts")
-        .with_columns(_until=pl.col("ts") + interval)
+    obs = funding.select(
+        pl.col("ts").cast(TS),
+        _number("funding_rate").alias("funding_now"),
+        pl.col("funding_source").cast(pl.String),
+    ).filter(pl.col("ts").is_not_null() & pl.col("funding_now").is_not_null())
+    stamped = (pl.col("funding_source") == SETTLEMENT_TIME_SOURCE).fill_null(False)
+    per_bar = obs.filter(~stamped)
+    settlements = obs.filter(stamped).select("ts", funding_rate="funding_now")
+    placed = (
+        settlements_on_bars(settlements, grid)
+        .select("ts", funding_now="funding_rate", funding_source=pl.lit(SETTLEMENT_TIME_SOURCE))
+        .join(per_bar, on="ts", how="anti")
     )
     values = ["funding_now", "funding_source"]
-    return _carry(obs, grid, values, "funding_now_imputed", limit, step).select(
+    observed = pl.concat([per_bar, placed]).with_columns(_until=pl.col("ts") + step)
+    return _carry(observed, grid, values, "funding_now_imputed", limit, step).select(
         "ts", "funding_now", "funding_now_imputed", "funding_source"
     )
 

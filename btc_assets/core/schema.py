@@ -120,9 +120,19 @@ COINGLASS_OI_SCHEMA: dict[str, pl.DataType] = {
     "close": pl.Float64(),
 }
 
-# One row per observation at its native time: 15m bars from CoinGlass (close of the funding
-# OHLC), or settlements (8h/4h/1h) from the Binance fallback. funding_source says which.
-FUNDING_SOURCES = ("coinglass_oi_weight", "coinglass_vol_weight", "binance_funding_rate")
+# funding_source of each row. Per-bar rows hold the rate at a 15m close: CoinGlass (the close
+# of its funding OHLC bar), or on the Binance fallback the latest Binance settlement at or
+# before the close (BINANCE_SETTLEMENT_SOURCE, placed by core/funding.py). Rows of
+# SETTLEMENT_TIME_SOURCE are settlements stamped at their own time (8h/4h/1h), as days stored
+# by earlier versions of the fallback hold them; the features place them with the same rule.
+BINANCE_SETTLEMENT_SOURCE = "binance_settlement"
+SETTLEMENT_TIME_SOURCE = "binance_funding_rate"
+FUNDING_SOURCES = (
+    "coinglass_oi_weight",
+    "coinglass_vol_weight",
+    BINANCE_SETTLEMENT_SOURCE,
+    SETTLEMENT_TIME_SOURCE,
+)
 COINGLASS_FUNDING_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
     "ts": TS,

@@ -76,8 +76,9 @@ FUNDING_CG = Table(
     "coinglass_funding",
     COINGLASS_FUNDING_SCHEMA,
     None,
-    "Funding rate as a fraction: CoinGlass OI-weighted, else volume-weighted (15m), else "
-    "Binance settlements; funding_source says which for every row.",
+    "Funding rate as a fraction at each 15m close: CoinGlass OI-weighted, else "
+    "volume-weighted, else (on a definite refusal only) the Binance settlement in force at "
+    "the close; funding_source says which for every row.",
     required=("funding_rate", "funding_source"),
 )
 TAKER = Table(

@@ -186,10 +186,11 @@ def test_funding_falls_back_and_says_so(tmp_path: Path, instance: dg.DagsterInst
     result = run_range(instance, res, DAYS[1], DAYS[1], selection=["coinglass_funding"])
     assert result.success
     meta = _meta(instance, "coinglass_funding", DAYS[1])
-    assert meta["funding_source"] == "binance_funding_rate"
+    assert meta["funding_source"] == "binance_settlement"
     frame = pl.read_parquet(Lake(tmp_path / "b" / "lake").day_file(
         "coinglass_funding", "BTCUSDT", date.fromisoformat(DAYS[1])))  # fmt: skip
-    assert frame.height == 3 and (frame["funding_source"] == "binance_funding_rate").all()
+    # one row per bar: the Binance settlement in force at its close (test_funding_fallback.py)
+    assert frame.height == 96 and (frame["funding_source"] == "binance_settlement").all()
 
 
 def test_today_is_a_partial_partition_of_closed_bars(

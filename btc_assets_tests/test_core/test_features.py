@@ -105,10 +105,11 @@ def test_reindex_ffill_uses_history_before_grid() -> None:
 # ---------------------------------------------------------------- funding
 
 
-def test_funding_8h_with_one_settlement_missing() -> None:
+def test_funding_settlement_rows_hold_until_the_next_then_carry() -> None:
+    """Rows stamped at their settlement time (days stored by earlier fallbacks)."""
     rows = [(D - 8 * H, 1.0), (D, 2.0), (D + 8 * H, 3.0), (D + 24 * H, 4.0), (D + 32 * H, 5.0)]
     got = funding_by_bar(rows, D - H, D + 33 * H)  # no settlement at D+16h
-    expect(got, D - 3 * BAR, D - BAR, None, False)  # first settlement: one bar only
+    expect(got, D - 3 * BAR, D - BAR, 1.0, False)  # no past spacing: in force 8h
     expect(got, D, D + 8 * H - BAR, 2.0, False)  # in force [00:00, 08:00)
     expect(got, D + 8 * H, D + 16 * H - BAR, 3.0, False)
     expect(got, D + 16 * H, D + 16 * H + 2 * BAR, 3.0, True)  # 3 bars carried, flagged
@@ -117,60 +118,79 @@ def test_funding_8h_with_one_settlement_missing() -> None:
     expect(got, D + 32 * H, D + 33 * H, 5.0, False)
 
 
-def test_funding_first_settlement_interval_is_one_bar() -> None:
-    got = funding_by_bar([(D, 1.0), (D + 8 * H, 2.0)], D - BAR, D + 9 * H)
-    expect(got, D, D, 1.0, False)
-    expect(got, D + BAR, D + 3 * BAR, 1.0, True)
-    expect(got, D + 4 * BAR, D + 8 * H - BAR, None, False)
-    expect(got, D + 8 * H, D + 9 * H, 2.0, False)  # the second knows its 8h spacing
+def test_funding_settlement_after_coinglass_rows_keeps_its_own_interval() -> None:
+    """The spacing of a settlement is read from settlements only: CoinGlass 15m rows just
+    before it do not shrink its life to 15 minutes."""
+    cg_rows = [(t, 0.5) for t in bars(D + BAR, D + 12 * H)]
+    stamped = [(D - 16 * H, 1.0), (D + 16 * H, 2.0), (D + 24 * H, 3.0)]
+    frame = pl.concat([funding(cg_rows, "coinglass_oi_weight"), funding(stamped)])
+    out = funding_on_grid(frame, grid(D, D + 32 * H)).collect()
+    by_ts = {r["ts"]: r for r in out.iter_rows(named=True)}
+
+    def at(ts: datetime) -> tuple[float | None, bool, str | None]:
+        r = by_ts[ts]
+        return r["funding_now"], r["funding_now_imputed"], r["funding_source"]
+
+    assert at(D + 12 * H) == (0.5, False, "coinglass_oi_weight")
+    assert at(D + 12 * H + 3 * BAR) == (0.5, True, "coinglass_oi_weight")
+    assert at(D + 13 * H) == (None, False, None)
+    for ts in bars(D + 16 * H, D + 32 * H - BAR):  # each settlement in force its 8h
+        value = 2.0 if ts < D + 24 * H else 3.0
+        assert at(ts) == (value, False, BINANCE), ts
 
 
-def test_funding_interval_change_8h_to_4h() -> None:
-    rows = [(D - 8 * H, 1.0), (D, 2.0), (D + 8 * H, 3.0), (D + 12 * H, 4.0), (D + 16 * H, 5.0)]
-    rows += [(D + 24 * H, 7.0)]  # the 20:00 settlement is missing
-    got = funding_by_bar(rows, D, D + 26 * H)
-    expect(got, D + BAR, D + 8 * H - BAR, 2.0, False)
-    expect(got, D + 8 * H, D + 12 * H - BAR, 3.0, False)
-    expect(got, D + 12 * H, D + 16 * H - BAR, 4.0, False)  # interval min(4h, 8h) = 4h
-    expect(got, D + 16 * H, D + 20 * H - BAR, 5.0, False)  # the new 4h schedule holds
-    expect(got, D + 20 * H, D + 20 * H + 2 * BAR, 5.0, True)  # 20:00 missing: carried
-    expect(got, D + 20 * H + 3 * BAR, D + 24 * H - BAR, None, False)
-    expect(got, D + 24 * H, D + 26 * H, 7.0, False)  # min(8h, 4h) = 4h, in force to 04:00
+def _day_of(source: str, day: datetime, rate: float) -> list[dict[str, object]]:
+    return [
+        {"symbol": "BTCUSDT", "ts": t, "funding_rate": rate, "funding_source": source}
+        for t in bars(day + BAR, day + 24 * H)
+    ]
 
 
-def test_funding_lengthening_4h_to_8h_is_visible_once() -> None:
-    rows = [(D, 1.0), (D + 4 * H, 2.0), (D + 8 * H, 3.0), (D + 16 * H, 4.0), (D + 24 * H, 5.0)]
-    got = funding_by_bar(rows, D + 4 * H, D + 32 * H - BAR)
-    expect(got, D + 8 * H, D + 12 * H - BAR, 3.0, False)
-    expect(got, D + 12 * H, D + 12 * H + 2 * BAR, 3.0, True)  # 4h past: carried
-    expect(got, D + 16 * H, D + 20 * H - BAR, 4.0, False)  # min(8h, 4h) = 4h
-    expect(got, D + 20 * H, D + 20 * H + 2 * BAR, 4.0, True)
-    expect(got, D + 20 * H + 3 * BAR, D + 24 * H - BAR, None, False)
-    expect(got, D + 24 * H, D + 32 * H - BAR, 5.0, False)  # min(8h, 8h): the new schedule
+def test_funding_mixed_sources_in_the_lookback() -> None:
+    """CoinGlass days, then Binance fallback days (per-bar settlement rows), then back: every
+    bar has its own row's value and source, nothing flagged, nothing null."""
+    days = [("coinglass_oi_weight", 1.0), ("binance_settlement", 2.0),
+            ("binance_settlement", 3.0), ("coinglass_vol_weight", 4.0)]  # fmt: skip
+    rows = [r for k, (src, rate) in enumerate(days) for r in _day_of(src, D + k * 24 * H, rate)]
+    frame = pl.LazyFrame(rows, schema=COINGLASS_FUNDING_SCHEMA)
+    out = funding_on_grid(frame, grid(D, D + 96 * H)).collect()
+    assert out.height == 4 * 96
+    assert out["funding_now"].null_count() == 0 and not out["funding_now_imputed"].any()
+    for k, (source, rate) in enumerate(days):
+        day = out.filter((pl.col("ts") > D + k * 24 * H) & (pl.col("ts") <= D + (k + 1) * 24 * H))
+        assert (day["funding_source"] == source).all() and (day["funding_now"] == rate).all()
 
 
-def test_funding_missing_day_does_not_stretch_the_interval() -> None:
-    # settlements at D+16h and D+32h missing: D+24h has spacing 16h but stays in force 8h
-    rows = [(D - 8 * H, 1.0), (D, 2.0), (D + 8 * H, 3.0), (D + 24 * H, 4.0), (D + 40 * H, 6.0)]
-    got = funding_by_bar(rows, D + 24 * H - BAR, D + 41 * H)
-    expect(got, D + 24 * H, D + 32 * H - BAR, 4.0, False)
-    expect(got, D + 32 * H, D + 32 * H + 2 * BAR, 4.0, True)
-    expect(got, D + 32 * H + 3 * BAR, D + 40 * H - BAR, None, False)
-    expect(got, D + 40 * H, D + 41 * H, 6.0, False)
+def test_funding_fallback_bars_without_a_settlement_are_carried_then_null() -> None:
+    """A fallback day with no row after 16:00 (the settlement was missing) reads like a
+    CoinGlass gap: 3 bars carried, flagged, then null until the next day's rows."""
+    rows = _day_of("binance_settlement", D, 2.0) + _day_of("coinglass_oi_weight", D + 24 * H, 1.0)
+    frame = pl.LazyFrame(rows, schema=COINGLASS_FUNDING_SCHEMA)
+    frame = frame.filter((pl.col("ts") < D + 16 * H) | (pl.col("ts") > D + 24 * H))
+    got = funding_on_grid(frame, grid(D, D + 48 * H)).collect()
+    by_ts = {
+        r["ts"]: (r["funding_now"], r["funding_now_imputed"]) for r in got.iter_rows(named=True)
+    }
+    expect(by_ts, D + BAR, D + 16 * H - BAR, 2.0, False)
+    expect(by_ts, D + 16 * H, D + 16 * H + 2 * BAR, 2.0, True)
+    expect(by_ts, D + 16 * H + 3 * BAR, D + 24 * H, None, False)
+    expect(by_ts, D + 24 * H + BAR, D + 48 * H, 1.0, False)
 
 
-def test_funding_coinglass_15m_is_reindex_ffill() -> None:
+@pytest.mark.parametrize("source", ["coinglass_oi_weight", "binance_settlement"])
+def test_funding_per_bar_rows_are_reindex_ffill(source: str) -> None:
     rng = np.random.default_rng(3)
     present = [k for k in range(400) if rng.random() > 0.35]  # isolated and long gaps
     present += [k for k in range(400, 440, 2)]  # every other bar missing
     rows = [(D + k * BAR, float(rng.normal())) for k in present]
     g = grid(D, D + 445 * BAR)
-    got = funding_on_grid(funding(rows, "coinglass_oi_weight"), g).collect()
+    got = funding_on_grid(funding(rows, source), g).collect()
     series = pl.LazyFrame({"ts": [t for t, _ in rows], "funding_now": [r for _, r in rows]})
     want = reindex_ffill(series, "funding_now", g).collect()
     assert_frame_equal(got.drop("funding_source"), want.select(got.columns[:3]))
     has_value = got["funding_now"].is_not_null()
     assert (got["funding_source"].is_not_null() == has_value).all()
+    assert (got["funding_source"].drop_nulls() == source).all()
 
 
 # ---------------------------------------------------------------- realized vol
