@@ -30,7 +30,6 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
         "`SELECT * FROM bars_15m`.",
         group_name="warehouse",
         kinds={"duckdb"},
-        automation_condition=dg.AutomationCondition.eager(),
         **gated_deps(Input(table) for table in tables),
     )
     def _catalog(

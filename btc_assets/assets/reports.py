@@ -70,7 +70,6 @@ def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
     "of derived features, gate verdicts. JSON + PNG under data/reports/.",
     group_name="reports",
     kinds={"polars", "json"},
-    automation_condition=dg.AutomationCondition.eager(),
     **gated_deps([Input(FEATURES)]),
 )
 def qa_report(

@@ -4,13 +4,26 @@
   the last N complete days (``BTC_ASSETS_TAIL_DAYS``) of every daily table. Those days are
   inside the tail window, so the raw feeds re-fetch them (vendors publish late and revise).
 - ``live_today`` (sensor): every ``BTC_ASSETS_LIVE_INTERVAL_SECONDS`` it refreshes today's
-  partial partition with closed bars, unless the previous live run is still going.
+  partial partition with closed bars, unless the previous live run is still going. A live run
+  carries ``dagster/max_runtime`` (``live_max_runtime_seconds``), so the daemon's run
+  monitoring fails one whose worker died unnoticed (its code server died with it) instead of
+  leaving it STARTED; should monitoring be off, the sensor stops waiting for a run in flight
+  for twice that limit and says so in the log.
+- ``warehouse_refresh`` (sensor): rebuilds the DuckDB views and the QA report (the
+  ``warehouse_catalog`` job) once an input they read has a newer materialization than they
+  do and none of those inputs is being written. Why a sensor and not the assets'
+  ``AutomationCondition.eager()``: eager() is evaluated only by the automation-condition
+  sensor, and even with that sensor on it never fires here, because both assets are
+  unpartitioned over daily partitions since ``BTC_ASSETS_START_DATE`` and eager() waits
+  until none of those thousands of parent days is missing. This sensor asks the one question
+  that matters (did the lake change since the views were built?) from the asset records,
+  so it follows any writer: the live and daily jobs, the tail refresh, a UI backfill, a
+  partly failed run.
 - ``freshness`` (asset checks on the raw feeds): fail when the newest closed bar is older
   than the feed's cadence plus ``BTC_ASSETS_FRESHNESS_SLACK_MINUTES``; run by the live job.
 - ``quality_alerts`` / ``run_failure_alerts`` (sensors): a Telegram message when a blocking
   check fails with ERROR, or a run fails.
 
-``duckdb_catalog`` and ``qa_report`` follow their inputs by ``AutomationCondition.eager()``.
 Everything is off by default and switched on with ``BTC_ASSETS_AUTOMATION=on`` (or in the UI).
 """
 
@@ -43,6 +56,13 @@ EVENT_CADENCE = timedelta(hours=8)
 ALERT_LINES = 20
 ALERT_WINDOW = 2000  # failed executions per check read per tick: a year's backfill fits
 MINUTE = timedelta(minutes=1)
+# Dagster's per-run time limit, enforced by the daemon's run monitoring (dagster.yaml).
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+# A live run is one partial day of every daily table: well under a minute normally. Ten
+# minutes (or the interval, if longer) is far beyond that, and short enough that a dead run
+# does not stop the live refresh for long.
+LIVE_MIN_RUNTIME_LIMIT = 600
+IN_FLIGHT_LOOKUP = 20  # live runs in flight read per tick; more than one means trouble
 
 
 def _status(settings: Settings) -> dg.DefaultScheduleStatus:
@@ -84,8 +104,30 @@ def build_tail_refresh(job: AssetJob, settings: Settings) -> dg.ScheduleDefiniti
     return tail_refresh
 
 
+def live_max_runtime_seconds(settings: Settings) -> int:
+    """``dagster/max_runtime`` of a live run: monitoring fails a run still going after it."""
+    return max(settings.live_interval_seconds, LIVE_MIN_RUNTIME_LIMIT)
+
+
+def _in_flight_since(record: dg.RunRecord) -> float:
+    # STARTED runs have a start time; the others changed status last when they got to it.
+    return record.start_time or record.update_timestamp.timestamp()
+
+
+def waits_for_live_run(status: dg.DagsterRunStatus, age_s: float, give_up_after: float) -> bool:
+    """Whether the live sensor still waits for a run in flight for ``age_s`` seconds.
+
+    Queued runs always: they hold no worker, and requesting more would pile them up. Others
+    until ``give_up_after``: by then run monitoring should long have failed the run, so it
+    is off or broken and the run is most likely dead.
+    """
+    return status == dg.DagsterRunStatus.QUEUED or age_s <= give_up_after
+
+
 def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
     interval = settings.live_interval_seconds
+    # Twice the limit monitoring enforces (limit + one poll): see waits_for_live_run.
+    give_up_after = 2 * live_max_runtime_seconds(settings)
 
     @dg.sensor(
         name="live_today",
@@ -96,12 +138,21 @@ def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
         "previous live run is still going (runs never pile up).",
     )
     def live_today(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        running = context.instance.get_runs(
-            filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1
+        records = context.instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=IN_FLIGHT_LOOKUP
         )
-        if running:
-            run = running[0]
-            return dg.SkipReason(f"live run {run.run_id} is still {run.status.value}")
+        now_s = clock.epoch_seconds()
+        for record in records:
+            run, age = record.dagster_run, now_s - _in_flight_since(record)
+            if waits_for_live_run(run.status, age, give_up_after):
+                return dg.SkipReason(
+                    f"live run {run.run_id} is still {run.status.value} ({age / 60:.0f} min)"
+                )
+            context.log.warning(
+                f"live run {run.run_id} has been {run.status.value} for {age / 60:.0f} min, "
+                f"over twice its {give_up_after // 2} s limit: run monitoring should have "
+                "failed it (is run_monitoring enabled in dagster.yaml?); not waiting for it"
+            )
         now = clock.now_utc()
         slot = int(now.timestamp()) // interval
         return dg.RunRequest(
@@ -111,6 +162,62 @@ def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
         )
 
     return live_today
+
+
+def warehouse_inputs_changed(
+    instance: dg.DagsterInstance, graph: Any, targets: Sequence[dg.AssetKey]
+) -> tuple[list[dg.AssetKey], str]:
+    """Which of ``targets`` read an input materialized after them, and the run key to ask for.
+
+    One query for the asset records, one for the runs in flight. A target is left alone while
+    it is being built, or while any input it reads is (its last planned or recorded
+    materialization belongs to a run in flight): one refresh after a backfill, not one per
+    step. Storage ids, not timestamps, order the events: they are the event log's own order.
+    """
+    inputs = {target: sorted(graph.get(target).parent_keys) for target in targets}
+    keys = sorted({*targets, *(k for parents in inputs.values() for k in parents)})
+    entries = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
+    in_flight = {run.run_id for run in instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT))}
+
+    def newest(key: dg.AssetKey) -> int:
+        entry = entries.get(key)
+        return (entry.last_materialization_storage_id or 0) if entry else 0
+
+    def busy(key: dg.AssetKey) -> bool:
+        entry = entries.get(key)
+        return entry is not None and entry.last_run_id in in_flight
+
+    behind = [
+        target
+        for target in targets
+        if not busy(target)
+        and not any(busy(k) for k in inputs[target])
+        and max((newest(k) for k in inputs[target]), default=0) > newest(target)
+    ]
+    newest_input = max((newest(k) for t in behind for k in inputs[t]), default=0)
+    return behind, f"warehouse-{newest_input}-" + "-".join(t.to_user_string() for t in behind)
+
+
+def build_warehouse_refresh(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="warehouse_refresh",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=_sensor_status(settings),
+        description="Rebuild the DuckDB views and the QA report once the lake tables they read "
+        "have changed and are no longer being written.",
+    )
+    def warehouse_refresh(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        graph = context.repository_def.asset_graph
+        targets = sorted(job.selection.resolve(graph))
+        behind, run_key = warehouse_inputs_changed(context.instance, graph, targets)
+        if not behind:
+            return dg.SkipReason("warehouse up to date, or its inputs are being written")
+        return dg.RunRequest(
+            run_key=run_key, asset_selection=behind, tags={TRIGGER_TAG: "warehouse_refresh"}
+        )
+
+    return warehouse_refresh
 
 
 def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.AssetChecksDefinition:

@@ -14,11 +14,14 @@ from btc_assets.assets.features import bars_15m
 from btc_assets.assets.reports import qa_report
 from btc_assets.core.tables import LAKE_TABLES, RAW_TABLES
 from btc_assets.defs.automation import (
+    MAX_RUNTIME_TAG,
     build_freshness_checks,
     build_live_today,
     build_quality_alerts,
     build_run_failure_alerts,
     build_tail_refresh,
+    build_warehouse_refresh,
+    live_max_runtime_seconds,
 )
 from btc_assets.defs.resources import (
     BinanceResource,
@@ -46,11 +49,17 @@ live_job = dg.define_asset_job(
     selection=DAILY_TABLES,
     description="Today's partial partition of every daily table, closed bars only, and the "
     "raw feeds' freshness checks.",
+    # Run monitoring fails a live run still going after this (its worker died unnoticed).
+    run_tags={MAX_RUNTIME_TAG: str(live_max_runtime_seconds(SETTINGS))},
+    # One partial day is seconds of work; a process per step would spend far longer loading
+    # the code (~13 processes every interval), and a killed worker would orphan them.
+    executor_def=dg.in_process_executor,
 )
 catalog_job = dg.define_asset_job(
     "warehouse_catalog",
     selection=dg.AssetSelection.groups("warehouse", "reports"),
     description="DuckDB views over the lake, and the QA report.",
+    executor_def=dg.in_process_executor,  # two light steps, after every live run
 )
 
 
@@ -151,5 +160,6 @@ defs = dg.Definitions(
         build_live_today(live_job, SETTINGS),
         build_quality_alerts(SETTINGS),
         build_run_failure_alerts(SETTINGS),
+        build_warehouse_refresh(catalog_job, SETTINGS),
     ],
 )

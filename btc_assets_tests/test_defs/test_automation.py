@@ -1,9 +1,10 @@
-"""Tail refresh, live today, freshness and Telegram alerts."""
+"""Tail refresh, live today (and its dead runs), the warehouse refresh, freshness, alerts."""
 
 import json
 import logging
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,20 @@ from typing import Any
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 
 from btc_assets import clock
 from btc_assets.defs.automation import (
     FRESHNESS,
+    MAX_RUNTIME_TAG,
     build_quality_alerts,
     build_run_failure_alerts,
+    build_warehouse_refresh,
+    live_max_runtime_seconds,
     tail_days,
+    waits_for_live_run,
 )
-from btc_assets.defs.definitions import SETTINGS, defs, live_job
+from btc_assets.defs.definitions import SETTINGS, catalog_job, defs, live_job
 from btc_assets.defs.resources import SandboxResource, TelegramResource
 from btc_assets.lake import Lake
 from btc_assets.sandbox.credentials import (
@@ -29,6 +35,7 @@ from btc_assets.sandbox.credentials import (
 from btc_assets.sandbox.server import serve_sandbox
 from btc_assets.sandbox.telegram import telegram_desk
 from btc_assets.sandbox.transport import SandboxTransport
+from btc_assets.settings import PROJECT_ROOT, load_settings
 from btc_assets_tests.test_assets.helpers import resources, run_range
 
 
@@ -284,3 +291,121 @@ def test_alert_sensors_never_show_the_chat_id(
     assert delivered.skip_message == "1 failure(s) reported"
     assert SECRET_CHAT not in caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert not [text for text in errors + results if SECRET_CHAT in text]
+
+
+def _tick(name: str, instance: dg.DagsterInstance) -> Any:
+    sensor = defs.resolve_sensor_def(name)
+    return sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    )
+
+
+def _started_live_run(instance: dg.DagsterInstance) -> str:
+    """A live run STARTED now (the start event sets its start time, as a worker's does)."""
+    job = defs.resolve_job_def(live_job.name)
+    run = instance.create_run_for_job(job_def=job, run_config={})
+    start = dg.DagsterEventType.PIPELINE_START.value
+    instance.handle_run_event(
+        run.run_id, dg.DagsterEvent(event_type_value=start, job_name=job.name)
+    )
+    return run.run_id
+
+
+def test_live_runs_carry_a_runtime_limit_that_run_monitoring_enforces() -> None:
+    job = defs.resolve_job_def(live_job.name)
+    assert job.run_tags[MAX_RUNTIME_TAG] == "900"  # the 900 s default interval
+    short = replace(load_settings(), live_interval_seconds=60)
+    assert live_max_runtime_seconds(short) == 600  # never below ten minutes
+    for path in ("dagster.yaml", "docker/dagster.yaml"):
+        monitoring = yaml.safe_load((PROJECT_ROOT / path).read_text())["run_monitoring"]
+        assert monitoring["enabled"] is True, path
+        for bound in ("start_timeout_seconds", "cancel_timeout_seconds",
+                      "max_runtime_seconds", "poll_interval_seconds"):  # fmt: skip
+            assert 0 < monitoring[bound] <= 3 * 3600, (path, bound)
+        # A dead live run is failed within its limit plus one poll: well within an hour.
+        assert 900 + monitoring["poll_interval_seconds"] <= 3600, path
+
+
+def test_live_sensor_stops_waiting_for_a_run_in_flight_far_beyond_its_limit(
+    instance: dg.DagsterInstance,
+    pinned_clock: Callable[[datetime], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stuck = _started_live_run(instance)
+    give_up_after = 2 * live_max_runtime_seconds(load_settings())
+    wall = datetime.now(UTC)
+    pinned_clock(wall + timedelta(seconds=give_up_after - 60))
+    waiting = _tick("live_today", instance)
+    assert not waiting.run_requests and stuck in (waiting.skip_message or "")
+
+    pinned_clock(wall + timedelta(seconds=give_up_after + 60))
+    (request,) = _tick("live_today", instance).run_requests or []
+    warned = capsys.readouterr().err  # the sensor's context.log, as the daemon shows it
+    assert (
+        request.partition_key == (wall + timedelta(seconds=give_up_after + 60)).date().isoformat()
+    )
+    assert stuck in warned and "run monitoring should have failed it" in warned
+
+    # A queued run holds no worker: however old, the sensor waits, so runs never pile up.
+    # (A queued run needs a code location's origin, so this is the decision alone.)
+    day = 24 * 3600.0
+    assert waits_for_live_run(dg.DagsterRunStatus.QUEUED, day, give_up_after)
+    assert not waits_for_live_run(dg.DagsterRunStatus.STARTING, day, give_up_after)
+    assert waits_for_live_run(dg.DagsterRunStatus.STARTING, give_up_after, give_up_after)
+
+
+def _materialize(instance: dg.DagsterInstance, *names: str) -> None:
+    for name in names:
+        instance.report_runless_asset_event(dg.AssetMaterialization(name, partition="2024-05-01"))
+
+
+def _requested(instance: dg.DagsterInstance) -> tuple[set[str], str | None]:
+    result = _tick("warehouse_refresh", instance)
+    requests = result.run_requests or []
+    assert len(requests) <= 1
+    if not requests:
+        return set(), None
+    keys = {k.to_user_string() for k in requests[0].asset_selection or []}
+    return keys, requests[0].run_key
+
+
+def test_warehouse_follows_every_change_of_the_lake_tables_it_reads(
+    instance: dg.DagsterInstance,
+) -> None:
+    assert _requested(instance) == (set(), None)  # nothing in the lake yet
+
+    # Raw tables only: the views are behind, the QA report (bars_15m) has nothing to read.
+    _materialize(instance, "binance_spot_klines_1m")
+    keys, first_key = _requested(instance)
+    assert keys == {"duckdb_catalog"}
+    _materialize(instance, "duckdb_catalog")
+    assert _requested(instance) == (set(), None)
+
+    # bars_15m changes: both are behind, and the run key moves with the newest input.
+    _materialize(instance, "bars_15m")
+    keys, second_key = _requested(instance)
+    assert keys == {"duckdb_catalog", "qa_report"} and second_key != first_key
+    _materialize(instance, "duckdb_catalog", "qa_report")
+    assert _requested(instance) == (set(), None)
+
+
+def test_warehouse_waits_while_an_input_is_being_written(instance: dg.DagsterInstance) -> None:
+    _materialize(instance, "binance_perp_klines_1m")
+    daily = defs.resolve_job_def("btc_daily")
+    writing = instance.create_run_for_job(
+        job_def=daily,
+        run_config={},
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": "2024-05-02"},
+    )
+    assert _requested(instance) == (set(), None)
+    instance.report_run_failed(writing)  # ended, whatever its outcome: the lake may have changed
+    assert _requested(instance)[0] == {"duckdb_catalog"}
+
+
+def test_warehouse_refresh_respects_the_automation_switch() -> None:
+    settings = load_settings()
+    off = build_warehouse_refresh(catalog_job, replace(settings, automation_on=False))
+    on = build_warehouse_refresh(catalog_job, replace(settings, automation_on=True))
+    assert off.default_status == dg.DefaultSensorStatus.STOPPED
+    assert on.default_status == dg.DefaultSensorStatus.RUNNING
