@@ -37,7 +37,9 @@ from btc_assets_tests.deployment_harness import (
 )
 from btc_assets_tests.test_deployment.conftest import MONITOR_POLL
 
-LOST_RUN_LIMIT = 10  # dagster/max_runtime of the run lost with its code server, seconds
+# dagster/max_runtime of the run lost with its code server, seconds: long enough for the
+# restarted code server and the sensor's skip tick to happen while it is still STARTED.
+LOST_RUN_LIMIT = 45
 SLACK = 10  # database writes, the daemon's loop, a loaded CI machine
 
 
@@ -76,15 +78,17 @@ def test_dead_live_runs_end_and_the_warehouse_follows_the_lake(live: Deployment)
         tags = {"dagster/partition": clock.today_utc().isoformat(),
                 MAX_RUNTIME_TAG: str(LOST_RUN_LIMIT)}  # fmt: skip
         lost = launch_run(live, "live_today", tags)
-        wait_until("lost run STARTED", lambda: _started(instance, lost), 90)
+        # Crash at once: a live run takes seconds, and it must die while it is running.
+        wait_until("lost run STARTED", lambda: _started(instance, lost), 90, every=0.05)
+        live.crash_code_server()
+        assert _started(instance, lost)  # nobody is left to say otherwise
+        live.start_code_server()
         start_sensor(live, "live_today")
         start_sensor(live, "warehouse_refresh")
         wait_until(
             "live_today skipping behind it", lambda: any(lost in s for s in _skips(live)), 30
         )
-        live.crash_code_server()
-        assert _started(instance, lost)  # nobody is left to say otherwise
-        live.start_code_server()
+        assert _started(instance, lost)  # still: only its time limit can end it
         wait_until("lost run ended", lambda: _run(instance, lost).is_finished, 90)
         record = instance.get_run_record_by_id(lost)
         assert record is not None and record.start_time and record.end_time
