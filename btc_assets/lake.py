@@ -164,10 +164,7 @@ class Lake:
             day = _parse_day_dir(day_dir)
             if day is None:
                 continue
-            try:
-                keep = _read_manifest(day_dir / MANIFEST, day_dir).path.name
-            except LakeCorruptionError:
-                keep = None
+            keep = self._committed_name(day_dir)
             extra = [
                 p for p in sorted(day_dir.iterdir()) if p.name not in (MANIFEST, SUCCESS, keep)
             ]
@@ -265,24 +262,6 @@ class Lake:
             )
         return expected
 
-    def verify_days(self, table: str, symbol: str, days: Iterable[date]) -> dict[date, str | None]:
-        """Each day's verification against its MANIFEST: None, or what is wrong and where."""
-        errors: dict[date, str | None] = {}
-        for day in days:
-            try:
-                self.verify_day(table, symbol, day)
-                errors[day] = None
-            except LakeError as exc:
-                errors[day] = str(exc)
-        return errors
-
-    def is_complete(self, table: str, symbol: str, day: date) -> bool:
-        try:
-            self.verify_day(table, symbol, day)
-        except LakeCorruptionError:
-            return False
-        return True
-
     # ------------------------------------------------------------------ read
 
     def read_days(
@@ -309,19 +288,19 @@ class Lake:
                 committed[day] = self.verify_day(table, symbol, day)
             except LakeError as exc:
                 errors[day] = str(exc)
-        return DayRead(
-            self._scan([w.path for w in committed.values()], schema), committed, errors, missing
-        )
+        return DayRead(self.scan(committed.values(), schema), committed, errors, missing)
 
     @staticmethod
-    def _scan(paths: list[Path], schema: Mapping[str, pl.DataType] | None) -> pl.LazyFrame:
+    def scan(
+        written: Iterable[DayWrite], schema: Mapping[str, pl.DataType] | None = None
+    ) -> pl.LazyFrame:
+        """One lazy scan over days ``read_days`` verified (their files never change)."""
+        paths = [str(w.path) for w in written]
         if not paths:
             return pl.LazyFrame(schema=dict(schema or {}))
         # Hive columns (y, m, d) would be inferred from the directory names otherwise.
         return pl.scan_parquet(
-            [str(p) for p in paths],
-            schema=dict(schema) if schema else None,
-            hive_partitioning=False,
+            paths, schema=dict(schema) if schema else None, hive_partitioning=False
         )
 
 

@@ -21,6 +21,7 @@ import dagster as dg
 import polars as pl
 
 from btc_assets.assets.common import (
+    blocked_metadata,
     column_schema,
     materialize_days,
     range_days,
@@ -186,7 +187,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             day: _day_metadata(load, str(files[day].path)) for day, load in loads.items()
         }
         for day, reasons in blocked.items():
-            per_day[day] = {"blocked": True, "blocked_by": " | ".join(reasons)}
+            per_day[day] = blocked_metadata(reasons)
         complete = not refused and error is None
         yield from materialize_days(
             context,

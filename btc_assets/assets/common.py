@@ -177,10 +177,7 @@ def record_days(
                 "\n".join(f"- {why}" for why in excluded[day])
             )
     for day, reasons in blocked.items():
-        per_day[day] = {
-            "blocked": True,
-            "blocked_by": dg.MetadataValue.md("\n".join(f"- {why}" for why in reasons)),
-        }
+        per_day[day] = blocked_metadata(reasons)
     yield from materialize_days(
         context,
         table_key(table),
@@ -203,6 +200,14 @@ def record_days(
     yield from checks.check_outputs(context)
     if blocked:
         tag_blocked(context, table_key(table), blocked)
+
+
+def blocked_metadata(reasons: Iterable[str]) -> dict[str, Any]:
+    """What a blocked day's materialization says: that it is blocked, and by what."""
+    return {
+        "blocked": True,
+        "blocked_by": dg.MetadataValue.md("\n".join(f"- {why}" for why in reasons)),
+    }
 
 
 def tag_blocked(

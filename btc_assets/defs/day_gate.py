@@ -137,9 +137,9 @@ def unusable_days(
             )
         else:
             usable[day] = written
-    if len(usable) != len(read.committed):  # drop env mismatches from the scan
-        read = lake.read_days(table.name, symbol, list(usable), schema=dict(table.schema))
-    return reasons, usable, read.frame
+    if len(usable) == len(read.committed):
+        return reasons, usable, read.frame
+    return reasons, usable, lake.scan(usable.values(), dict(table.schema))  # without other envs
 
 
 def read_gated(

@@ -27,6 +27,11 @@ def shifted(df: pl.DataFrame, days: int) -> pl.DataFrame:
     return df.with_columns(pl.col("ts") + timedelta(days=days))
 
 
+def readable(lake: Lake) -> bool:
+    """Does the lake's one read return the day (it verifies)?"""
+    return DAY in lake.read_days(TABLE, SYMBOL, [DAY]).committed
+
+
 def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
@@ -48,7 +53,7 @@ def test_layout_and_round_trip(tmp_path: Path, day_frame: pl.DataFrame) -> None:
     assert (written.rows, written.bytes) == (1440, written.path.stat().st_size)
     assert lake.verify_day(TABLE, SYMBOL, DAY) == written
     assert lake.verify_day(TABLE, SYMBOL, DAY).provenance == provenance
-    assert lake.is_complete(TABLE, SYMBOL, DAY)
+    assert readable(lake)
     back = pl.read_parquet(written.path)
     assert back.equals(day_frame)  # sorted back into (symbol, ts) order, dtypes kept
 
@@ -224,7 +229,7 @@ def test_flipped_byte_detected_with_path(tmp_path: Path, day_frame: pl.DataFrame
     with pytest.raises(LakeCorruptionError, match="sha256 mismatch") as err:
         lake.verify_day(TABLE, SYMBOL, DAY)
     assert str(path) in str(err.value)
-    assert not lake.is_complete(TABLE, SYMBOL, DAY)
+    assert not readable(lake)
 
 
 def test_truncated_file_detected_with_path(tmp_path: Path, day_frame: pl.DataFrame) -> None:
@@ -247,7 +252,7 @@ def test_missing_piece_detected(tmp_path: Path, day_frame: pl.DataFrame, victim:
     with pytest.raises(LakeCorruptionError, match="missing") as err:
         lake.verify_day(TABLE, SYMBOL, DAY)
     assert victim in str(err.value)
-    assert not lake.is_complete(TABLE, SYMBOL, DAY)
+    assert not readable(lake)
 
 
 def test_unreadable_parquet_that_matches_its_manifest(tmp_path: Path) -> None:
@@ -287,7 +292,7 @@ def test_empty_day_is_legal_and_keeps_schema(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     written = lake.write_day(TABLE, SYMBOL, DAY, empty_frame(KLINE_SCHEMA))
     assert written.rows == 0
-    assert lake.is_complete(TABLE, SYMBOL, DAY)
+    assert readable(lake)
     assert pl.read_parquet(written.path).schema == pl.Schema(KLINE_SCHEMA)
 
 
