@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,25 @@ def lake_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def as_day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def latest_metadata(instance: dg.DagsterInstance, name: str, day: str | date) -> dict[str, Any]:
+    """The values of the newest materialization of asset ``name`` for partition ``day``."""
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[str(day)]), limit=1
+    ).records[0]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every failed step's error, causes included (the user-code error is a cause)."""
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failures, "the run was expected to fail"
+    return "\n".join(
+        e.event_specific_data.error.to_string()  # type: ignore[union-attr]
+        for e in failures
+    )

@@ -11,18 +11,9 @@ import pytest
 from btc_assets.assets.binance import binance_assets as raw_assets
 from btc_assets.defs.partitions import PartitionError, partition_days
 from btc_assets.settings import SettingsError, load_settings
-from btc_assets_tests.test_assets.helpers import lake_digest, resources, run_range
+from btc_assets_tests.test_assets.helpers import failure_text, lake_digest, resources, run_range
 
 RAW = ["binance_spot_klines_1m", "binance_perp_klines_1m", "binance_funding_rate"]
-
-
-def _failure_text(result: dg.ExecuteInProcessResult) -> str:
-    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert failures, "the run was expected to fail"
-    return "\n".join(
-        str(e.event_specific_data.error.to_string())  # type: ignore[union-attr]
-        for e in failures
-    )
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def test_partition_before_start_date(seeded_lake: Path, instance: dg.DagsterInst
     before = lake_digest(seeded_lake / "lake")
     result = run_range(instance, resources(seeded_lake), "2019-12-30", "2019-12-31")
     assert not result.success
-    assert "partition 2019-12-30 is before the start date 2020-01-01" in _failure_text(result)
+    assert "partition 2019-12-30 is before the start date 2020-01-01" in failure_text(result)
     with pytest.raises(dg.DagsterUnknownPartitionError, match="2019-12-31"):
         dg.materialize(
             raw_assets,
@@ -61,7 +52,7 @@ def test_unknown_symbol_names_the_symbol(seeded_lake: Path, instance: dg.Dagster
         force=True,
     )
     assert not result.success
-    text = _failure_text(result)
+    text = failure_text(result)
     assert "NOTACOIN" in text
     assert "-1121" in text
     assert lake_digest(seeded_lake / "lake") == before
@@ -72,7 +63,7 @@ def test_missing_base_url_is_a_clear_error(seeded_lake: Path, instance: dg.Dagst
     res = resources(seeded_lake, binance_spot_base_url="")
     result = run_range(instance, res, "2024-03-01", "2024-03-01", selection=RAW[:1], force=True)
     assert not result.success
-    assert "base URL" in _failure_text(result) or "base_url" in _failure_text(result)
+    assert "base URL" in failure_text(result) or "base_url" in failure_text(result)
     assert lake_digest(seeded_lake / "lake") == before
 
 

@@ -19,7 +19,7 @@ from btc_assets.defs.definitions import all_assets
 from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
-from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
+from btc_assets_tests.test_assets.helpers import evaluations, latest_metadata, resources, run_range
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 COINGLASS = [
@@ -30,13 +30,6 @@ COINGLASS = [
     "coinglass_aggregated_taker",
     "coinglass_liquidations",
 ]
-
-
-def _meta(instance: dg.DagsterInstance, name: str, day: str) -> dict[str, Any]:
-    record = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[day]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
 
 
 def _by_key(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str, str], Any]:
@@ -68,7 +61,7 @@ def test_full_graph_builds_gated_features_catalog_and_report(
         for name in COINGLASS:
             assert checks[(name, QUALITY, day)].passed, (name, checks[(name, QUALITY, day)])
     # CoinGlass fetches whole spans: one request per endpoint page, not per day.
-    assert _meta(instance, "coinglass_price_ohlc", DAYS[0])["source"] == "vendor"
+    assert latest_metadata(instance, "coinglass_price_ohlc", DAYS[0])["source"] == "vendor"
 
     catalog = dg.materialize(
         [a for a in all_assets if a.partitions_def is None],
@@ -147,9 +140,11 @@ def test_gate_failure_stops_only_that_days_downstream(
         raise_on_error=False,
     )
     assert consumer.success
-    built = {day for day in DAYS if _meta(instance, "features_consumer", day).get("built")}
+    built = {
+        day for day in DAYS if latest_metadata(instance, "features_consumer", day).get("built")
+    }
     assert built == {DAYS[0], DAYS[2]}
-    assert _meta(instance, "features_consumer", DAYS[1]) == {"blocked": True}
+    assert latest_metadata(instance, "features_consumer", DAYS[1]) == {"blocked": True}
 
     catalog = dg.materialize(
         [a for a in all_assets if a.partitions_def is None],
@@ -171,7 +166,7 @@ def test_funding_falls_back_and_says_so(tmp_path: Path, instance: dg.DagsterInst
     res = resources(tmp_path, sandbox_faults=json.dumps(plan_error))
     result = run_range(instance, res, DAYS[0], DAYS[0], selection=["coinglass_funding"])
     assert result.success
-    meta = _meta(instance, "coinglass_funding", DAYS[0])
+    meta = latest_metadata(instance, "coinglass_funding", DAYS[0])
     assert meta["funding_source"] == "coinglass_vol_weight"
     assert "Upgrade plan" in meta["fallback_reasons"]
     frame = pl.read_parquet(Lake(tmp_path / "lake").day_file(
@@ -185,7 +180,7 @@ def test_funding_falls_back_and_says_so(tmp_path: Path, instance: dg.DagsterInst
     res = resources(tmp_path / "b", sandbox_faults=json.dumps(both))
     result = run_range(instance, res, DAYS[1], DAYS[1], selection=["coinglass_funding"])
     assert result.success
-    meta = _meta(instance, "coinglass_funding", DAYS[1])
+    meta = latest_metadata(instance, "coinglass_funding", DAYS[1])
     assert meta["funding_source"] == "binance_settlement"
     frame = pl.read_parquet(Lake(tmp_path / "b" / "lake").day_file(
         "coinglass_funding", "BTCUSDT", date.fromisoformat(DAYS[1])))  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,13 @@ from btc_assets.vendors.errors import (
     VendorResponseError,
     VendorUnavailable,
 )
-from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
+from btc_assets_tests.test_assets.helpers import (
+    evaluations,
+    failure_text,
+    latest_metadata,
+    resources,
+    run_range,
+)
 
 SYMBOL = "BTCUSDT"
 FUNDING = "coinglass_funding"
@@ -41,20 +47,6 @@ UPGRADE_PLAN = {"kind": "error200", "path": "/api/futures/funding-rate/*", "coun
                 "code": 401, "msg": "Upgrade plan"}  # fmt: skip
 FIRST = DAILY.start.date()  # the first day of history: no partition before it
 DAYS = [FIRST + timedelta(days=k) for k in range(3)]
-
-
-def _meta(instance: dg.DagsterInstance, name: str, day: date) -> dict[str, Any]:
-    record = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[day.isoformat()]),
-        limit=1,
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
-
-
-def _failure_text(result: dg.ExecuteInProcessResult) -> str:
-    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert failures, "the run was expected to fail"
-    return "\n".join(e.event_specific_data.error.to_string() for e in failures)  # type: ignore[union-attr]
 
 
 def _with_coinglass(res: dict[str, object], **changes: Any) -> dict[str, object]:
@@ -93,7 +85,7 @@ def test_plan_refusal_feeds_every_bar_from_binance_from_the_first_day(
         assert not bars["funding_now_imputed"].any(), day
         assert quality[day.isoformat()].passed, quality[day.isoformat()].description
 
-        meta = _meta(instance, FUNDING, day)
+        meta = latest_metadata(instance, FUNDING, day)
         assert meta["funding_source"] == "binance_settlement"
         assert "oi-weight" in meta["fallback_reasons"] and "vol-weight" in meta["fallback_reasons"]
         assert "Upgrade plan" in meta["fallback_reasons"]
@@ -125,7 +117,7 @@ def test_empty_history_is_a_refusal(tmp_path: Path, instance: dg.DagsterInstance
     res = resources(tmp_path, sandbox_faults=json.dumps(empty))
     day = DAYS[1]
     assert run_range(instance, res, day.isoformat(), day.isoformat(), selection=[FUNDING]).success
-    meta = _meta(instance, FUNDING, day)
+    meta = latest_metadata(instance, FUNDING, day)
     assert meta["funding_source"] == "binance_settlement"
     assert meta["fallback_reasons"].count(f"no rows for the closed day {day}") == 2
     frame = pl.read_parquet(Lake(tmp_path / "lake").day_file(FUNDING, SYMBOL, day))
@@ -142,7 +134,7 @@ def test_today_without_rows_waits_instead_of_falling_back(
     res = resources(tmp_path, sandbox_faults=json.dumps(empty))
     today = now.date().isoformat()
     assert run_range(instance, res, today, today, selection=[FUNDING]).success
-    meta = _meta(instance, FUNDING, now.date())
+    meta = latest_metadata(instance, FUNDING, now.date())
     assert (meta["funding_source"], meta["fallback_reasons"]) == ("none", "none")
     assert pl.read_parquet(Lake(tmp_path / "lake").day_file(FUNDING, SYMBOL, now.date())).is_empty()
 
@@ -161,13 +153,13 @@ def test_a_day_missing_at_coinglass_comes_from_binance_between_coinglass_days(
     expected = {DAYS[0]: "coinglass_oi_weight", DAYS[1]: "binance_settlement",
                 DAYS[2]: "coinglass_oi_weight"}  # fmt: skip
     for day, source in expected.items():
-        meta = _meta(instance, FUNDING, day)
+        meta = latest_metadata(instance, FUNDING, day)
         assert meta["funding_source"] == source, day
         bars = pl.read_parquet(lake.day_file("bars_15m", SYMBOL, day))
         assert bars.height == 96 and bars["funding_now"].null_count() == 0, day
         assert (bars["funding_source"] == source).all() and not bars["funding_now_imputed"].any()
-    assert _meta(instance, FUNDING, DAYS[0])["fallback_reasons"] == "none"
-    reasons = _meta(instance, FUNDING, DAYS[1])["fallback_reasons"]
+    assert latest_metadata(instance, FUNDING, DAYS[0])["fallback_reasons"] == "none"
+    reasons = latest_metadata(instance, FUNDING, DAYS[1])["fallback_reasons"]
     assert reasons == "; ".join(
         f"{w}-weight: no rows for the closed day {DAYS[1]}" for w in ("oi", "vol")
     )
@@ -195,7 +187,7 @@ def test_transient_failure_fails_the_step_and_falls_back_to_nothing(
     day = DAYS[1]
     result = run_range(instance, res, day.isoformat(), day.isoformat(), selection=[FUNDING])
     assert not result.success
-    text = _failure_text(result)
+    text = failure_text(result)
     assert endpoint in text and outcome in text and NOT_A_REFUSAL in text
     assert not Lake(tmp_path / "lake").day_file(FUNDING, SYMBOL, day).exists()
     assert instance.get_materialized_partitions(dg.AssetKey(FUNDING)) == set()
@@ -206,7 +198,7 @@ def test_a_rejected_key_is_not_a_refusal(tmp_path: Path, instance: dg.DagsterIns
     day = DAYS[1]
     result = run_range(instance, res, day.isoformat(), day.isoformat(), selection=[FUNDING])
     assert not result.success
-    text = _failure_text(result)
+    text = failure_text(result)
     assert "CoinGlassKeyInvalid" in text and FUNDING_OI_WEIGHT in text
     assert not Lake(tmp_path / "lake").day_file(FUNDING, SYMBOL, day).exists()
 

@@ -14,7 +14,7 @@ import polars as pl
 from btc_assets.assets.common import BLOCKED_TAG_PREFIX
 from btc_assets.defs.checks import QUALITY
 from btc_assets.lake import Lake
-from btc_assets_tests.test_assets.helpers import evaluations, resources, run_range
+from btc_assets_tests.test_assets.helpers import as_day, evaluations, resources, run_range
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 ROWS_PER_DAY = {
@@ -38,10 +38,6 @@ def _metadata(instance: dg.DagsterInstance, name: str, day: str) -> dict:
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[day]), limit=1
     ).records
     return records[0].asset_materialization.metadata  # type: ignore[union-attr]
-
-
-def as_day(text: str) -> date:
-    return date.fromisoformat(text)
 
 
 def test_range_run_materializes_checks_and_reuses(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,11 @@ from btc_assets.defs.definitions import all_assets, defs
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import (
+    as_day,
     evaluations,
+    failure_text,
     lake_digest,
+    latest_metadata,
     resources,
     run_range,
 )
@@ -28,17 +31,6 @@ from btc_assets_tests.test_assets.helpers import (
 SYMBOL = "BTCUSDT"
 DAYS = [f"2024-05-0{i}" for i in range(1, 6)]  # 2024-05-01 .. 2024-05-05
 BINANCE_SPOT = ["binance_spot_klines_1m"]
-
-
-def as_day(text: str) -> date:
-    return date.fromisoformat(text)
-
-
-def _meta(instance: dg.DagsterInstance, name: str, day: str) -> dict[str, Any]:
-    record = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[day]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
 
 
 def _quality(result: dg.ExecuteInProcessResult, name: str, day: str) -> dg.AssetCheckEvaluation:
@@ -93,7 +85,7 @@ def test_an_unverifiable_lookback_day_is_left_out_of_every_window_and_counted(
     tampered.write_parquet(victim)
     one_day = run_range(instance, res, DAYS[-1], DAYS[-1], ["bars_15m"])
     assert one_day.success
-    meta = _meta(instance, "bars_15m", DAYS[-1])
+    meta = latest_metadata(instance, "bars_15m", DAYS[-1])
     assert meta["excluded_lookback_days"] == 1
     assert (
         str(victim) in meta["excluded_lookback"] and "does not verify" in meta["excluded_lookback"]
@@ -105,7 +97,7 @@ def test_an_unverifiable_lookback_day_is_left_out_of_every_window_and_counted(
     victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 2])  # now truncated
     truncated = run_range(instance, res, DAYS[-1], DAYS[-1], ["bars_15m"])
     assert truncated.success  # a truncated file is named and left out, not a Polars error
-    assert str(victim) in _meta(instance, "bars_15m", DAYS[-1])["excluded_lookback"]
+    assert str(victim) in latest_metadata(instance, "bars_15m", DAYS[-1])["excluded_lookback"]
     assert _features(lake, DAYS[-1]).equals(with_tampered)
     for path in lake.day_dir(OPEN_INTEREST.name, SYMBOL, as_day(DAYS[1])).iterdir():
         path.unlink()
@@ -130,7 +122,7 @@ def test_a_same_day_input_that_does_not_verify_blocks_the_day_at_every_depth(
     assert derived.success
     for name in ("perp_klines_15m", "bars_15m"):
         assert not _quality(derived, name, DAYS[1]).passed
-        assert _meta(instance, name, DAYS[1])["blocked"] is True
+        assert latest_metadata(instance, name, DAYS[1])["blocked"] is True
         assert _quality(derived, name, DAYS[0]).passed and _quality(derived, name, DAYS[2]).passed
     assert str(raw) in (_quality(derived, "perp_klines_15m", DAYS[1]).description or "")
 
@@ -210,7 +202,7 @@ def test_a_gap_is_refetched_until_confirmed_then_reused_with_its_warning(
     for _ in range(4):
         result = run_range(instance, res, DAYS[0], DAYS[0], BINANCE_SPOT)
         assert result.success
-        meta = _meta(instance, BINANCE_SPOT[0], DAYS[0])
+        meta = latest_metadata(instance, BINANCE_SPOT[0], DAYS[0])
         sources.append((meta["source"], meta.get("gap_confirmations")))
         check = _quality(result, BINANCE_SPOT[0], DAYS[0])
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
@@ -232,11 +224,11 @@ def test_a_day_fetched_before_it_closed_is_fetched_again_after(
     assert partial.provenance["closed"] is False and partial.rows == 720
     pinned_clock(datetime(2024, 5, 4, 12, 0, tzinfo=UTC))  # two days later: out of the tail
     assert run_range(instance, res, DAYS[1], DAYS[1], BINANCE_SPOT).success
-    assert _meta(instance, BINANCE_SPOT[0], DAYS[1])["source"] == "vendor"
+    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[1])["source"] == "vendor"
     whole = lake.verify_day(BINANCE_SPOT[0], SYMBOL, as_day(DAYS[1]))
     assert whole.provenance["closed"] is True and whole.rows == 1440
     assert run_range(instance, res, DAYS[1], DAYS[1], BINANCE_SPOT).success
-    assert _meta(instance, BINANCE_SPOT[0], DAYS[1])["source"] == "reused"
+    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[1])["source"] == "reused"
 
 
 def test_live_never_reads_reuses_or_views_a_sandbox_day(
@@ -260,7 +252,7 @@ def test_live_never_reads_reuses_or_views_a_sandbox_day(
     assert "binance_spot_klines_1m" not in _views(tmp_path)
     refetched = run_range(instance, live, DAYS[0], DAYS[1], BINANCE_SPOT)
     assert refetched.success
-    assert _meta(instance, BINANCE_SPOT[0], DAYS[0])["source"] == "vendor"  # not reused
+    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[0])["source"] == "vendor"  # not reused
     written = Lake(tmp_path / "lake").verify_day(BINANCE_SPOT[0], SYMBOL, as_day(DAYS[0]))
     assert written.provenance["env"] == "live"
 
@@ -283,7 +275,7 @@ def test_a_range_into_the_future_is_refused_before_anything_is_written(
     tomorrow, after = today + timedelta(days=1), today + timedelta(days=2)
     result = run_range(instance, res, today.isoformat(), after.isoformat())
     assert not result.success
-    message = _failure_text(result)
+    message = failure_text(result)
     assert f"{today} .. {after}" in message and "past today" in message
     assert not (tmp_path / "lake").exists() or lake_digest(tmp_path / "lake") == {}
     assert tomorrow.isoformat() not in str(list((tmp_path).rglob("*")))
@@ -292,14 +284,4 @@ def test_a_range_into_the_future_is_refused_before_anything_is_written(
 def test_a_reversed_range_is_a_clear_error(tmp_path: Path, instance: dg.DagsterInstance) -> None:
     result = run_range(instance, resources(tmp_path), DAYS[2], DAYS[0], BINANCE_SPOT)
     assert not result.success
-    assert f"{DAYS[2]} .. {DAYS[0]} is reversed" in _failure_text(result)
-
-
-def _failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """The first step failure's message with its causes (the user-code error is a cause)."""
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    error, texts = failure.event_specific_data.error, []  # type: ignore[union-attr]
-    while error is not None:
-        texts.append(error.message)
-        error = error.cause
-    return "\n".join(texts)
+    assert f"{DAYS[2]} .. {DAYS[0]} is reversed" in failure_text(result)

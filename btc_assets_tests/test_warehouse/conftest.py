@@ -179,15 +179,6 @@ def per_day(frame: pl.DataFrame) -> dict[str, int]:
     return {str(d): n for d, n in days.group_by("day").len().iter_rows()}
 
 
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert failures, "the run was expected to fail"
-    return "\n".join(
-        e.event_specific_data.error.to_string()  # type: ignore[union-attr]
-        for e in failures
-    )
-
-
 def day(key: str) -> date:
     return date.fromisoformat(key)
 

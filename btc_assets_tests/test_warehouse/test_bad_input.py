@@ -13,13 +13,12 @@ from google.cloud import bigquery, storage
 from btc_assets.defs.checks import ROW_PARITY
 from btc_assets.lake import Lake
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
-from btc_assets_tests.test_assets.helpers import evaluations, lake_digest
+from btc_assets_tests.test_assets.helpers import evaluations, failure_text, lake_digest
 from btc_assets_tests.test_warehouse.conftest import (
     DAYS,
     SYMBOL,
     bq_resources,
     day,
-    failure_text,
     load,
     per_day,
     same_provenance,

@@ -11,12 +11,12 @@ from google.cloud import bigquery, storage
 from btc_assets.lake import Lake
 from btc_assets.warehouse.gcs import staging_object
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
+from btc_assets_tests.test_assets.helpers import failure_text
 from btc_assets_tests.test_warehouse.conftest import (
     DAYS,
     SYMBOL,
     bq_resources,
     day,
-    failure_text,
     load,
     per_day,
     table_frame,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -17,13 +16,17 @@ from btc_assets.core.schema import FEATURE_SCHEMA, KLINE_SCHEMA
 from btc_assets.defs.checks import ROW_PARITY
 from btc_assets.lake import Lake
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
-from btc_assets_tests.test_assets.helpers import evaluations, run_range
+from btc_assets_tests.test_assets.helpers import (
+    evaluations,
+    failure_text,
+    latest_metadata,
+    run_range,
+)
 from btc_assets_tests.test_warehouse.conftest import (
     DAYS,
     SYMBOL,
     bq_resources,
     day,
-    failure_text,
     load,
     per_day,
     same_provenance,
@@ -38,13 +41,6 @@ TABLES = {  # BigQuery table -> (lake table, contract, rows per day)
 }
 LEGACY = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}
 _real_swap = bq_module._swap  # before any test patches it
-
-
-def _meta(instance: dg.DagsterInstance, asset: str, key: str) -> dict[str, Any]:
-    record = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1
-    ).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
 
 
 def _lake_frame(data_dir: Path, table: str, schema: dict) -> pl.DataFrame:
@@ -83,7 +79,7 @@ def test_lake_to_bigquery_three_days(
         lake = _lake_frame(tmp_path, lake_table, dict(contract))
         assert stored.equals(lake), name  # value for value, dtypes included
         for key in DAYS:
-            meta = _meta(instance, f"bq_{name}", key)
+            meta = latest_metadata(instance, f"bq_{name}", key)
             assert meta["dagster/row_count"] == rows
             assert meta["destination_table"] == table_id
             assert meta["bigquery_jobs"] == 2  # one load, one script
