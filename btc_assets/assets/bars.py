@@ -8,10 +8,12 @@ import polars as pl
 
 from btc_assets.assets.common import (
     LAKE_KINDS,
+    SymbolDays,
     derived_provenance,
     partial_cutoff,
     range_days,
     record_days,
+    run_symbols,
     table_key,
 )
 from btc_assets.core.bars import bar_duration, resample
@@ -38,26 +40,37 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         check_specs=[checks.quality_check_spec(table_key(table))],
     )
     def _asset(context: dg.AssetExecutionContext, dataset: DatasetResource) -> Iterator[Any]:
-        lake, symbol, days = dataset.lake(), dataset.symbol, range_days(context)
-        gated = read_gated(
-            context, lake, symbol, dataset.env, {"klines": Input(source)}, days, DAILY_START
-        )
-        good = gated.days
-        klines = gated.frames["klines"]
-        bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
-        # Closed bars only: today's last bar may still be forming in the 1m input.
-        as_of = partial_cutoff(good, klines, bar_duration(every))
-        if as_of is not None:
-            bars = bars.filter(pl.col("ts") <= as_of)
-        parts = bars.partition_by("_day", as_dict=True, include_key=False)
-        empty = conform(bars.clear().drop("_day"), BAR_SCHEMA)
-        for day in good:
-            frame = conform(parts.get((day,), empty), BAR_SCHEMA)
-            provenance = derived_provenance(dataset.env, [source], day, as_of)
-            lake.write_day(table.name, symbol, day, frame, provenance)
-        metadata = {day: {"source": f"resampled from {source.name}"} for day in good}
+        lake, days = dataset.lake(), range_days(context)
+        members = run_symbols(context, dataset.symbols)
+        inputs = {"klines": Input(source)}
+        gated = read_gated(context, lake, members, dataset.env, inputs, days, DAILY_START)
+        done: list[SymbolDays] = []
+        for member in members:
+            stored_as = member.lake_symbol(table)
+            if any(sd.symbol == stored_as for sd in done):
+                continue  # two perps sharing a spot pair: one table of it
+            read = gated[member.perp]
+            klines = read.frames["klines"]
+            bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
+            # Closed bars only: today's last bar may still be forming in the 1m input.
+            as_of = partial_cutoff(read.days, klines, bar_duration(every))
+            if as_of is not None:
+                bars = bars.filter(pl.col("ts") <= as_of)
+            parts = bars.partition_by("_day", as_dict=True, include_key=False)
+            empty = conform(bars.clear().drop("_day"), BAR_SCHEMA)
+            for day in read.days:
+                frame = conform(parts.get((day,), empty), BAR_SCHEMA)
+                provenance = derived_provenance(dataset.env, [source], day, as_of)
+                lake.write_day(table.name, stored_as, day, frame, provenance)
+            metadata = {day: {"source": f"resampled from {source.name}"} for day in read.days}
+            done.append(SymbolDays(stored_as, metadata, blocked=read.blocked, as_of=as_of))
         yield from record_days(
-            context, table, lake, symbol, days, metadata, blocked=gated.blocked, as_of=as_of
+            context,
+            table,
+            lake,
+            days,
+            done,
+            configured=dataset.lake_symbols(table),
         )
 
     return _asset

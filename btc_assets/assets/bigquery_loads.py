@@ -21,10 +21,11 @@ import dagster as dg
 import polars as pl
 
 from btc_assets.assets.common import (
-    blocked_metadata,
     column_schema,
     materialize_days,
+    merge_day_metadata,
     range_days,
+    run_symbols,
     tag_blocked,
 )
 from btc_assets.core.schema import partition_day_expr
@@ -108,22 +109,23 @@ def _day_metadata(load: DayLoad, lake_path: str) -> dict[str, Any]:
 
 def _failure(
     table: WarehouseTable,
-    loaded: int,
-    blocked: Mapping[date, list[str]],
-    refused: Mapping[date, str],
+    loads: Mapping[str, Mapping[date, DayLoad]],
+    blocked: Mapping[tuple[str, date], list[str]],
+    refused: Mapping[tuple[str, date], str],
     error: Exception | None,
 ) -> dg.Failure:
-    reasons = [f"{d}: {why}" for d, why in sorted(refused.items())]
-    text = f"{table.key.to_user_string()}: {len(refused)} day(s) refused"
+    reasons = [f"{s} {d}: {why}" for (s, d), why in sorted(refused.items())]
+    text = f"{table.key.to_user_string()}: {len(refused)} symbol-day(s) refused"
     if reasons:
         text += f" ({'; '.join(reasons)})"
     if error is not None:
         text += f"; stopped by {error.__class__.__name__}: {error}"
+    loaded = sum(len(days) for days in loads.values())
     return dg.Failure(
-        description=f"{text}. {loaded} other day(s) were loaded.",
+        description=f"{text}. {loaded} other symbol-day(s) were loaded.",
         metadata={
-            "blocked_days": sorted(d.isoformat() for d in blocked),
-            "refused_days": sorted(d.isoformat() for d in refused),
+            "blocked_days": sorted(f"{s} {d.isoformat()}" for s, d in blocked),
+            "refused_days": sorted(f"{s} {d.isoformat()}" for s, d in refused),
         },
     )
 
@@ -151,43 +153,64 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
         bigquery: BigQueryWarehouseResource,
         gcs_staging: GcsStagingResource,
     ) -> Iterator[Any]:
-        lake, symbol, days = dataset.lake(), dataset.symbol, range_days(context)
+        lake, days = dataset.lake(), range_days(context)
+        members = run_symbols(context, dataset.symbols)
+        names = list(dict.fromkeys(m.lake_symbol(source) for m in members))
         gated = read_gated(
-            context, lake, symbol, dataset.env, {"lake": Input(source)}, days, DAILY_START
+            context, lake, members, dataset.env, {"lake": Input(source)}, days, DAILY_START
         )
-        good, blocked, files = gated.days, gated.blocked, gated.committed["lake"]
-        loads: dict[date, DayLoad] = {}
-        refused: dict[date, str] = {}
+        reads = {m.lake_symbol(source): gated[m.perp] for m in members}
+        loads: dict[str, dict[date, DayLoad]] = {name: {} for name in names}
+        refused: dict[tuple[str, date], str] = {}
         error: Exception | None = None
+        warehouse: dict[str, Any] = {}
         with bigquery.get_client() as client:
             target = bigquery.table(table.name)
             ensure_table(client, target, source.schema, bigquery.location)
             storage = gcs_staging.client()
-            for day in good:
-                path = files[day].path
-                try:
-                    check_day_file(path, source.schema, symbol, day)  # before staging it
-                    uri = gcs_staging.stage(storage, path, table.name, table.interval, day)
-                    loads[day] = replace_day(
-                        client, target, source.schema, symbol, day, path, source_uri=uri
-                    )
-                except (SchemaDriftError, DayFileError) as exc:
-                    refused[day] = str(exc)  # this day's data; the other days may be fine
-                except Exception as exc:
-                    # Service or staging trouble: stop, record what is done, then fail.
-                    error = exc
+            for name in names:
+                files = reads[name].committed["lake"]
+                for day in reads[name].days:
+                    path = files[day].path
+                    try:
+                        check_day_file(path, source.schema, name, day)  # before staging it
+                        uri = gcs_staging.stage(
+                            storage, path, table.name, table.interval, day, symbol=name
+                        )
+                        loads[name][day] = replace_day(
+                            client, target, source.schema, name, day, path, source_uri=uri
+                        )
+                    except (SchemaDriftError, DayFileError) as exc:
+                        refused[(name, day)] = str(exc)  # this day's data; others may be fine
+                    except Exception as exc:
+                        # Service or staging trouble: stop, record what is done, then fail.
+                        error = exc
+                        break
+                if error is not None:
                     break
             try:
-                warehouse = day_figures(client, target, symbol, list(loads), volume_column)
+                for name in names:
+                    warehouse[name] = day_figures(
+                        client, target, name, list(loads[name]), volume_column
+                    )
             except Exception:
                 if error is None:
                     raise
-                warehouse = None  # the service is down: the error below says so
-        per_day: dict[date, dict[str, Any]] = {
-            day: _day_metadata(load, str(files[day].path)) for day, load in loads.items()
+                warehouse = {}  # the service is down: the error below says so
+        built = {
+            day: {
+                name: _day_metadata(load, str(reads[name].committed["lake"][day].path))
+                for name in names
+                if (load := loads[name].get(day)) is not None
+            }
+            for day in days
         }
-        for day, reasons in blocked.items():
-            per_day[day] = blocked_metadata(reasons)
+        blocked = {(name, d): why for name in names for d, why in reads[name].blocked.items()}
+        per_day = {
+            day: merge_day_metadata(built[day], blocked, day, len(names))
+            for day in days
+            if built[day] or any(d == day for _, d in blocked)
+        }
         complete = not refused and error is None
         yield from materialize_days(
             context,
@@ -198,23 +221,33 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
                 "dagster/table_name": target.table_id,
             },
             range_only={
-                "days": len(loads),
-                "blocked_days": len(blocked),
-                "rows": sum(load.rows for load in loads.values()),
-                "bigquery_jobs": sum(len(load.job_ids) for load in loads.values()),
+                "symbols": len(names),
+                "days": len({d for name in names for d in loads[name]}),
+                "blocked_days": len({d for _, d in blocked}),
+                "rows": sum(load.rows for name in names for load in loads[name].values()),
+                "bigquery_jobs": sum(
+                    len(load.job_ids) for name in names for load in loads[name].values()
+                ),
                 "gcs_staging": gcs_staging.enabled,
             },
             materialize_all=complete,
         )
-        if warehouse is not None:
-            loaded = lake.read_days(source.name, symbol, list(loads), dict(source.schema))
-            lake_figures = _lake_figures(loaded.frame, table, list(loads))
-            yield from checks.parity_evaluations(table.key, lake_figures, warehouse, volume_column)
-        yield from checks.blocked_evaluations(table.key, blocked, checks.ROW_PARITY)
+        verdicts: dict[date, dict[str, checks.Verdict]] = {}
+        for name in names:
+            if name in warehouse:
+                loaded = lake.read_days(source.name, name, list(loads[name]), dict(source.schema))
+                lake_figures = _lake_figures(loaded.frame, table, list(loads[name]))
+                found = checks.parity_verdicts(lake_figures, warehouse[name], volume_column)
+                for day, verdict in found.items():
+                    verdicts.setdefault(day, {})[name] = verdict
+            for day, reasons in reads[name].blocked.items():
+                verdicts.setdefault(day, {})[name] = checks.blocked_verdict(reasons)
+        for day, found in sorted(verdicts.items()):
+            yield checks.merge_verdicts(table.key, checks.ROW_PARITY, day, found)
         if blocked:
             tag_blocked(context, table.key, blocked)
         if not complete:
-            raise _failure(table, len(loads), blocked, refused, error) from error
+            raise _failure(table, loads, blocked, refused, error) from error
         yield from checks.check_outputs(context)
 
     return _load

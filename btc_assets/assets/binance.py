@@ -12,16 +12,17 @@ import polars as pl
 
 from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset
 from btc_assets.core.schema import day_bounds
-from btc_assets.core.tables import BINANCE_TABLES, FUNDING, PERP_1M, SPOT_1M
+from btc_assets.core.tables import BINANCE_TABLES, FUNDING, PERP_1M, SPOT_1M, Table
 from btc_assets.vendors.binance import FUNDING_RATE, FUTURES_KLINES, SPOT_KLINES, BinanceClient
 
 DayFetch = Callable[[BinanceClient, str, datetime, datetime], pl.DataFrame]
 
 
-def _per_day(fetch_day: DayFetch) -> FetchDays:
-    def fetch(resources: Any, symbol: str, days: list[date]) -> Fetched:
+def _per_day(table: Table, fetch_day: DayFetch) -> FetchDays:
+    def fetch(resources: Any, member: Any, days: list[date]) -> Fetched:
         client: BinanceClient = resources.binance.client()
         fetched = Fetched()
+        symbol = member.lake_symbol(table)
         for day in days:
             before = client.request_count
             fetched.frames[day] = fetch_day(client, symbol, *day_bounds(day))
@@ -45,6 +46,8 @@ _ORIGINS: dict[str, Origin] = {
 }
 
 binance_assets = [
-    raw_asset(table, "binance", {"binance"}, _per_day(_FETCHERS[table.name]), _ORIGINS[table.name])
+    raw_asset(
+        table, "binance", {"binance"}, _per_day(table, _FETCHERS[table.name]), _ORIGINS[table.name]
+    )
     for table in BINANCE_TABLES
 ]

@@ -25,7 +25,6 @@ from btc_assets.core.tables import (
     TAKER,
     Table,
 )
-from btc_assets.settings import coin_of
 from btc_assets.vendors.coinglass import (
     FUNDING_OI_WEIGHT,
     FUTURES_AGG_TAKER,
@@ -36,18 +35,18 @@ from btc_assets.vendors.coinglass import (
     CoinGlassClient,
 )
 
-# (client, resource, symbol, coin, start, end) -> frame of the span
-SpanFetch = Callable[[CoinGlassClient, Any, str, str, datetime, datetime], pl.DataFrame]
+# (client, resource, basket member (``SymbolConfig``), start, end) -> frame of the span
+SpanFetch = Callable[[CoinGlassClient, Any, Any, datetime, datetime], pl.DataFrame]
 
 
 def _per_span(fetch_span: SpanFetch) -> FetchDays:
-    def fetch(resources: Any, symbol: str, days: list[date]) -> Fetched:
+    def fetch(resources: Any, member: Any, days: list[date]) -> Fetched:
         cg = resources.coinglass
         client = cg.client()
         fetched = Fetched()
         for first, last in spans(days):
             start, end = day_bounds(first)[0], day_bounds(last)[1]
-            frame = fetch_span(client, cg, symbol, coin_of(symbol), start, end)
+            frame = fetch_span(client, cg, member, start, end)
             run = [d for d in days if first <= d <= last]
             fetched.frames.update(split_days(frame, run))
         fetched.requests = client.request_count
@@ -57,16 +56,20 @@ def _per_span(fetch_span: SpanFetch) -> FetchDays:
 
 
 _FETCHERS: dict[str, FetchDays] = {
-    PRICE.name: _per_span(lambda c, r, s, coin, a, b: c.price_history(s, r.exchange, a, b)),
-    OPEN_INTEREST.name: _per_span(
-        lambda c, r, s, coin, a, b: c.open_interest_history(s, coin, a, b)
+    PRICE.name: _per_span(
+        lambda c, r, m, a, b: c.price_history(m.perp, r.exchange, a, b, pair=m.coinglass_pair)
     ),
-    TAKER.name: _per_span(lambda c, r, s, coin, a, b: c.pair_taker_history(s, r.exchange, a, b)),
+    OPEN_INTEREST.name: _per_span(
+        lambda c, r, m, a, b: c.open_interest_history(m.perp, m.coin, a, b)
+    ),
+    TAKER.name: _per_span(
+        lambda c, r, m, a, b: c.pair_taker_history(m.perp, r.exchange, a, b, pair=m.coinglass_pair)
+    ),
     AGG_TAKER.name: _per_span(
-        lambda c, r, s, coin, a, b: c.aggregated_taker_history(s, coin, r.exchange_list, a, b)
+        lambda c, r, m, a, b: c.aggregated_taker_history(m.perp, m.coin, r.exchange_list, a, b)
     ),
     LIQUIDATIONS.name: _per_span(
-        lambda c, r, s, coin, a, b: c.liquidation_history(s, coin, r.exchange_list, a, b)
+        lambda c, r, m, a, b: c.liquidation_history(m.perp, m.coin, r.exchange_list, a, b)
     ),
     FUNDING_CG.name: fetch_funding,
 }

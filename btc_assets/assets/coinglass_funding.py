@@ -38,7 +38,6 @@ from btc_assets.core.schema import (
     day_bounds,
     floor_to_grid,
 )
-from btc_assets.settings import coin_of
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.coinglass import CoinGlassClient
 from btc_assets.vendors.errors import VendorError, VendorRefused
@@ -61,7 +60,7 @@ def is_refusal(exc: VendorError) -> bool:
 def coinglass_funding(
     client: CoinGlassClient,
     weighting: str,
-    symbol: str,
+    member: Any,
     days: list[date],
     closed: datetime,
     fetched: Fetched,
@@ -75,7 +74,7 @@ def coinglass_funding(
         start, end = day_bounds(first)[0], day_bounds(last)[1]
         run = [d for d in days if first <= d <= last]
         try:
-            frame = client.funding_history(symbol, coin_of(symbol), start, end, weighting)
+            frame = client.funding_history(member.perp, member.coin, start, end, weighting)
         except VendorError as exc:
             if not is_refusal(exc):
                 exc.add_note(NOT_A_REFUSAL)
@@ -121,7 +120,7 @@ def _fallback_metadata(rows: pl.DataFrame, day: date, closed: datetime) -> dict[
     }
 
 
-def fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
+def fetch_funding(resources: Any, member: Any, days: list[date]) -> Fetched:
     """Each day from the first source that does not refuse it: OI-weighted, volume-weighted,
     then Binance settlements on the bars. Only the days a source refused go to the next."""
     client = resources.coinglass.client()
@@ -132,12 +131,12 @@ def fetch_funding(resources: Any, symbol: str, days: list[date]) -> Fetched:
     todo = sorted(days)
     for weighting in WEIGHTINGS:
         if todo:
-            todo = coinglass_funding(client, weighting, symbol, todo, closed, fetched, reasons)
+            todo = coinglass_funding(client, weighting, member, todo, closed, fetched, reasons)
     fallback: dict[date, dict[str, Any]] = {}
     for first, last in spans(todo):
         start, end = day_bounds(first)[0], day_bounds(last)[1]
         run = [d for d in todo if first <= d <= last]
-        placed = binance_settlements_on_bars(binance, symbol, start, min(end, closed))
+        placed = binance_settlements_on_bars(binance, member.perp, start, min(end, closed))
         for day, rows in split_days(placed, run).items():
             fallback[day] = _fallback_metadata(rows, day, closed)
             fetched.frames[day] = rows.drop("settled_at")

@@ -6,7 +6,8 @@ emits per-day metadata, per-day check evaluations and the step's outputs in one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -18,12 +19,10 @@ from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import day_bounds, floor_to_grid, partition_day_expr
 from btc_assets.core.tables import Table
 from btc_assets.defs import checks
-from btc_assets.defs.checks import table_key
+from btc_assets.defs.checks import Verdict, table_key
+from btc_assets.defs.dagster_internals import latest_evaluation
 from btc_assets.defs.partitions import partition_days
-from btc_assets.lake import Lake
-
-# The day frames as stored and each day's manifest error -> the check evaluations.
-Evaluate = Callable[[pl.DataFrame, Mapping[date, str | None]], Iterable[dg.AssetCheckEvaluation]]
+from btc_assets.lake import DayWrite, Lake
 
 # A run tagged with this re-fetches every day of its range, even complete ones.
 FORCE_TAG = "btc_assets/force"
@@ -122,84 +121,219 @@ def column_schema(table: Table) -> dg.TableSchema:
 
 
 BLOCKED_TAG_PREFIX = "btc_assets/blocked."
+# A run tagged with a comma list of perp symbols covers only those basket members: adding a
+# symbol is a backfill that leaves the others' days alone.
+SYMBOLS_TAG = "btc_assets/symbols"
+
+
+def run_symbols(context: dg.AssetExecutionContext, configured: Sequence[Any]) -> list[Any]:
+    """The basket members (``SymbolConfig``) this run covers: all, or those of ``SYMBOLS_TAG``.
+
+    A tag naming a symbol outside the basket is refused by name before anything is fetched.
+    """
+    tag = context.run.tags.get(SYMBOLS_TAG, "").strip()
+    if not tag:
+        return list(configured)
+    wanted = {s.strip().upper() for s in tag.split(",") if s.strip()}
+    known = {s.perp for s in configured}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise RangeError(
+            f"run tag {SYMBOLS_TAG}={tag!r} names {', '.join(unknown)}, not in the basket "
+            f"(BTC_ASSETS_SYMBOLS: {', '.join(sorted(known))}); nothing was fetched or written"
+        )
+    return [s for s in configured if s.perp in wanted]
+
+
+@dataclass
+class SymbolDays:
+    """What an asset did for one basket member over the run's days."""
+
+    symbol: str  # its name in this table
+    metadata: Mapping[date, Mapping[str, Any]]
+    blocked: Mapping[date, list[str]] = field(default_factory=dict)
+    excluded_lookback: Mapping[date, list[str]] = field(default_factory=dict)
+    # How far today's partial day reaches for this symbol (None: the run's ``as_of``).
+    as_of: datetime | None = None
+
+
+# (symbol, its day frames as stored, each day's manifest error) -> check name -> day -> verdict
+Evaluate = Callable[
+    [str, pl.DataFrame, Mapping[date, str | None]], Mapping[str, Mapping[date, Verdict]]
+]
 
 
 def record_days(
     context: dg.AssetExecutionContext,
     table: Table,
     lake: Lake,
-    symbol: str,
     days: list[date],
-    day_metadata: Mapping[date, Mapping[str, Any]],
+    done: Sequence[SymbolDays],
     *,
-    blocked: Mapping[date, list[str]] | None = None,
-    excluded_lookback: Mapping[date, list[str]] | None = None,
+    configured: Sequence[str],
     range_metadata: Mapping[str, Any] | None = None,
     evaluate: Evaluate | None = None,
+    blocked_checks: Sequence[str] = (checks.QUALITY,),
     as_of: datetime | None = None,
 ) -> Iterator[Any]:
     """Emit the step's output, the per-day checks and the check outputs for ``days``.
 
     The days written are re-read from the lake through its verified read: what is checked is
-    what was stored. A blocked day is not built, and the step does not fail for it: it is
-    recorded with its cause and fails its ``quality`` check with ERROR, so every asset
-    further down blocks it too while the rest of the range is built at every depth (a
-    failed step would make Dagster skip every downstream day of the range). The run is
+    what was stored. A blocked (symbol, day) is not built, and the step does not fail for it:
+    it is recorded with its cause and fails its ``quality`` verdict with ERROR, so every
+    asset further down blocks that symbol's day too while the rest is built at every depth
+    (a failed step would make Dagster skip every downstream day of the range). The run is
     tagged with what was blocked, so the run list tells the user.
+
+    Each day gets one materialization and one evaluation per check whatever the number of
+    symbols, carrying each symbol's figures; ``configured`` symbols this run did not cover
+    keep the verdicts of their latest evaluation.
     """
-    blocked = dict(blocked or {})
-    excluded = excluded_lookback or {}
-    good = [day for day in days if day not in blocked]
-    read = lake.read_days(table.name, symbol, good, schema=dict(table.schema))
-    frame = read.frame.collect()
-    errors: dict[date, str | None] = {day: read.errors.get(day) for day in good}
-    errors.update({day: "not written" for day in read.missing})
-    parts = frame.with_columns(_day=partition_day_expr()).partition_by(
-        "_day", as_dict=True, include_key=False
-    )
-    per_day: dict[date, dict[str, Any]] = {}
-    for day in good:
-        part = parts.get((day,))
-        written = read.committed.get(day)
-        per_day[day] = {
-            **day_metadata.get(day, {}),
-            "dagster/row_count": 0 if part is None else part.height,
-            "lake_path": dg.MetadataValue.path(
-                str(written.path if written else lake.day_dir(table.name, symbol, day))
-            ),
-            "preview": dg.MetadataValue.md(
-                "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
-            ),
-        }
-        if day in excluded:
-            per_day[day]["excluded_lookback_days"] = len(excluded[day])
-            per_day[day]["excluded_lookback"] = dg.MetadataValue.md(
-                "\n".join(f"- {why}" for why in excluded[day])
+    key = table_key(table)
+    day_parts: dict[date, dict[str, dict[str, Any]]] = {day: {} for day in days}
+    verdicts: dict[str, dict[date, dict[str, Verdict]]] = {}
+    total_rows = 0
+    for sd in done:
+        good = [day for day in days if day not in sd.blocked]
+        read = lake.read_days(table.name, sd.symbol, good, schema=dict(table.schema))
+        frame = read.frame.collect()
+        total_rows += frame.height
+        errors: dict[date, str | None] = {day: read.errors.get(day) for day in good}
+        errors.update({day: "not written" for day in read.missing})
+        parts = frame.with_columns(_day=partition_day_expr()).partition_by(
+            "_day", as_dict=True, include_key=False
+        )
+        for day in good:
+            day_parts[day][sd.symbol] = _day_metadata(
+                lake, table, sd, day, parts.get((day,)), read.committed.get(day)
             )
-    for day, reasons in blocked.items():
-        per_day[day] = blocked_metadata(reasons)
+        if evaluate is None:
+            by_day = quality_by_day(table, frame.lazy(), good, sd.as_of or as_of)
+            found = {checks.QUALITY: checks.day_verdicts(by_day, errors)}
+        else:
+            found = evaluate(sd.symbol, frame, errors)
+        for check_name, per_day in found.items():
+            for day, verdict in per_day.items():
+                verdicts.setdefault(check_name, {}).setdefault(day, {})[sd.symbol] = verdict
+        for day, reasons in sd.blocked.items():
+            for check_name in blocked_checks:
+                verdicts.setdefault(check_name, {}).setdefault(day, {})[sd.symbol] = (
+                    checks.blocked_verdict(reasons)
+                )
+    blocked = {(sd.symbol, day): why for sd in done for day, why in sd.blocked.items()}
+    per_day = {day: merge_day_metadata(day_parts[day], blocked, day, len(done)) for day in days}
     yield from materialize_days(
         context,
-        table_key(table),
+        key,
         dict(sorted(per_day.items())),
         common={"dagster/column_schema": column_schema(table)},
         range_only={
             **(range_metadata or {}),
-            "days": len(good),
-            "blocked_days": len(blocked),
-            "rows": frame.height,
+            "symbols": len(done),
+            "days": len(days),
+            "blocked_days": len({day for _, day in blocked}),
+            "blocked_symbol_days": len(blocked),
+            "rows": total_rows,
         },
         materialize_all=True,
     )
-    if evaluate is None:
-        by_day = quality_by_day(table, frame.lazy(), good, as_of)
-        yield from checks.day_evaluations(table_key(table), by_day, errors)
-    else:
-        yield from evaluate(frame, errors)
-    yield from checks.blocked_evaluations(table_key(table), blocked)
+    others = [s for s in configured if s not in {sd.symbol for sd in done}]
+    for check_name, by_day in verdicts.items():
+        for day, found in sorted(by_day.items()):
+            if others:
+                found = {**_carried(context, key, check_name, day, others), **found}
+            yield checks.merge_verdicts(key, check_name, day, found)
     yield from checks.check_outputs(context)
     if blocked:
-        tag_blocked(context, table_key(table), blocked)
+        tag_blocked(context, key, blocked)
+
+
+def _day_metadata(
+    lake: Lake,
+    table: Table,
+    sd: SymbolDays,
+    day: date,
+    part: pl.DataFrame | None,
+    written: DayWrite | None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        **sd.metadata.get(day, {}),
+        "dagster/row_count": 0 if part is None else part.height,
+        "lake_path": dg.MetadataValue.path(
+            str(written.path if written else lake.day_dir(table.name, sd.symbol, day))
+        ),
+        "preview": dg.MetadataValue.md(
+            "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
+        ),
+    }
+    excluded = sd.excluded_lookback.get(day)
+    if excluded:
+        metadata["excluded_lookback_days"] = len(excluded)
+        metadata["excluded_lookback"] = dg.MetadataValue.md(
+            "\n".join(f"- {why}" for why in excluded)
+        )
+    return metadata
+
+
+def merge_day_metadata(
+    built: Mapping[str, dict[str, Any]],
+    blocked: Mapping[tuple[str, date], list[str]],
+    day: date,
+    symbols: int,
+) -> dict[str, Any]:
+    """One day's materialization metadata over the symbols of the run.
+
+    One symbol: its own metadata. Several: row counts added up, figures that agree kept,
+    each symbol's in ``by_symbol``, and the blocked ones named with their causes.
+    """
+    stopped = {symbol: why for (symbol, d), why in blocked.items() if d == day}
+    if not built:
+        return blocked_metadata(
+            why if symbols == 1 else f"{symbol}: {why}"
+            for symbol, reasons in sorted(stopped.items())
+            for why in reasons
+        )
+    if symbols == 1:
+        return next(iter(built.values()))
+    first = next(iter(built.values()))
+    merged: dict[str, Any] = {
+        "lake_path": first["lake_path"],
+        "preview": first["preview"],
+        "symbols_built": len(built),
+    }
+    plain = {s: {k: v for k, v in m.items() if _is_plain(v)} for s, m in built.items()}
+    for name in sorted({k for m in plain.values() for k in m}):
+        values = [m[name] for m in plain.values() if name in m]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            merged[name] = sum(values)
+        elif all(v == values[0] for v in values) and len(values) == len(plain):
+            merged[name] = values[0]
+    merged["by_symbol"] = dg.MetadataValue.json(plain)
+    if stopped:
+        merged["blocked_symbols"] = ",".join(sorted(stopped))
+        merged["blocked_by"] = dg.MetadataValue.md(
+            "\n".join(f"- {s}: {why}" for s, reasons in sorted(stopped.items()) for why in reasons)
+        )
+    return merged
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _carried(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    check_name: str,
+    day: date,
+    symbols: Sequence[str],
+) -> dict[str, Verdict]:
+    """The verdicts of ``symbols`` in the day's latest evaluation (a restricted run)."""
+    latest = latest_evaluation(context.instance, dg.AssetCheckKey(key, check_name), day.isoformat())
+    if latest is None:
+        return {}
+    found = checks.symbol_verdicts(latest)
+    return {s: found[s] for s in symbols if s in found}
 
 
 def blocked_metadata(reasons: Iterable[str]) -> dict[str, Any]:
@@ -211,17 +345,24 @@ def blocked_metadata(reasons: Iterable[str]) -> dict[str, Any]:
 
 
 def tag_blocked(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, blocked: Mapping[date, Any]
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    blocked: Mapping[tuple[str, date], Any],
 ) -> None:
-    """Name the blocked days on the run, one tag per asset (steps may run in parallel)."""
-    shown = sorted(d.isoformat() for d in blocked)
-    text = f"{len(shown)} day(s): " + ", ".join(shown[:8]) + (" ..." if len(shown) > 8 else "")
+    """Name the blocked (symbol, day) pairs on the run, one tag per asset (steps may run in
+    parallel)."""
+    days = sorted({d.isoformat() for _, d in blocked})
+    symbols = sorted({s for s, _ in blocked})
+    text = f"{len(days)} day(s): " + ", ".join(days[:8]) + (" ..." if len(days) > 8 else "")
+    if len(symbols) > 1 or context.run.tags.get(SYMBOLS_TAG):
+        text += f" ({', '.join(symbols[:8])}{' ...' if len(symbols) > 8 else ''})"
     context.instance.add_run_tags(
-        context.run_id, {BLOCKED_TAG_PREFIX + key.to_user_string().replace("/", "."): text}
+        context.run.run_id, {BLOCKED_TAG_PREFIX + key.to_user_string().replace("/", "."): text}
     )
+    pairs = ", ".join(f"{s} {d}" for s, d in sorted(blocked))
     context.log.error(
-        f"{key.to_user_string()}: {len(shown)} day(s) blocked, not built: {', '.join(shown)}; "
-        "the other days of the range were built"
+        f"{key.to_user_string()}: {len(blocked)} symbol-day(s) blocked, not built: {pairs}; "
+        "the rest of the range was built"
     )
 
 

@@ -35,23 +35,27 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
     def _catalog(
         context: dg.AssetExecutionContext, dataset: DatasetResource, duckdb: DuckDBResource
     ) -> dg.MaterializeResult:
-        lake, symbol = dataset.lake(), dataset.symbol
+        lake = dataset.lake()
         views: dict[str, int] = {}
         excluded: dict[str, dict[str, str]] = {}
         with duckdb.get_connection() as conn:
             for table in tables:
-                days = lake.days_present(table.name, symbol)
-                reasons, usable, _ = unusable_days(
-                    context.instance, lake, table, symbol, days, dataset.env
-                )
-                files = [str(usable[d].path) for d in sorted(usable)]
+                files: list[str] = []
+                reasons: dict[str, str] = {}
+                for symbol in dataset.lake_symbols(table):
+                    days = lake.days_present(table.name, symbol)
+                    left_out, usable, _ = unusable_days(
+                        context.instance, lake, table, symbol, days, dataset.env
+                    )
+                    files += [str(usable[d].path) for d in sorted(usable)]
+                    reasons.update(
+                        {f"{symbol} {d.isoformat()}": why for d, why in sorted(left_out.items())}
+                    )
                 if reasons:
-                    excluded[table.name] = {
-                        d.isoformat(): why for d, why in sorted(reasons.items())
-                    }
+                    excluded[table.name] = reasons
                     context.log.warning(
-                        f"{table.name}: {len(reasons)} day(s) left out of the view: "
-                        + "; ".join(f"{d}: {why}" for d, why in sorted(reasons.items())[:5])
+                        f"{table.name}: {len(reasons)} symbol-day(s) left out of the view: "
+                        + "; ".join(f"{d}: {why}" for d, why in list(reasons.items())[:5])
                     )
                 if not files:
                     conn.execute(f'DROP VIEW IF EXISTS "{table.name}"')

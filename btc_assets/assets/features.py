@@ -15,10 +15,12 @@ import polars as pl
 
 from btc_assets.assets.common import (
     LAKE_KINDS,
+    SymbolDays,
     derived_provenance,
     partial_cutoff,
     range_days,
     record_days,
+    run_symbols,
     table_key,
 )
 from btc_assets.assets.raw import split_days
@@ -36,11 +38,13 @@ from btc_assets.core.tables import (
     PRICE,
     SPOT_15M,
     TAKER,
+    Table,
 )
 from btc_assets.defs import checks
-from btc_assets.defs.day_gate import Input, gated_deps, read_gated
+from btc_assets.defs.day_gate import GatedRead, Input, gated_deps, read_gated
 from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource, QualityGatesResource
+from btc_assets.lake import Lake
 
 IMPUTED_FLAGS = ("oi_now_imputed", "funding_now_imputed")
 BAR = timedelta(minutes=15)
@@ -90,53 +94,74 @@ def gate_figures(
 def bars_15m(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
 ) -> Iterator[Any]:
-    lake, symbol, days = dataset.lake(), dataset.symbol, range_days(context)
-    gated = read_gated(context, lake, symbol, dataset.env, SOURCES, days, DAILY_START)
-    good, inputs = gated.days, gated.frames
-    frames: Mapping[date, pl.DataFrame] = {}
-    as_of = None
-    if good:
-        # Today's partition reaches as far as CoinGlass price (the grid's clock) has closed.
-        as_of = partial_cutoff(good, inputs["price"], BAR)
-        start = day_bounds(good[0])[0]
-        end = min(day_bounds(good[-1])[1], as_of or day_bounds(good[-1])[1])
-        features = build_features(**inputs, start=start, end=end).collect()
-        frames = split_days(features, good)
+    lake, days = dataset.lake(), range_days(context)
+    members = run_symbols(context, dataset.symbols)
+    gated = read_gated(context, lake, members, dataset.env, SOURCES, days, DAILY_START)
     sources = [spec.table for spec in SOURCES.values()]
-    for day in good:
-        provenance = derived_provenance(dataset.env, sources, day, as_of)
-        provenance["excluded_lookback_days"] = len(gated.excluded_lookback.get(day, []))
-        lake.write_day(FEATURES.name, symbol, day, conform(frames[day], FEATURE_SCHEMA), provenance)
+    done: list[SymbolDays] = []
+    built: dict[str, tuple[GatedRead, datetime | None]] = {}
+    for member in members:
+        read = gated[member.perp]
+        as_of = _build_symbol(lake, member.perp, read, dataset.env, sources)
+        built[member.perp] = (read, as_of)
+        metadata = {day: {"source": "core.features.build_features"} for day in read.days}
+        done.append(
+            SymbolDays(
+                member.perp,
+                metadata,
+                blocked=read.blocked,
+                excluded_lookback=read.excluded_lookback,
+                as_of=as_of,
+            )
+        )
 
     def evaluate(
-        frame: pl.DataFrame, manifest_errors: Mapping[date, str | None]
-    ) -> Iterator[dg.AssetCheckEvaluation]:
-        by_day = gate_figures(frame, good, gates.warmup_days, as_of)
-        yield from checks.feature_evaluations(
-            table_key(FEATURES),
-            by_day,
-            manifest_errors,
-            max_gap_pct=gates.max_gap_pct,
-            max_imputed_pct=gates.max_imputed_pct,
-            imputed_flags=IMPUTED_FLAGS,
-        )
+        symbol: str, frame: pl.DataFrame, manifest_errors: Mapping[date, str | None]
+    ) -> dict[str, Mapping[date, checks.Verdict]]:
+        read, as_of = built[symbol]
+        by_day = gate_figures(frame, read.days, gates.warmup_days, as_of)
         divergence = price_divergence_by_day(
-            frame.lazy(), inputs["perp_15m"], good, gates.price_tolerance_bp
+            frame.lazy(), read.frames["perp_15m"], read.days, gates.price_tolerance_bp
         )
-        yield from checks.reconciliation_evaluations(
-            table_key(FEATURES), divergence, gates.price_tolerance_bp
-        )
+        return {
+            checks.QUALITY: checks.feature_verdicts(
+                by_day,
+                manifest_errors,
+                max_gap_pct=gates.max_gap_pct,
+                max_imputed_pct=gates.max_imputed_pct,
+                imputed_flags=IMPUTED_FLAGS,
+            ),
+            checks.RECONCILIATION: checks.reconciliation_verdicts(
+                divergence, gates.price_tolerance_bp
+            ),
+        }
 
-    metadata = {day: {"source": "core.features.build_features"} for day in good}
     yield from record_days(
         context,
         FEATURES,
         lake,
-        symbol,
         days,
-        metadata,
-        blocked=gated.blocked,
-        excluded_lookback=gated.excluded_lookback,
+        done,
+        configured=dataset.lake_symbols(FEATURES),
         evaluate=evaluate,
-        as_of=as_of,
     )
+
+
+def _build_symbol(
+    lake: Lake, symbol: str, read: GatedRead, env: str, sources: list[Table]
+) -> datetime | None:
+    """Build and write one symbol's feature days; how far today's partial day reaches."""
+    good, inputs = read.days, read.frames
+    if not good:
+        return None
+    # Today's partition reaches as far as CoinGlass price (the grid's clock) has closed.
+    as_of = partial_cutoff(good, inputs["price"], BAR)
+    start = day_bounds(good[0])[0]
+    end = min(day_bounds(good[-1])[1], as_of or day_bounds(good[-1])[1])
+    features = build_features(**inputs, start=start, end=end).collect()
+    frames = split_days(features, good)
+    for day in good:
+        provenance = derived_provenance(env, sources, day, as_of)
+        provenance["excluded_lookback_days"] = len(read.excluded_lookback.get(day, []))
+        lake.write_day(FEATURES.name, symbol, day, conform(frames[day], FEATURE_SCHEMA), provenance)
+    return as_of

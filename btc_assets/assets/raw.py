@@ -26,9 +26,11 @@ import polars as pl
 from btc_assets import clock
 from btc_assets.assets.common import (
     LAKE_KINDS,
+    SymbolDays,
     forced,
     range_days,
     record_days,
+    run_symbols,
     table_key,
 )
 from btc_assets.core.quality import quality_by_day
@@ -54,8 +56,8 @@ class Fetched:
     fallbacks: dict[date, str] = field(default_factory=dict)
 
 
-# (resources, symbol, days to fetch) -> Fetched
-FetchDays = Callable[[Any, str, list[date]], Fetched]
+# (resources, basket member (``SymbolConfig``), days to fetch) -> Fetched
+FetchDays = Callable[[Any, Any, list[date]], Fetched]
 # resources -> the URL (base + path) the table is fetched from, for provenance
 Origin = Callable[[Any], str]
 
@@ -183,42 +185,51 @@ def raw_asset(
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
+        dataset = context.resources.dataset
+        members = run_symbols(context, dataset.symbols)
         fetch_started = clock.now_utc()
         # Every bar closed before the fetch starts must be there, today's included.
         as_of = fetch_started if clock.today_utc() in days else None
-        dataset = context.resources.dataset
-        lake, symbol, today = dataset.lake(), dataset.symbol, clock.today_utc()
+        lake, today = dataset.lake(), clock.today_utc()
         url = origin(context.resources)
         base = {"env": dataset.env, "source": "vendor", "origin": url,
                 "host": urlsplit(url).netloc, "endpoint": urlsplit(url).path}  # fmt: skip
-        previous = lake.read_days(table.name, symbol, days).committed
-        keep = {
-            day
-            for day in days
-            if not forced(context)
-            and dataset.reusable(day, today)
-            and reusable(previous.get(day), dataset.env, url, dataset.gap_confirmations)
-        }
-        stale = [day for day in days if day not in keep]
-        fetched = fetch(context.resources, symbol, stale) if stale else Fetched()
-        metadata, refused = _write_fetched(
-            lake, table, symbol, fetched, stale, previous, base, fetch_started
-        )
-        for day in keep:
-            metadata[day] = {"source": "reused", "http_requests": 0}
-        context.log.info(
-            f"{table.name}: fetched {len(stale)} day(s) in {fetched.requests} request(s), "
-            f"reused {len(keep)}, refused {len(refused)}"
-        )
+        done: list[SymbolDays] = []
+        requests = 0
+        # One pass per name the table stores (two perps may share a spot pair).
+        by_name: dict[str, Any] = {}
+        for member in members:
+            by_name.setdefault(member.lake_symbol(table), member)
+        for stored_as, member in by_name.items():
+            previous = lake.read_days(table.name, stored_as, days).committed
+            keep = {
+                day
+                for day in days
+                if not forced(context)
+                and dataset.reusable(day, today)
+                and reusable(previous.get(day), dataset.env, url, dataset.gap_confirmations)
+            }
+            stale = [day for day in days if day not in keep]
+            fetched = fetch(context.resources, member, stale) if stale else Fetched()
+            requests += fetched.requests
+            metadata, refused = _write_fetched(
+                lake, table, stored_as, fetched, stale, previous, base, fetch_started
+            )
+            for day in keep:
+                metadata[day] = {"source": "reused", "http_requests": 0}
+            context.log.info(
+                f"{table.name} {stored_as}: fetched {len(stale)} day(s) in "
+                f"{fetched.requests} request(s), reused {len(keep)}, refused {len(refused)}"
+            )
+            done.append(SymbolDays(stored_as, metadata, blocked=refused))
         yield from record_days(
             context,
             table,
             lake,
-            symbol,
             days,
-            metadata,
-            blocked=refused,
-            range_metadata={"run_http_requests": fetched.requests},
+            done,
+            configured=dataset.lake_symbols(table),
+            range_metadata={"run_http_requests": requests},
             as_of=as_of,
         )
 

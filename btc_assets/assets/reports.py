@@ -40,13 +40,57 @@ def _gate_verdicts(instance: dg.DagsterInstance, days: list[date]) -> dict[str, 
     return verdicts
 
 
-def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
+def _summed_by_day(per_symbol_day: pl.DataFrame) -> pl.DataFrame:
+    """The basket's figures per day: counts added over the symbols."""
+    counts = [
+        c for c in per_symbol_day.columns
+        if c not in ("day", "symbol") and per_symbol_day[c].dtype.is_integer()
+    ]  # fmt: skip
+    return per_symbol_day.group_by("day").agg(pl.col(counts).sum()).sort("day")
+
+
+def _coverage_matrix(per_symbol_day: pl.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Day x symbol: % of expected bars present (None: nothing expected)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for row in per_symbol_day.sort("symbol", "day").iter_rows(named=True):
+        expected = row["expected_bars"]
+        pct = round(100.0 * row["present_bars"] / expected, 3) if expected else None
+        out.setdefault(row["symbol"], {})[row["day"].isoformat()] = pct
+    return out
+
+
+def _chart(
+    by_day: pl.DataFrame, per_symbol_day: pl.DataFrame, verdicts: dict[str, str], path: Path
+) -> bytes:
+    """One symbol: coverage bars per day. Several: a day x symbol coverage heat map."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     days = by_day["day"].to_list()
+    symbols = sorted(per_symbol_day["symbol"].unique().to_list())
+    if len(symbols) > 1:
+        grid = (
+            per_symbol_day.with_columns(
+                pct=100.0 * pl.col("present_bars") / pl.col("expected_bars")
+            )
+            .pivot(on="day", index="symbol", values="pct")
+            .sort("symbol")
+        )
+        values = grid.select([c for c in grid.columns if c != "symbol"]).to_numpy()
+        fig, ax = plt.subplots(figsize=(10, 1 + 0.3 * len(symbols)), dpi=100)
+        image = ax.imshow(values, aspect="auto", cmap="RdYlGn", vmin=90.0, vmax=100.0)
+        ax.set_yticks(range(len(symbols)), labels=grid["symbol"].to_list())
+        ax.set_xlabel(f"day, {days[0]} .. {days[-1]}")
+        ax.set_title("bars_15m coverage, % of expected bars, per day and symbol")
+        fig.colorbar(image, ax=ax)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        path.write_bytes(buffer.getvalue())
+        return buffer.getvalue()
     coverage = (100 * by_day["present_bars"] / by_day["expected_bars"]).to_list()
     colours = ["#c0392b" if verdicts[d.isoformat()] == "FAILED" else "#2e86c1" for d in days]
     fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
@@ -75,29 +119,40 @@ def _chart(by_day: pl.DataFrame, verdicts: dict[str, str], path: Path) -> bytes:
 def qa_report(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
 ) -> dg.MaterializeResult:
-    lake, symbol = dataset.lake(), dataset.symbol
-    present = lake.days_present(FEATURES.name, symbol)
+    lake, symbols = dataset.lake(), dataset.lake_symbols(FEATURES)
+    present = sorted({d for s in symbols for d in lake.days_present(FEATURES.name, s)})
     if not present:
         raise dg.Failure(f"qa_report: no {FEATURES.name} days in the lake yet; build it first")
     end = present[-1]
     days = [end - timedelta(days=i) for i in range(gates.qa_report_days - 1, -1, -1)]
     days = [d for d in days if d >= present[0]]
     # Only days that pass the gate and verify are summarised; the rest are listed as left out.
-    left_out, _, scan = unusable_days(context.instance, lake, FEATURES, symbol, days, dataset.env)
-    frame = scan.collect()
-    as_of = partial_cutoff(days, frame.lazy(), BAR)
-    by_day = gate_figures(frame, days, gates.warmup_days, as_of)
+    left_out: dict[str, str] = {}
+    frames: list[pl.DataFrame] = []
+    figures: list[pl.DataFrame] = []
+    for symbol in symbols:
+        out, _, scan = unusable_days(context.instance, lake, FEATURES, symbol, days, dataset.env)
+        left_out.update({f"{symbol} {d.isoformat()}": why for d, why in sorted(out.items())})
+        frame = scan.collect()
+        as_of = partial_cutoff(days, frame.lazy(), BAR)
+        by_symbol = gate_figures(frame, days, gates.warmup_days, as_of)
+        frames.append(frame)
+        figures.append(by_symbol.with_columns(symbol=pl.lit(symbol)))
+    frame = pl.concat(frames)
+    per_symbol_day = pl.concat(figures, how="diagonal_relaxed")
+    by_day = _summed_by_day(per_symbol_day)
     verdicts = _gate_verdicts(context.instance, days)
     expected, got = int(by_day["expected_bars"].sum()), int(by_day["present_bars"].sum())
     failed = sorted(d for d, v in verdicts.items() if v == "FAILED")
     report: dict[str, Any] = {
         "table": FEATURES.name,
-        "symbol": symbol,
+        "symbols": symbols,
         "generated_at": clock.now_utc().isoformat(timespec="seconds"),
         "window": {"first_day": days[0].isoformat(), "last_day": end.isoformat(),
                    "days": len(days), "days_present": int((by_day["rows"] > 0).sum())},
         "bars": {"expected": expected, "present": got, "missing": expected - got,
                  "coverage": got / expected if expected else None},
+        "coverage_by_symbol": _coverage_matrix(per_symbol_day),
         "missing_per_column": {c: int(n) for c, n in frame.null_count().row(0, named=True).items()}
         if frame.height else {},
         "imputation_ratio": {flag.removesuffix("_now_imputed"): float(
@@ -115,7 +170,7 @@ def qa_report(
             "days_unchecked": sum(v == "unchecked" for v in verdicts.values()),
             "failed_days": failed,
         },
-        "left_out_days": {d.isoformat(): why for d, why in sorted(left_out.items())},
+        "left_out_days": left_out,
     }  # fmt: skip
     reports = Path(dataset.reports_root)
     reports.mkdir(parents=True, exist_ok=True)
@@ -123,7 +178,7 @@ def qa_report(
     tmp = report_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
     tmp.replace(report_path)
-    png = _chart(by_day, verdicts, reports / CHART_NAME)
+    png = _chart(by_day, per_symbol_day, verdicts, reports / CHART_NAME)
     summary = [
         ("window", f"{days[0]} .. {end} ({len(days)} days)"),
         ("bars present / expected", f"{got:,} / {expected:,} ({report['bars']['coverage']:.4%})"),
@@ -134,7 +189,8 @@ def qa_report(
         ("gate verdicts", f"{report['gates']['days_passed']} passed, {len(failed)} failed, "
                           f"{report['gates']['days_unchecked']} unchecked"),
         ("failed days", ", ".join(failed[:20]) + (" ..." if len(failed) > 20 else "") or "none"),
-        ("days left out (gate, verification, env)", str(len(left_out))),
+        ("symbols", ", ".join(symbols)),
+        ("symbol-days left out (gate, verification, env)", str(len(left_out))),
     ]  # fmt: skip
     table = "| figure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in summary)
     image = base64.b64encode(png).decode()

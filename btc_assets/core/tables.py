@@ -35,6 +35,9 @@ class Table:
     every: str | None  # bar interval; None for point-in-time events (funding)
     description: str
     required: tuple[str, ...] = field(default=())  # columns that must never be null
+    # Whose name the table stores a basket member under: its perp symbol, or (for spot
+    # tables) its spot pair, which is what the rows are (1000PEPEUSDT's spot is PEPEUSDT).
+    market: str = "perp"
 
 
 # --- Binance (raw)
@@ -43,6 +46,7 @@ SPOT_1M = Table(
     KLINE_SCHEMA,
     "1m",
     "Binance spot 1m klines (GET /api/v3/klines), ts = bar close time.",
+    market="spot",
 )
 PERP_1M = Table(
     "binance_perp_klines_1m",
@@ -108,6 +112,7 @@ SPOT_15M = Table(
     "15m",
     "Binance spot 15m bars resampled from 1m (right-closed, ts = close time); source_count "
     "says how many 1m bars each holds.",
+    market="spot",
 )
 PERP_15M = Table(
     "perp_klines_15m",

@@ -239,30 +239,38 @@ def build_freshness_checks(tables: Sequence[Table], settings: Settings) -> dg.As
     def raw_freshness(
         context: dg.AssetCheckExecutionContext, dataset: DatasetResource
     ) -> Iterator[dg.AssetCheckResult]:
-        lake, symbol, now = dataset.lake(), dataset.symbol, clock.now_utc()
+        lake, now = dataset.lake(), clock.now_utc()
         selected = {key.asset_key for key in context.selected_asset_check_keys}
         for table in tables:
             if table_key(table) not in selected:
                 continue
             limit = (bar_duration(table.every) if table.every else EVENT_CADENCE) + slack
-            newest = lake.last_ts(table.name, symbol)
-            lag = None if newest is None else now - newest
+            newest = {s: lake.last_ts(table.name, s) for s in dataset.lake_symbols(table)}
+            # The stalest symbol is the table's freshness: one lagging feed is a lagging table.
+            stalest = min(newest, key=lambda s: (newest[s] is not None, newest[s] or now))
+            oldest = newest[stalest]
+            lag = None if oldest is None else now - oldest
             passed = lag is not None and lag <= limit
+            who = f"{stalest}: " if len(newest) > 1 else ""
             yield dg.AssetCheckResult(
                 asset_key=table_key(table),
                 check_name=FRESHNESS,
                 passed=passed,
                 severity=dg.AssetCheckSeverity.WARN,
                 description=(
-                    "no data in the lake"
+                    f"{who}no data in the lake"
                     if lag is None
-                    else f"newest bar {newest:%Y-%m-%d %H:%M} UTC, "
+                    else f"{who}newest bar {oldest:%Y-%m-%d %H:%M} UTC, "
                     f"lag {lag / MINUTE:.0f} min (limit {limit / MINUTE:.0f})"
                 ),
                 metadata={
-                    "newest_ts": newest.isoformat() if newest else "none",
+                    "newest_ts": oldest.isoformat() if oldest else "none",
                     "lag_minutes": round(lag / MINUTE, 1) if lag else -1.0,
                     "limit_minutes": limit / MINUTE,
+                    "stalest_symbol": stalest,
+                    "newest_ts_by_symbol": dg.MetadataValue.json(
+                        {s: t.isoformat() if t else None for s, t in newest.items()}
+                    ),
                 },
             )
 

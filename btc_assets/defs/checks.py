@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -61,19 +62,130 @@ def quality_check_spec(asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
     )
 
 
-def day_evaluations(
-    asset_key: dg.AssetKey,
-    quality: pl.DataFrame,
-    manifest_errors: Mapping[date, str | None],
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """One evaluation per day in ``quality`` (a ``*_quality_by_day`` frame)."""
-    for row in quality.iter_rows(named=True):
-        yield _evaluation(asset_key, row, manifest_errors.get(row["day"]))
+@dataclass(frozen=True)
+class Verdict:
+    """One symbol's result of one check for one day.
+
+    A day's evaluation is one event whatever the number of symbols (``merge_verdicts``): the
+    event log is a backfill's largest cost, so it must not grow with the basket.
+    """
+
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    description: str
+    metadata: Mapping[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "severity": self.severity.value,
+            "description": self.description,
+            "metadata": _clean(self.metadata),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
+        return cls(
+            passed=bool(data["passed"]),
+            severity=dg.AssetCheckSeverity(data["severity"]),
+            description=str(data["description"]),
+            metadata=dict(data.get("metadata", {})),
+        )
+
+    @property
+    def blocks(self) -> bool:
+        return not self.passed and self.severity == dg.AssetCheckSeverity.ERROR
 
 
-def _evaluation(
-    asset_key: dg.AssetKey, row: dict[str, Any], manifest_error: str | None
+# Metadata of a day's evaluation: the symbols that failed with ERROR (what the day gate blocks)
+# and every symbol's verdict (figures per symbol for the dashboard, and what a run restricted
+# to other symbols carries over).
+ERROR_SYMBOLS = "error_symbols"
+BY_SYMBOL = "by_symbol"
+_NAMED_IN_DESCRIPTION = 12
+
+
+def merge_verdicts(
+    asset_key: dg.AssetKey, check_name: str, day: date, verdicts: Mapping[str, Verdict]
 ) -> dg.AssetCheckEvaluation:
+    """The day's one evaluation from every symbol's verdict.
+
+    Fails with ERROR if any symbol does (the gate then blocks only those, by
+    ``error_symbols``); its top-level figures are the worst symbol's, so a one-symbol basket
+    reads as before and a chart of a figure follows the symbol in trouble.
+    """
+    names = sorted(verdicts)
+    errors = [s for s in names if verdicts[s].blocks]
+    warns = [s for s in names if not verdicts[s].passed and s not in errors]
+    worst = (errors or warns or names)[0]
+    if len(names) == 1:
+        description = verdicts[worst].description
+    elif errors or warns:
+        failing = errors + warns
+        description = "; ".join(
+            f"{s}: {verdicts[s].description}" for s in failing[:_NAMED_IN_DESCRIPTION]
+        ) + (
+            f"; and {len(failing) - _NAMED_IN_DESCRIPTION} more"
+            if len(failing) > _NAMED_IN_DESCRIPTION
+            else ""
+        )
+    else:
+        description = f"all {len(names)} symbols pass"
+    metadata = {
+        **verdicts[worst].metadata,
+        "symbols": len(names),
+        "worst_symbol": worst,
+        ERROR_SYMBOLS: ",".join(errors),
+        "warn_symbols": ",".join(warns),
+        BY_SYMBOL: dg.MetadataValue.json({s: verdicts[s].as_json() for s in names}),
+    }
+    severity = (
+        dg.AssetCheckSeverity.ERROR
+        if errors or all(v.severity == dg.AssetCheckSeverity.ERROR for v in verdicts.values())
+        else dg.AssetCheckSeverity.WARN
+    )
+    return day_evaluation(
+        asset_key,
+        check_name,
+        day,
+        passed=not errors and not warns,
+        severity=severity,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def symbol_verdicts(evaluation: dg.AssetCheckEvaluation) -> dict[str, Verdict]:
+    """Every symbol's verdict recorded in a day's evaluation (empty for one recorded before
+    verdicts were kept per symbol)."""
+    value = evaluation.metadata.get(BY_SYMBOL)
+    data = getattr(value, "value", None)
+    if not isinstance(data, dict):
+        return {}
+    return {symbol: Verdict.from_json(v) for symbol, v in data.items()}
+
+
+def blocking_symbols(evaluation: dg.AssetCheckEvaluation) -> set[str] | None:
+    """The symbols a failed evaluation blocks; None: all of them (an evaluation recorded
+    before verdicts were kept per symbol names none, so it blocks the whole day)."""
+    value = evaluation.metadata.get(ERROR_SYMBOLS)
+    text = getattr(value, "value", None)
+    if not isinstance(text, str):
+        return None
+    return {s for s in text.split(",") if s}
+
+
+def day_verdicts(
+    quality: pl.DataFrame, manifest_errors: Mapping[date, str | None]
+) -> dict[date, Verdict]:
+    """One symbol's ``quality`` verdict per day in ``quality`` (a ``*_quality_by_day`` frame)."""
+    return {
+        row["day"]: _verdict(row, manifest_errors.get(row["day"]))
+        for row in quality.iter_rows(named=True)
+    }
+
+
+def _verdict(row: dict[str, Any], manifest_error: str | None) -> Verdict:
     errors, warnings = findings(row)
     if manifest_error:
         errors.append(f"manifest: {manifest_error}")
@@ -83,10 +195,7 @@ def _evaluation(
     if manifest_error:
         metadata["manifest_error"] = manifest_error
     severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
-    return day_evaluation(
-        asset_key,
-        QUALITY,
-        row["day"],
+    return Verdict(
         passed=not errors and not warnings,
         severity=severity,
         description="; ".join(errors + warnings) or _summary(coverage),
@@ -172,21 +281,15 @@ def day_evaluation(
     )
 
 
-def blocked_evaluations(
-    asset_key: dg.AssetKey, blocked: Mapping[date, Sequence[str]], check_name: str = QUALITY
-) -> Iterator[dg.AssetCheckEvaluation]:
+def blocked_verdict(reasons: Sequence[str]) -> Verdict:
     """A day not built because its inputs could not be used fails its gate with ERROR, so the
     block shows in the UI with its cause and travels to every asset further down."""
-    for day, reasons in sorted(blocked.items()):
-        yield day_evaluation(
-            asset_key,
-            check_name,
-            day,
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description="blocked, not built: " + " | ".join(reasons),
-            metadata={"blocked": True, "blocked_by": len(reasons)},
-        )
+    return Verdict(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="blocked, not built: " + " | ".join(reasons),
+        metadata={"blocked": True, "blocked_by": len(reasons)},
+    )
 
 
 def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
@@ -227,16 +330,16 @@ def feature_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def feature_evaluations(
-    asset_key: dg.AssetKey,
+def feature_verdicts(
     by_day: pl.DataFrame,
     manifest_errors: Mapping[date, str | None],
     *,
     max_gap_pct: float,
     max_imputed_pct: float,
     imputed_flags: Sequence[str],
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """One ``quality`` evaluation per day of a ``feature_quality_by_day`` frame."""
+) -> dict[date, Verdict]:
+    """One symbol's ``quality`` verdict per day of a ``feature_quality_by_day`` frame."""
+    verdicts: dict[date, Verdict] = {}
     for row in by_day.iter_rows(named=True):
         day: date = row["day"]
         expected = row["expected_bars"]
@@ -272,28 +375,22 @@ def feature_evaluations(
             "after_warmup": row["warm"],
             "manifest_ok": error is None,
         }  # fmt: skip
-        yield day_evaluation(
-            asset_key,
-            QUALITY,
-            day,
+        verdicts[day] = Verdict(
             passed=not failures,
             severity=dg.AssetCheckSeverity.ERROR,
             description="; ".join(failures) or "all gates pass",
             metadata=metadata,
         )
+    return verdicts
 
 
-def reconciliation_evaluations(
-    asset_key: dg.AssetKey, divergence: pl.DataFrame, tolerance_bp: float
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """One ``reconciliation`` evaluation per day of a ``price_divergence_by_day`` frame."""
+def reconciliation_verdicts(divergence: pl.DataFrame, tolerance_bp: float) -> dict[date, Verdict]:
+    """One symbol's ``reconciliation`` verdict per day of a ``price_divergence_by_day`` frame."""
+    verdicts: dict[date, Verdict] = {}
     for row in divergence.iter_rows(named=True):
         compared, beyond = row["compared_bars"], row["beyond_tolerance"]
         passed = compared > 0 and beyond == 0
-        yield day_evaluation(
-            asset_key,
-            RECONCILIATION,
-            row["day"],
+        verdicts[row["day"]] = Verdict(
             passed=passed,
             severity=dg.AssetCheckSeverity.WARN,
             description=f"{beyond} of {compared} bars differ by more than {tolerance_bp} bp"
@@ -307,6 +404,7 @@ def reconciliation_evaluations(
                 "tolerance_bp": tolerance_bp,
             },
         )
+    return verdicts
 
 
 # --- warehouse loads: BigQuery holds exactly what the lake holds
@@ -330,11 +428,12 @@ def parity_check_spec(asset_key: dg.AssetKey, volume_column: str) -> dg.AssetChe
     )
 
 
-def parity_evaluations(
-    asset_key: dg.AssetKey, lake: DayFigures, warehouse: DayFigures, volume_column: str
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """One ``bq_row_parity`` evaluation per day of ``lake``. A sum over no value counts as 0:
-    Polars sums an empty day to 0, BigQuery to NULL."""
+def parity_verdicts(
+    lake: DayFigures, warehouse: DayFigures, volume_column: str
+) -> dict[date, Verdict]:
+    """One symbol's ``bq_row_parity`` verdict per day of ``lake``. A sum over no value counts
+    as 0: Polars sums an empty day to 0, BigQuery to NULL."""
+    verdicts: dict[date, Verdict] = {}
     for day in sorted(lake):
         lake_rows, lake_sum = lake[day]
         bq_rows, bq_sum = warehouse.get(day, (0, None))
@@ -343,10 +442,7 @@ def parity_evaluations(
             problems.append(f"rows: BigQuery {bq_rows}, lake {lake_rows}")
         if not math.isclose(bq_sum or 0.0, lake_sum or 0.0, rel_tol=PARITY_REL_TOL):
             problems.append(f"sum({volume_column}): BigQuery {bq_sum}, lake {lake_sum}")
-        yield day_evaluation(
-            asset_key,
-            ROW_PARITY,
-            day,
+        verdicts[day] = Verdict(
             passed=not problems,
             severity=dg.AssetCheckSeverity.ERROR,
             description="; ".join(problems) or f"{bq_rows} rows, sums match",
@@ -357,3 +453,4 @@ def parity_evaluations(
                 f"lake_sum_{volume_column}": lake_sum,
             },
         )
+    return verdicts

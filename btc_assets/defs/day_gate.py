@@ -34,8 +34,9 @@ import dagster as dg
 import polars as pl
 
 from btc_assets.core.tables import Table
-from btc_assets.defs.checks import QUALITY, table_key
+from btc_assets.defs.checks import QUALITY, blocking_symbols, symbol_verdicts, table_key
 from btc_assets.defs.dagster_internals import failed_partitions, latest_evaluation
+from btc_assets.defs.resources import SymbolConfig
 from btc_assets.lake import DayWrite, Lake
 
 NEVER_BUILT = "never built"
@@ -84,44 +85,91 @@ class GatedRead:
     excluded_lookback: dict[date, list[str]] = field(default_factory=dict)
 
 
-def check_failures(
+@dataclass(frozen=True)
+class Failure:
+    """A day's failed upstream ``quality`` gate: why, and which symbols it blocks."""
+
+    reason: str
+    symbols: frozenset[str] | None  # None: every symbol (recorded before per-symbol verdicts)
+
+    def blocks(self, symbol: str | None) -> bool:
+        return symbol is None or self.symbols is None or symbol in self.symbols
+
+
+def day_failures(
     instance: dg.DagsterInstance,
     upstream: Sequence[dg.AssetKey],
     days: Iterable[date],
-) -> dict[date, list[str]]:
-    """Days whose latest upstream ``quality`` evaluation failed with ERROR, with reasons.
+) -> dict[date, list[Failure]]:
+    """Days whose latest upstream ``quality`` evaluation failed with ERROR, with reasons and
+    the symbols each blocks.
 
-    One event-log query for the range, then one per failed day to read its severity (a WARN
-    failure, such as a gap, does not block).
+    One event-log query for the range, then one per failed day to read its severity and
+    symbols (a WARN failure, such as a gap, does not block); the cost does not grow with the
+    number of symbols.
     """
     keys = [dg.AssetCheckKey(asset_key, QUALITY) for asset_key in upstream]
     by_key = {day.isoformat(): day for day in days}
     if not by_key:
         return {}
-    failed: dict[date, list[str]] = {}
+    failed: dict[date, list[Failure]] = {}
     for check_key, partition in failed_partitions(instance, keys, list(by_key)):
         evaluation = latest_evaluation(instance, check_key, partition)
-        if evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+        if evaluation is None or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        name = f"{check_key.asset_key.to_user_string()}.{QUALITY} failed"
+        symbols = blocking_symbols(evaluation)
+        verdicts = symbol_verdicts(evaluation)
+        if symbols is None or len(verdicts) <= 1:
+            failure = Failure(
+                f"{name}: {evaluation.description}", None if symbols is None else frozenset(symbols)
+            )
+            failed.setdefault(by_key[partition], []).append(failure)
+            continue
+        for symbol in sorted(symbols):  # each symbol's own cause, not the whole basket's
+            why = verdicts[symbol].description if symbol in verdicts else evaluation.description
             failed.setdefault(by_key[partition], []).append(
-                f"{check_key.asset_key.to_user_string()}.{QUALITY} failed: {evaluation.description}"
+                Failure(f"{name}: {why}", frozenset({symbol}))
             )
     return failed
 
 
-def unusable_days(
+def check_failures(
     instance: dg.DagsterInstance,
+    upstream: Sequence[dg.AssetKey],
+    days: Iterable[date],
+    symbol: str | None = None,
+) -> dict[date, list[str]]:
+    """The reasons of ``day_failures`` that block ``symbol`` (None: any symbol)."""
+    out: dict[date, list[str]] = {}
+    for day, failures in day_failures(instance, upstream, days).items():
+        reasons = [f.reason for f in failures if f.blocks(symbol)]
+        if reasons:
+            out[day] = reasons
+    return out
+
+
+def unusable_days(
+    instance: dg.DagsterInstance | None,
     lake: Lake,
     table: Table,
     symbol: str,
     days: Iterable[date],
     env: str,
+    failures: Mapping[date, list[Failure]] | None = None,
 ) -> tuple[dict[date, str], dict[date, DayWrite], pl.LazyFrame]:
-    """Each day of ``table`` that cannot be read, why; the usable days; a scan over them."""
+    """Each day of ``table`` for ``symbol`` (its name in that table) that cannot be read, why;
+    the usable days; a scan over them. ``failures``: the table's ``day_failures`` when the
+    caller already has them (one query for every symbol)."""
     days = sorted(set(days))
-    reasons: dict[date, str] = {
-        day: "; ".join(why)
-        for day, why in check_failures(instance, [table_key(table)], days).items()
-    }
+    if failures is None:
+        assert instance is not None, "pass the instance or the table's day_failures"
+        failures = day_failures(instance, [table_key(table)], days)
+    reasons: dict[date, str] = {}
+    for day in days:
+        why = [f.reason for f in failures.get(day, []) if f.blocks(symbol)]
+        if why:
+            reasons[day] = "; ".join(why)
     open_days = [day for day in days if day not in reasons]
     read = lake.read_days(table.name, symbol, open_days, schema=dict(table.schema))
     for day in read.missing:
@@ -145,43 +193,72 @@ def unusable_days(
 def read_gated(
     context: dg.AssetExecutionContext,
     lake: Lake,
-    symbol: str,
+    symbols: Sequence[SymbolConfig],
     env: str,
     inputs: Mapping[str, Input],
     days: list[date],
     first_day: date,
-) -> GatedRead:
-    """Gate ``days`` on ``inputs`` and read what may be read.
+) -> dict[str, GatedRead]:
+    """Gate ``days`` on ``inputs`` for each symbol and read what may be read, by perp symbol.
 
-    ``first_day`` is where the partitions begin: windows reaching before it are short by
-    construction (history starts there), not by exclusion.
+    A failed upstream day blocks only the symbols its evaluation names, so one symbol's bad
+    day stops that symbol's dependents and no other. ``first_day`` is where the partitions
+    begin: windows reaching before it are short by construction (history starts there), not
+    by exclusion.
     """
+    failures = {
+        name: day_failures(
+            context.instance,
+            [table_key(spec.table)],
+            sorted({d for day in days for d in spec.window(day) if d >= first_day}),
+        )
+        for name, spec in inputs.items()
+    }
+    reads: dict[str, GatedRead] = {}
+    for symbol in symbols:
+        reads[symbol.perp] = _read_symbol(lake, symbol, env, inputs, days, first_day, failures)
+        blocked = reads[symbol.perp].blocked
+        if blocked:
+            context.log.warning(
+                f"{symbol.perp}: {len(blocked)} day(s) blocked upstream, not built: "
+                + "; ".join(f"{d}: {' | '.join(why)}" for d, why in sorted(blocked.items()))
+            )
+    return reads
+
+
+def _read_symbol(
+    lake: Lake,
+    symbol: SymbolConfig,
+    env: str,
+    inputs: Mapping[str, Input],
+    days: list[date],
+    first_day: date,
+    failures: Mapping[str, Mapping[date, list[Failure]]],
+) -> GatedRead:
     blocked: dict[date, list[str]] = {}
     excluded: dict[date, list[str]] = {}
     frames: dict[str, pl.LazyFrame] = {}
     committed: dict[str, dict[date, DayWrite]] = {}
     for name, spec in inputs.items():
         wanted = sorted({d for day in days for d in spec.window(day) if d >= first_day})
+        stored_as = symbol.lake_symbol(spec.table)
         reasons, usable, frame = unusable_days(
-            context.instance, lake, spec.table, symbol, wanted, env
+            None, lake, spec.table, stored_as, wanted, env, failures[name]
         )
         committed[name] = usable
         for day in days:
             if day in reasons:
-                blocked.setdefault(day, []).append(f"{spec.table.name} {day} {reasons[day]}")
+                blocked.setdefault(day, []).append(
+                    f"{spec.table.name} {stored_as} {day} {reasons[day]}"
+                )
             # A look-back day never built is simply absent (history or a backfill not yet
             # run); one that exists but cannot be used is excluded, and counted.
             lost = [d for d in spec.window(day)[:-1] if reasons.get(d, NEVER_BUILT) != NEVER_BUILT]
             excluded.setdefault(day, []).extend(
-                f"{spec.table.name} {d}: {reasons[d]}" for d in lost
+                f"{spec.table.name} {stored_as} {d}: {reasons[d]}" for d in lost
             )
         frames[name] = frame
     good = [day for day in days if day not in blocked]
-    if blocked:
-        context.log.warning(
-            f"{len(blocked)} day(s) blocked upstream, not built: "
-            + "; ".join(f"{d}: {' | '.join(why)}" for d, why in sorted(blocked.items()))
-        )
     return GatedRead(
         days=good,
         blocked=blocked,

@@ -29,9 +29,16 @@ from btc_assets.defs.resources import (
     DatasetResource,
     QualityGatesResource,
     SandboxResource,
+    SymbolConfig,
     TelegramResource,
 )
-from btc_assets.settings import SANDBOX_FAULTS_SETTING, Settings, SettingsError, load_settings
+from btc_assets.settings import (
+    SANDBOX_FAULTS_SETTING,
+    Settings,
+    SettingsError,
+    coin_of,
+    load_settings,
+)
 from btc_assets.warehouse.resources import warehouse_resources
 
 SETTINGS = load_settings()
@@ -96,6 +103,18 @@ def _checked_fault_plan(settings: Settings) -> str:
     return settings.sandbox_faults
 
 
+def basket(settings: Settings) -> list[SymbolConfig]:
+    """The configured symbols as the assets' resource sees them."""
+    return [
+        SymbolConfig(
+            perp=settings.symbol,
+            spot=settings.symbol,
+            coin=coin_of(settings.symbol),
+            coinglass_pair=settings.symbol,
+        )
+    ]
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     secrets = _secrets(settings)
     sandbox = SandboxResource(
@@ -107,7 +126,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "dataset": DatasetResource(
             lake_root=str(settings.lake_dir),
             reports_root=str(settings.reports_dir),
-            symbol=settings.symbol,
+            symbols=basket(settings),
             env=settings.env,
             tail_days=settings.tail_days,
             gap_confirmations=settings.gap_confirmations,

@@ -12,10 +12,23 @@ from datetime import date
 import dagster as dg
 import httpx
 
+from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.coinglass import CoinGlassClient
 from btc_assets.vendors.telegram import TelegramClient
+
+
+class SymbolConfig(dg.Config):
+    """One basket member: its USD-M perpetual, its spot pair and its CoinGlass names."""
+
+    perp: str  # the member's name everywhere but in spot tables, e.g. 1000PEPEUSDT
+    spot: str  # its spot pair, the name spot tables store it under, e.g. PEPEUSDT
+    coin: str  # CoinGlass coin-level endpoints (OI, funding, aggregated volumes), e.g. PEPE
+    coinglass_pair: str  # CoinGlass pair endpoints (price, pair taker volume)
+
+    def lake_symbol(self, table: Table) -> str:
+        return self.spot if table.market == "spot" else self.perp
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -23,7 +36,7 @@ class DatasetResource(dg.ConfigurableResource):
 
     lake_root: str
     reports_root: str
-    symbol: str
+    symbols: list[SymbolConfig]
     env: str = "sandbox"  # recorded with every day written; days of another env are not read
     tail_days: int = 2
     # An incomplete day is reused once this many re-fetches returned the very same data.
@@ -31,6 +44,10 @@ class DatasetResource(dg.ConfigurableResource):
 
     def lake(self) -> Lake:
         return Lake(self.lake_root)
+
+    def lake_symbols(self, table: Table) -> list[str]:
+        """The names ``table`` stores the basket under, in basket order, once each."""
+        return list(dict.fromkeys(s.lake_symbol(table) for s in self.symbols))
 
     def reusable(self, day: date, today: date) -> bool:
         """Days inside the tail window are always re-fetched: vendors revise recent data."""

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     end = clock.today_utc() - timedelta(days=1)
     start = max(end - timedelta(days=args.days - 1), settings.start_date)
-    print(f"btc_assets demo: {settings.env} mode, {settings.symbol}, {start} .. {end}")
+    dataset = defs.resources["dataset"]
+    members = ", ".join(m.perp for m in dataset.symbols)  # type: ignore[union-attr]
+    print(f"btc_assets demo: {settings.env} mode, {members}, {start} .. {end}")
     try:
         demo_step.check(defs, settings)  # WAREHOUSE=bigquery: says what to set, early
     except demo_step.WarehouseConfigError as exc:
@@ -83,12 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     tally = _check_tally(instance, daily.run_id)
     lake_root = settings.lake_dir
     print(f"\n{'asset':<26}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
-    lake = defs.resources["dataset"].lake()  # type: ignore[union-attr]
+    lake = dataset.lake()  # type: ignore[union-attr]
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     for table in LAKE_TABLES:
-        read = lake.read_days(table.name, settings.symbol, days)
-        present = list(read.committed)
-        rows = read.frame.select("ts").collect().height if present else 0
+        present: set[date] = set()
+        rows = 0
+        for symbol in dataset.lake_symbols(table):  # type: ignore[union-attr]
+            read = lake.read_days(table.name, symbol, days)
+            present |= set(read.committed)
+            rows += read.frame.select("ts").collect().height if read.committed else 0
         counts = tally.get(table.name, Counter())
         passed = counts.pop("passed", 0)
         failed = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "0 failed"

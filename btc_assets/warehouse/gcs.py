@@ -19,12 +19,15 @@ class StagingError(RuntimeError):
     """A day file could not be staged on GCS."""
 
 
-def staging_object(prefix: str, table: str, interval: str, day: date) -> str:
-    """The object name of one day: the only place that knows the GCS layout."""
+def staging_object(
+    prefix: str, table: str, interval: str, day: date, symbol: str | None = None
+) -> str:
+    """The object name of one day (of one symbol): the only place that knows the GCS layout."""
     parts = [
         prefix.strip("/"),
         table,
         f"interval={interval}",
+        f"symbol={symbol}" if symbol else "",
         f"yyyy={day:%Y}",
         f"mm={day:%m}",
         f"dd={day:%d}",

@@ -103,12 +103,18 @@ class GcsStagingResource(dg.ConfigurableResource):
         return self.gcs.get_client() if self.bucket else None
 
     def stage(
-        self, client: storage.Client | None, path: Path, table: str, interval: str, day: date
+        self,
+        client: storage.Client | None,
+        path: Path,
+        table: str,
+        interval: str,
+        day: date,
+        symbol: str | None = None,
     ) -> str | None:
         """The day's ``gs://`` URI after uploading it, or None when staging is off."""
         if client is None or not self.bucket:
             return None
-        name = staging_object(self.prefix, table, interval, day)
+        name = staging_object(self.prefix, table, interval, day, symbol)
         return upload_day(client, self.bucket, name, path)
 
 

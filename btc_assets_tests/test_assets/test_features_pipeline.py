@@ -94,15 +94,15 @@ def _downstream_of_features() -> dg.AssetsDefinition:
     def features_consumer(
         context: dg.AssetExecutionContext, dataset: DatasetResource
     ) -> dg.MaterializeResult:
-        gated = read_gated(
+        (gated,) = read_gated(
             context,
             dataset.lake(),
-            dataset.symbol,
+            dataset.symbols,
             dataset.env,
             {"features": Input(FEATURES)},
             range_days(context),
             DAILY_START,
-        )
+        ).values()
         for day in gated.days:  # fmt: skip
             context.add_asset_metadata({"built": True}, partition_key=day.isoformat())
         for day in gated.blocked:

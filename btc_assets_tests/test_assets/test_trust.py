@@ -153,7 +153,8 @@ def test_duckdb_views_leave_out_a_day_that_does_not_verify(
     (top,) = con.execute("SELECT max(quote_volume) FROM binance_perp_klines_1m").fetchone()
     assert top < 1e12  # no garbage value from the damaged file
     excluded = _catalog_meta(instance)["excluded_days"]["binance_perp_klines_1m"]
-    assert list(excluded) == [DAYS[1]] and str(victim) in excluded[DAYS[1]]
+    key = f"{SYMBOL} {DAYS[1]}"
+    assert list(excluded) == [key] and str(victim) in excluded[key]
 
 
 def _build_catalog(
@@ -242,7 +243,7 @@ def test_live_never_reads_reuses_or_views_a_sandbox_day(
     # what the lake lets through, not where bytes come from).
     dataset = sandbox["dataset"]
     assert isinstance(dataset, DatasetResource)
-    settings = {k: getattr(dataset, k) for k in ("lake_root", "reports_root", "symbol")}
+    settings = {k: getattr(dataset, k) for k in ("lake_root", "reports_root", "symbols")}
     live = {**sandbox, "dataset": DatasetResource(**settings, env="live")}
     derived = run_range(instance, live, DAYS[0], DAYS[1], ["spot_klines_15m"])
     assert derived.success
