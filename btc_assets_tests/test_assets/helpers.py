@@ -30,8 +30,10 @@ def run_range(
     end: str,
     selection: list[str] | None = None,
     force: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     tags = {
+        **(tags or {}),
         "dagster/asset_partition_range_start": start,
         "dagster/asset_partition_range_end": end,
     }
