@@ -39,6 +39,22 @@ FUNDING_SCHEMA: dict[str, pl.DataType] = {
     "mark_price": pl.Float64(),
 }
 
+# Binance USD-M 5-minute positioning snapshots (data.binance.vision ``metrics``, REST
+# ``/futures/data/openInterestHist``). ts = the snapshot's ``create_time``, so the midnight
+# snapshot of D+1 belongs to partition D like every other table; 288 rows per full day.
+# Open interest in base coins and in USDT; the ratio columns exist only in the archive
+# (null where the REST tail filled the day).
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "sum_open_interest": pl.Float64(),
+    "sum_open_interest_value": pl.Float64(),
+    "count_toptrader_long_short_ratio": pl.Float64(),
+    "sum_toptrader_long_short_ratio": pl.Float64(),
+    "count_long_short_ratio": pl.Float64(),
+    "sum_taker_long_short_vol_ratio": pl.Float64(),
+}
+
 OHLC_COLUMNS = ("open", "high", "low", "close")
 VOLUME_COLUMNS = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
 # Amounts that can never be negative, in whichever table carries them.

@@ -5,6 +5,9 @@
 - ``binance``      Binance spot / USD-M routes (one module per vendor; ``binance_common`` and
                    ``binance_klines`` are its helpers); a new vendor module registers its
                    routes and is imported by ``transport``
+- ``binance_archive`` data.binance.vision: daily/monthly zips + ``.CHECKSUM`` from the same
+                   market (``binance_metrics``: the 5m open-interest and ratio model, also
+                   behind ``/futures/data/openInterestHist``)
 - ``coinglass``    CoinGlass v4 history routes (``coinglass_market``: its series, derived
                    from the same market)
 - ``telegram``     the Bot API's ``sendMessage``, with its chats

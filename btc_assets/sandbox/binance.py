@@ -15,12 +15,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from btc_assets.sandbox import binance_metrics as bm
 from btc_assets.sandbox import market as mk
 from btc_assets.sandbox import routes
 from btc_assets.sandbox.binance_common import (
     DEFAULT_LIMITS,
     FAPI_BUCKET,
     FUNDING_BUCKET,
+    FUTURES_DATA_BUCKET,
     SPOT_BUCKET,
     WEIGHT_HEADER,
     BadRequest,
@@ -45,6 +47,9 @@ from btc_assets.sandbox.routes import (
 )
 
 EIGHT_HOURS_MS = 8 * 3_600_000
+OI_PERIODS = {"5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
+              "12h": 720, "1d": 1440}  # fmt: skip
+OI_HISTORY_MS = 30 * mk.DAY_MS  # the stats endpoints keep the latest 30 days only
 
 
 def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -> SandboxResponse:
@@ -108,6 +113,45 @@ def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) 
     return SandboxResponse.json(200, out, headers)
 
 
+def _open_interest_hist(
+    req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]
+) -> SandboxResponse:
+    """``/futures/data/openInterestHist`` from the same model as the metrics archive; only
+    the last 30 days exist (older windows answer an empty list)."""
+    _, retry_after = state.charge(FUTURES_DATA_BUCKET, 1, 300)
+    if retry_after is not None:
+        return too_many(state, FUTURES_DATA_BUCKET, retry_after)
+    headers = weight_headers(state, req.path)
+    try:
+        params = req.params
+        symbol = symbol_param(params, "symbol", state)
+        period = params.get("period", "")
+        if not period:
+            raise BadRequest(
+                -1102, "Mandatory parameter 'period' was not sent, was empty/null, or malformed."
+            )
+        if period not in OI_PERIODS:
+            raise BadRequest(-1130, "Data sent for parameter 'period' is not valid.")
+        start, end = time_param(params, "startTime", False), time_param(params, "endTime", False)
+        limit = limit_param(params, 30, 500)
+    except BadRequest as exc:
+        return error(exc.status, exc.code, exc.msg, headers)
+    now = state.now_ms()
+    step = OI_PERIODS[period] * mk.MINUTE_MS
+    lo = max(start or 0, now - OI_HISTORY_MS)
+    hi = min(end if end is not None else now, now)
+    if start is None:  # the most recent `limit` up to endTime
+        lo = max(lo, (hi // step - limit + 1) * step)
+    found = bm.snapshots(state.seed, symbol, lo, hi, step)[:limit] if hi >= lo else []
+    unit = 1000 if any(f.kind == "microseconds" for f in faults) else 1
+    rows = [
+        {"symbol": symbol, "sumOpenInterest": f"{oi:.3f}", "sumOpenInterestValue": f"{v:.2f}",
+         "timestamp": t * unit}
+        for t, oi, v in found
+    ]  # fmt: skip
+    return SandboxResponse.json(200, apply_row_faults(rows, faults), headers)
+
+
 def _time(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -> SandboxResponse:
     used, _ = state.charge(bucket_of(req.path), 1, 60)
     return SandboxResponse.json(200, {"serverTime": state.now_ms()}, {WEIGHT_HEADER: str(used)})
@@ -128,6 +172,7 @@ def _register() -> None:
         register(Route("binance", path, kr.handle, render_fault, symbol_param=kr.symbol_param))
     simple: dict[str, Handler] = {
         "/fapi/v1/fundingRate": _funding,
+        "/futures/data/openInterestHist": _open_interest_hist,
         "/api/v3/time": _time,
         "/fapi/v1/time": _time,
         "/api/v3/ping": _ping,

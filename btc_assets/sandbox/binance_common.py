@@ -10,7 +10,10 @@ from btc_assets.sandbox.routes import SandboxRequest, SandboxResponse, SandboxSt
 SPOT_BUCKET = "binance-spot"
 FAPI_BUCKET = "binance-fapi"
 FUNDING_BUCKET = "binance-funding"  # fundingRate has its own 500 / 5 min IP bucket
-DEFAULT_LIMITS: dict[str, int] = {SPOT_BUCKET: 6000, FAPI_BUCKET: 2400, FUNDING_BUCKET: 500}
+FUTURES_DATA_BUCKET = "binance-futures-data"  # /futures/data/*: 1000 requests / 5 min / IP
+DEFAULT_LIMITS: dict[str, int] = {
+    SPOT_BUCKET: 6000, FAPI_BUCKET: 2400, FUNDING_BUCKET: 500, FUTURES_DATA_BUCKET: 1000,
+}  # fmt: skip
 WEIGHT_HEADER = "x-mbx-used-weight-1m"
 GEO_BLOCK_MSG = (
     "Service unavailable from a restricted location according to 'b. Eligibility' in "
@@ -39,7 +42,7 @@ def error(status: int, code: int, msg: str, headers: Mapping[str, str]) -> Sandb
 
 def too_many(state: SandboxState, bucket: str, retry_after: float) -> SandboxResponse:
     limit = state.limits.get(bucket)
-    per = "5 MINUTE" if bucket == FUNDING_BUCKET else "1 MINUTE"
+    per = "5 MINUTE" if bucket in (FUNDING_BUCKET, FUTURES_DATA_BUCKET) else "1 MINUTE"
     msg = (
         f"Too much request weight used; current limit is {limit} request weight per {per}. "
         "Please use WebSocket Streams for live updates to avoid polling the API."

@@ -11,6 +11,26 @@ string::
 that many matching requests through first (e.g. fail only the second page). Data faults
 that model the vendor's history (``gap``, ``bad_ohlc``) default to ``count: -1`` so that
 re-fetching a day gives the same hole (or bad print) and a check can see it.
+
+Archive faults (data.binance.vision paths, ``/data/...``) change what the archive has
+published, so they persist (``count: -1`` by default for every fault on a ``/data/`` path)
+and a fault on ``X.zip`` also governs ``X.zip.CHECKSUM`` (both requests must see one file).
+``day`` (optional) picks the files that hold that day: its daily file and its month's file::
+
+    [{"kind": "checksum_mismatch", "path": "/data/spot/*", "day": "2024-01-02"},
+     {"kind": "header", "path": "/data/futures/um/*", "present": false}]
+
+- ``checksum_mismatch``: the ``.CHECKSUM`` names a hash that is not the zip's;
+- ``corrupt_zip``: the published zip is cut in half (its ``.CHECKSUM`` matches the broken
+  bytes, so only unzipping finds it);
+- ``archive_404``: the file is missing (HTTP 404);
+- ``header``: force the CSV header row ``present`` (true) or absent (false);
+- ``microseconds``: every time in the CSV in µs (spot files from 2025 always are);
+- ``truncated_archive``: the last ``drop_rows`` rows of the day (each covered day without
+  ``day``) are missing from an otherwise valid file;
+- ``replaced``: the file was republished as ``revision`` N: the first row of each affected
+  day has its third field (open price, funding rate or open interest) raised by N units of
+  its last printed digit, and the zip is stamped N days later; new bytes, new checksum.
 """
 
 from __future__ import annotations
@@ -46,9 +66,14 @@ BODY_KINDS = frozenset({"truncated"})
 DATA_KINDS = frozenset(
     {"empty", "duplicates", "out_of_order", "gap", "bad_ohlc", "extra_field", "microseconds"}
 )
+# Applied by the archive route (sandbox/binance_archive.py) to the file it publishes.
+ARCHIVE_KINDS = frozenset(
+    {"checksum_mismatch", "corrupt_zip", "archive_404", "header", "truncated_archive", "replaced"}
+)
+ARCHIVE_PREFIX = "/data/"
 Row = TypeVar("Row")
 
-KINDS = HTTP_KINDS | NETWORK_KINDS | BODY_KINDS | DATA_KINDS
+KINDS = HTTP_KINDS | NETWORK_KINDS | BODY_KINDS | DATA_KINDS | ARCHIVE_KINDS
 # Persistent, day-scoped data faults: history that is missing (gap) or broken at the
 # vendor (bad_ohlc: high and low swapped, as a bad print would give).
 DAY_KINDS = frozenset({"gap", "bad_ohlc"})
@@ -90,6 +115,13 @@ class Fault:
     # gap / bad_ohlc: first affected bar's opening minute of the day
     start_minute: Annotated[int, Field(ge=0, lt=MINUTES)] = 0
     minutes: Annotated[int, Field(ge=1)] = 1  # gap / bad_ohlc: how many consecutive 1m bars
+    present: bool = True  # header: force the CSV header row in (true) or out (false)
+    drop_rows: Annotated[int, Field(ge=1)] = 60  # truncated_archive: rows cut from the day
+    revision: Annotated[int, Field(ge=1)] = 1  # replaced: which republication
+
+    def covers(self, days: Sequence[date]) -> bool:
+        """An archive fault without a day hits every file; with one, the files holding it."""
+        return self.day is None or self.day in days
 
     def matches(self, path: str, symbol: str | None) -> bool:
         if self.symbol is not None and (symbol or "").upper() != self.symbol.upper():
@@ -110,6 +142,8 @@ class Fault:
 
 _FAULT = TypeAdapter(Fault)
 _DAY_FIELDS = ("day", "start_minute", "minutes")
+# Fields that mean something to one kind only: anywhere else they are a mistake.
+_KIND_FIELDS = {"present": "header", "drop_rows": "truncated_archive", "revision": "replaced"}
 _LAST_DAY = EPOCH + timedelta(days=HORIZON_DAYS - 1)
 
 
@@ -130,7 +164,22 @@ def _fault_from_dict(raw: Any, index: int) -> Fault:
         raise FaultPlanError(f"{where}: kind {kind!r} unknown; expected one of {sorted(KINDS)}")
     where = f"{where} ({kind})"
     values = dict(raw, kind=kind)
-    if kind in DAY_KINDS:
+    for name, owner in _KIND_FIELDS.items():
+        if name in raw and kind != owner:
+            raise FaultPlanError(f"{where}: {name!r} applies only to {owner!r} faults")
+    archive = kind in ARCHIVE_KINDS or str(raw.get("path", "")).startswith(ARCHIVE_PREFIX)
+    if kind in ARCHIVE_KINDS and not str(raw.get("path", "*")).startswith((ARCHIVE_PREFIX, "*")):
+        raise FaultPlanError(
+            f"{where}: an archive fault's path is a data.binance.vision path ('/data/...') or '*'"
+        )
+    if archive:
+        values.setdefault("count", -1)  # the archive's published state, seen by every request
+        misplaced = [name for name in _DAY_FIELDS[1:] if name in raw]
+        if misplaced:
+            raise FaultPlanError(
+                f"{where}: {misplaced} do not apply to archive files; 'day' picks the files"
+            )
+    elif kind in DAY_KINDS:
         if "day" not in raw:
             raise FaultPlanError(f"{where}: a {kind} needs 'day' as YYYY-MM-DD")
         values.setdefault("count", -1)

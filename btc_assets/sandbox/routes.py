@@ -139,6 +139,9 @@ class Route:
     render_fault: FaultRenderer
     pattern: re.Pattern[str] | None = None  # for paths with a variable part (bot<token>)
     symbol_param: str | None = None  # lets a fault target one symbol
+    # The path faults are matched on, when a request stands for another (an archive's
+    # X.zip.CHECKSUM answers for X.zip, so one fault governs both).
+    fault_path: Callable[[str], str] | None = None
 
 
 _EXACT: dict[str, Route] = {}

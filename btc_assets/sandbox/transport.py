@@ -19,9 +19,11 @@ import httpx
 
 from btc_assets.clock import epoch_ms
 from btc_assets.sandbox import binance as _binance  # noqa: F401  (registers its routes)
+from btc_assets.sandbox import binance_archive as _archive  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import telegram as _telegram  # noqa: F401  (registers its routes)
 from btc_assets.sandbox.faults import (
+    ARCHIVE_KINDS,
     BODY_KINDS,
     DATA_KINDS,
     HTTP_KINDS,
@@ -53,6 +55,8 @@ class SandboxTransport(httpx.BaseTransport):
     ``now_ms`` is the data clock (what history exists, which candle is still forming);
     ``clock`` (seconds) drives the rate-limit windows, so a test can make both fake.
     ``limits`` overrides usage limits per bucket, e.g. ``{"binance-spot": 20}``.
+    ``latency_seconds`` really sleeps that long in every in-process request (a vendor's
+    round trip, for benchmarks); concurrent requests sleep side by side, as on a network.
     """
 
     def __init__(
@@ -63,7 +67,11 @@ class SandboxTransport(httpx.BaseTransport):
         now_ms: Callable[[], int] | int | None = None,
         clock: Callable[[], float] = time.time,
         limits: Mapping[str, int] | None = None,
+        latency_seconds: float = 0.0,
     ) -> None:
+        if not latency_seconds >= 0:
+            raise ValueError(f"latency_seconds={latency_seconds!r}; expected seconds >= 0")
+        self.latency_seconds = latency_seconds
         self.faults = FaultPlan.coerce(faults)
         if isinstance(now_ms, int):
             fixed = now_ms
@@ -84,7 +92,7 @@ class SandboxTransport(httpx.BaseTransport):
             self._record(method, path, params, response.status, [])
             return response
         symbol = params.get(route.symbol_param) if route.symbol_param else None
-        fired = self.faults.take(path, symbol)
+        fired = self.faults.take(route.fault_path(path) if route.fault_path else path, symbol)
         request = SandboxRequest(method, path, params, {k.lower(): v for k, v in headers.items()})
         http_fault = next((f for f in fired if f.kind in HTTP_KINDS), None)
         if http_fault is not None and http_fault.kind == "404":
@@ -92,7 +100,7 @@ class SandboxTransport(httpx.BaseTransport):
         elif http_fault is not None:
             response = route.render_fault(http_fault, request, self.state)
         else:
-            data_faults = [f for f in fired if f.kind in DATA_KINDS]
+            data_faults = [f for f in fired if f.kind in DATA_KINDS | ARCHIVE_KINDS]
             response = route.handler(request, self.state, data_faults)
         if any(f.kind in BODY_KINDS for f in fired):
             response.body = response.body[: max(1, len(response.body) // 2)]
@@ -122,6 +130,8 @@ class SandboxTransport(httpx.BaseTransport):
             return sum(1 for r in self.requests if path is None or r.path == path)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
         params = dict(request.url.params.multi_items())
         if request.method != "GET" and request.content:
             params.update(_form_or_json(request.headers.get("content-type", ""), request.content))

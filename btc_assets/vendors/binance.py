@@ -23,8 +23,19 @@ import httpx
 import polars as pl
 
 from btc_assets.clock import epoch_ms
-from btc_assets.core.schema import FUNDING_SCHEMA, KLINE_SCHEMA, conform, empty_frame, to_ms
-from btc_assets.vendors.binance_parse import parse_funding_rows, parse_kline_rows
+from btc_assets.core.schema import (
+    FUNDING_SCHEMA,
+    KLINE_SCHEMA,
+    METRICS_SCHEMA,
+    conform,
+    empty_frame,
+    to_ms,
+)
+from btc_assets.vendors.binance_parse import (
+    parse_funding_rows,
+    parse_kline_rows,
+    parse_open_interest_rows,
+)
 from btc_assets.vendors.errors import (
     VendorError,
     VendorRateLimited,
@@ -43,6 +54,9 @@ SPOT_KLINES = "/api/v3/klines"
 FUTURES_KLINES = "/fapi/v1/klines"
 CONTINUOUS_KLINES = "/fapi/v1/continuousKlines"
 FUNDING_RATE = "/fapi/v1/fundingRate"
+OPEN_INTEREST_HIST = "/futures/data/openInterestHist"
+OI_LIMIT = 500
+OI_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 SPOT_LIMIT, FUTURES_LIMIT, FUNDING_LIMIT = 1000, 1500, 1000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 SPOT_KLINES_WEIGHT = 2
@@ -103,6 +117,7 @@ class BinanceClient:
         spot_weight_limit: int = 6000,
         futures_weight_limit: int = 2400,
         funding_limit_per_5m: int = 500,
+        futures_data_limit_per_5m: int = 1000,
         weight_safety: float = 0.9,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -128,6 +143,9 @@ class BinanceClient:
         self.spot_budget = budget(spot_weight_limit, 60, WEIGHT_HEADER, "binance spot weight")
         self.futures_budget = budget(futures_weight_limit, 60, WEIGHT_HEADER, "binance fapi weight")
         self.funding_budget = budget(funding_limit_per_5m, 300, None, "binance fundingRate")
+        self.futures_data_budget = budget(
+            futures_data_limit_per_5m, 300, None, "binance futures/data"
+        )
         self.spot = http(spot_base_url, "BINANCE_SPOT_BASE_URL", self.spot_budget)
         self.futures = http(futures_base_url, "BINANCE_FUTURES_BASE_URL", self.futures_budget)
 
@@ -217,6 +235,55 @@ class BinanceClient:
             .sort("ts")
         )
         return conform(out, FUNDING_SCHEMA)
+
+    def open_interest_hist(
+        self, symbol: str, start: datetime, end: datetime, period: str = "5m"
+    ) -> pl.DataFrame:
+        """Open-interest snapshots with ``ts`` (= the snapshot time) in ``(start, end]``, in
+        ``METRICS_SCHEMA`` with the ratio columns null (this endpoint has none).
+
+        Binance keeps the latest 30 days only: older parts of the window come back empty
+        (the archive's ``metrics`` files hold them). 500 rows a page, ~1.7 days of 5m.
+        """
+        if period not in OI_PERIODS:
+            raise ValueError(f"period {period!r} not supported; use one of {list(OI_PERIODS)}")
+        cursor, last = to_ms(start) + 1, to_ms(end)
+        frames: list[pl.DataFrame] = []
+        while cursor <= last:
+            params = {"symbol": symbol, "period": period, "startTime": cursor, "endTime": last,
+                      "limit": OI_LIMIT}  # fmt: skip
+            budgets = [(self.futures_data_budget, 1)]
+            rows = self.futures.get_json(
+                OPEN_INTEREST_HIST, params, weight=0, budgets=budgets, expect=list
+            )
+            try:
+                frame = parse_open_interest_rows(rows, OPEN_INTEREST_HIST)
+            except VendorResponseError as exc:
+                shown = self.futures.shown_params(params)
+                raise VendorResponseError(
+                    VENDOR, OPEN_INTEREST_HIST, shown, status=200, message=exc.message
+                ) from None
+            if frame.height:
+                frames.append(frame)
+            if len(rows) < OI_LIMIT or not frame.height:
+                break
+            newest = int(frame["time_ms"].max())  # type: ignore[arg-type]
+            cursor = _advance(self.futures, OPEN_INTEREST_HIST, params, cursor, newest + 1)
+        if not frames:
+            return empty_frame(METRICS_SCHEMA)
+        ratios = [c for c in METRICS_SCHEMA if "ratio" in c]
+        out = (
+            pl.concat(frames)
+            .with_columns(
+                pl.col("time_ms").cast(pl.Datetime("ms", "UTC")).alias("ts"),
+                pl.lit(symbol).alias("symbol"),
+                *[pl.lit(None, pl.Float64).alias(c) for c in ratios],
+            )
+            .unique(subset="ts", keep="first", maintain_order=True)
+            .filter((pl.col("ts") > start) & (pl.col("ts") <= end))
+            .sort("ts")
+        )
+        return conform(out, METRICS_SCHEMA)
 
     def _klines(
         self,

@@ -128,3 +128,25 @@ def parse_funding_rows(rows: Any, endpoint: str) -> pl.DataFrame:
     frame = _parse(named, endpoint, times=["time_ms"], required=["time_ms", "funding_rate"])
     symbols = pl.Series("symbol", [str(r.get("symbol", "")) for r in rows], dtype=pl.String)
     return frame.with_columns(symbols)
+
+
+def parse_open_interest_rows(rows: Any, endpoint: str) -> pl.DataFrame:
+    """openInterestHist objects → ``time_ms``, ``sum_open_interest`` (coins),
+    ``sum_open_interest_value`` (USDT). ``timestamp`` may be a number or a string (the docs
+    show a string, the live API a number); extra keys (``CMCCirculatingSupply``) are ignored.
+    """
+    if not isinstance(rows, list):
+        raise _bad(endpoint, f"expected a list of open interest rows, got {type(rows).__name__}")
+    keys = ("timestamp", "sumOpenInterest", "sumOpenInterestValue")
+    for i, row in enumerate(rows):
+        missing = [k for k in keys if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise _bad(endpoint, f"open interest row {i} lacks {missing}: {row!r}")
+    if not rows:
+        return pl.DataFrame(schema={"time_ms": pl.Int64})
+    named = {
+        "time_ms": [r["timestamp"] for r in rows],
+        "sum_open_interest": [r["sumOpenInterest"] for r in rows],
+        "sum_open_interest_value": [r["sumOpenInterestValue"] for r in rows],
+    }
+    return _parse(named, endpoint, times=["time_ms"], required=list(named))

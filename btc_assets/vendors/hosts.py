@@ -5,5 +5,7 @@ No imports, so ``settings`` can read them without loading any client.
 
 LIVE_BINANCE_SPOT_URL = "https://api.binance.com"
 LIVE_BINANCE_FUTURES_URL = "https://fapi.binance.com"
+# Binance's bulk archive (zips of daily/monthly CSVs with .CHECKSUM siblings).
+LIVE_BINANCE_ARCHIVE_URL = "https://data.binance.vision"
 LIVE_COINGLASS_URL = "https://open-api-v4.coinglass.com"
 LIVE_TELEGRAM_URL = "https://api.telegram.org"

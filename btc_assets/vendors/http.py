@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn, Self
@@ -131,6 +132,7 @@ class VendorHttpClient:
         self._transient_codes = {_code_key(k): v for k, v in (transient_codes or {}).items()}
         self._rng = rng or random.Random()
         self.requests_sent = 0  # every attempt on the wire, retries included
+        self._count_lock = threading.Lock()
         self._secret_params = SECRET_PARAMS | {p.lower() for p in secret_params}
         secret_header_names = SECRET_HEADERS | {h.lower() for h in secret_headers}
         self._secrets = {
@@ -199,6 +201,11 @@ class VendorHttpClient:
         the vendor's message, after retries if its code is one of ``transient_codes``.
         """
         return self._request("GET", path, params, None, weight, budgets, expect)
+
+    def get_bytes(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        """GET ``path`` and return the body as it came (a zip, a checksum file), with the
+        same retries and errors as :meth:`get_json`; only HTTP 200 counts as an answer."""
+        return self._request("GET", path, params, None, 0, (), bytes)  # type: ignore[no-any-return]
 
     def post_json(
         self,
@@ -269,7 +276,8 @@ class VendorHttpClient:
         for budget, cost in budgets:
             budget.acquire(cost)
         started = time.perf_counter()
-        self.requests_sent += 1
+        with self._count_lock:  # clients may share one session across threads
+            self.requests_sent += 1
         try:
             response = self._client.request(method, path, params=params, json=body)
         except httpx.TransportError as exc:
@@ -286,6 +294,8 @@ class VendorHttpClient:
         log.debug("%s -> %d in %.0f ms", run.shown, status, ms)
         if status != 200:
             self._refuse(response, path, display, method)
+        if expect is bytes:
+            return response.content
         try:
             answer = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
