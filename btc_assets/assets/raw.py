@@ -54,12 +54,21 @@ class Fetched:
     requests: int = 0
     # Days served by a fallback source, and why: never reused, re-fetched next time.
     fallbacks: dict[date, str] = field(default_factory=dict)
+    # What a day records beyond the table's own origin (e.g. the archive file it came from:
+    # ``origin``, ``host`` and ``endpoint`` here replace the table's).
+    provenance: dict[date, dict[str, Any]] = field(default_factory=dict)
+    # Days no source could give, and why: not written, blocked downstream.
+    refused: dict[date, str] = field(default_factory=dict)
 
 
 # (resources, basket member (``SymbolConfig``), days to fetch) -> Fetched
 FetchDays = Callable[[Any, Any, list[date]], Fetched]
 # resources -> the URL (base + path) the table is fetched from, for provenance
 Origin = Callable[[Any], str]
+# resources -> other origins a stored day may come from and still be reused (the archive)
+OtherOrigins = Callable[[Any], tuple[str, ...]]
+# (resources, the stored days about to be reused) -> those to fetch again, and why
+Recheck = Callable[[Any, Mapping[date, DayWrite]], dict[date, str]]
 
 
 def spans(days: list[date]) -> list[tuple[date, date]]:
@@ -82,7 +91,9 @@ def split_days(frame: pl.DataFrame, days: list[date]) -> dict[date, pl.DataFrame
     return {day: parts.get((day,), empty) for day in days}
 
 
-def reusable(written: DayWrite | None, env: str, origin: str, confirmations_needed: int) -> bool:
+def reusable(
+    written: DayWrite | None, env: str, origins: str | tuple[str, ...], confirmations_needed: int
+) -> bool:
     """Is a stored day real and whole enough to keep without asking the vendor again?"""
     if written is None:
         return False
@@ -90,7 +101,7 @@ def reusable(written: DayWrite | None, env: str, origin: str, confirmations_need
     whole = p.get("complete") is True or p.get("confirmations", 0) >= confirmations_needed
     return (
         p.get("env") == env
-        and p.get("origin") == origin
+        and p.get("origin") in ((origins,) if isinstance(origins, str) else origins)
         and p.get("closed") is True
         and not p.get("fallback")
         and whole
@@ -138,6 +149,9 @@ def _write_fetched(
     for day in stale:
         frame, (start, end) = frames[day], day_bounds(day)
         closed = end <= fetch_started
+        if day in fetched.refused:
+            refused[day] = [f"{table.name} {symbol} {day}: {fetched.refused[day]}"]
+            continue
         # Bars come every minute or 15; events (funding) may be hours apart, so only a
         # closed day must have them.
         has_bars = closed or (table.every is not None and fetch_started - start >= FIRST_BARS)
@@ -151,6 +165,7 @@ def _write_fetched(
         complete = closed and not errors and not warnings
         provenance = {
             **base,
+            **fetched.provenance.get(day, {}),
             "fetched_at": fetch_started.isoformat(timespec="seconds"),
             "closed": closed,
             "complete": complete,
@@ -161,7 +176,7 @@ def _write_fetched(
             provenance["fallback"] = fetched.fallbacks[day]
         lake.write_day(table.name, symbol, day, frame, provenance)
         metadata[day] = {
-            "source": "vendor",
+            "source": provenance["source"],
             **fetched.day_metadata.get(day, {}),
             "closed": closed,
             "complete": complete,
@@ -171,7 +186,13 @@ def _write_fetched(
 
 
 def raw_asset(
-    table: Table, group: str, vendor_resources: set[str], fetch: FetchDays, origin: Origin
+    table: Table,
+    group: str,
+    vendor_resources: set[str],
+    fetch: FetchDays,
+    origin: Origin,
+    other_origins: OtherOrigins | None = None,
+    recheck: Recheck | None = None,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=table.name,
@@ -200,6 +221,7 @@ def raw_asset(
         by_name: dict[str, Any] = {}
         for member in members:
             by_name.setdefault(member.lake_symbol(table), member)
+        origins = (url, *(other_origins(context.resources) if other_origins else ()))
         for stored_as, member in by_name.items():
             previous = lake.read_days(table.name, stored_as, days).committed
             keep = {
@@ -207,8 +229,12 @@ def raw_asset(
                 for day in days
                 if not forced(context)
                 and dataset.reusable(day, today)
-                and reusable(previous.get(day), dataset.env, url, dataset.gap_confirmations)
+                and reusable(previous.get(day), dataset.env, origins, dataset.gap_confirmations)
             }
+            again = recheck(context.resources, {d: previous[d] for d in keep}) if recheck else {}
+            for day, why in sorted(again.items()):
+                context.log.warning(f"{table.name} {stored_as} {day}: fetched again: {why}")
+            keep -= set(again)
             stale = [day for day in days if day not in keep]
             fetched = fetch(context.resources, member, stale) if stale else Fetched()
             requests += fetched.requests
@@ -217,6 +243,9 @@ def raw_asset(
             )
             for day in keep:
                 metadata[day] = {"source": "reused", "http_requests": 0}
+            for day, why in again.items():
+                if day in metadata:
+                    metadata[day]["fetched_again"] = why
             context.log.info(
                 f"{table.name} {stored_as}: fetched {len(stale)} day(s) in "
                 f"{fetched.requests} request(s), reused {len(keep)}, refused {len(refused)}"

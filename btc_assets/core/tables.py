@@ -23,6 +23,7 @@ from btc_assets.core.schema import (
     FEATURE_SCHEMA,
     FUNDING_SCHEMA,
     KLINE_SCHEMA,
+    METRICS_SCHEMA,
 )
 
 
@@ -61,7 +62,16 @@ FUNDING = Table(
     "Binance USD-M funding settlements (GET /fapi/v1/fundingRate), ts rounded to the minute.",
     required=("funding_rate",),
 )
-BINANCE_TABLES = (SPOT_1M, PERP_1M, FUNDING)
+METRICS = Table(
+    "binance_metrics",
+    METRICS_SCHEMA,
+    "5m",
+    "Binance USD-M open interest (coins and USDT) and long/short ratios, 5-minute snapshots "
+    "(data.binance.vision metrics; GET /futures/data/openInterestHist for the last 30 days, "
+    "without the ratios), ts = snapshot time.",
+    required=("sum_open_interest", "sum_open_interest_value"),
+)
+BINANCE_TABLES = (SPOT_1M, PERP_1M, FUNDING, METRICS)
 
 # --- CoinGlass v4 (raw)
 PRICE = Table(

@@ -15,7 +15,9 @@ import httpx
 from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
+from btc_assets.vendors.binance_archive import ArchiveClient
 from btc_assets.vendors.coinglass import CoinGlassClient
+from btc_assets.vendors.hosts import LIVE_BINANCE_ARCHIVE_URL
 from btc_assets.vendors.telegram import TelegramClient
 
 
@@ -72,6 +74,8 @@ class SandboxResource(dg.ConfigurableResource):
 class BinanceResource(dg.ConfigurableResource):
     spot_base_url: str
     futures_base_url: str
+    archive_base_url: str = LIVE_BINANCE_ARCHIVE_URL
+    use_archive: bool = True  # history from data.binance.vision; REST for the tail
     timeout_seconds: float = 10.0
     max_retries: int = 5
     max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
@@ -89,6 +93,14 @@ class BinanceResource(dg.ConfigurableResource):
             max_wait_seconds=self.max_wait_seconds,
             spot_weight_limit=self.spot_weight_limit,
             futures_weight_limit=self.futures_weight_limit,
+        )
+
+    def archive_client(self) -> ArchiveClient:
+        return ArchiveClient(
+            self.archive_base_url,
+            transport=self.sandbox.transport(),
+            max_retries=self.max_retries,
+            max_wait_seconds=self.max_wait_seconds,
         )
 
 

@@ -200,6 +200,26 @@ class ArchiveClient(SessionClient):
     def url(self, path: str) -> str:
         return self.http.base_url + path
 
+    def published_sha256(self, urls: Iterable[str]) -> dict[str, str | None]:
+        """The sha256 each file's ``.CHECKSUM`` publishes now, None where the file is gone
+        (404): one small request per file, so a stored day can be checked for an upstream
+        replacement without downloading it again."""
+        base = self.http.base_url
+
+        def one(url: str) -> str | None:
+            if not url.startswith(base):
+                raise ValueError(f"{url} is not on the archive host {base}")
+            path = url[len(base) :]
+            try:
+                text = self.http.get_bytes(path + ".CHECKSUM")
+            except ArchiveNotFound:
+                return None
+            return parse_checksum(text, url + ".CHECKSUM", path.rsplit("/", 1)[1])
+
+        unique = sorted(set(urls))
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return dict(zip(unique, pool.map(one, unique), strict=True))
+
     def fetch_days(
         self, dataset: ArchiveDataset, symbol: str, days: Iterable[date], today: date
     ) -> ArchiveFetch:
