@@ -83,9 +83,34 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from btc_assets.core.bars import bar_duration
+from btc_assets.core.feature_sources import (
+    PRICE_COLUMNS,
+    by_day,
+    cvd_from_perp,
+    cvd_rows,
+    day_sources,
+    funding_from_settlements,
+    funding_rows,
+    number,
+    oi_from_metrics,
+    oi_rows,
+    price_from_perp,
+    price_rows,
+    share_from_quote_volume,
+    share_rows,
+)
 from btc_assets.core.funding import settlements_on_bars
 from btc_assets.core.percentile import ordered_sum, rolling_percentile, window_sum
-from btc_assets.core.schema import FEATURE_SCHEMA, SETTLEMENT_TIME_SOURCE, TS
+from btc_assets.core.schema import (
+    CVD_SUBSTITUTE,
+    FEATURE_SCHEMA,
+    OI_SUBSTITUTE,
+    PRICE_SUBSTITUTE,
+    SETTLEMENT_TIME_SOURCE,
+    SHARE_SUBSTITUTE,
+    TS,
+    UNAVAILABLE_SOURCE,
+)
 
 IMPUTE_LIMIT = 3
 PERCENTILE_WINDOW = timedelta(days=30)
@@ -93,11 +118,6 @@ CVD_WINDOW = timedelta(hours=24)
 SHARE_WINDOW = timedelta(minutes=60)
 _MS = timedelta(milliseconds=1)
 _MINUTE = timedelta(minutes=1)
-
-
-def _number(name: str) -> pl.Expr:
-    """A float input read with NaN as missing."""
-    return pl.col(name).cast(pl.Float64).fill_nan(None)
 
 
 def _on_grid_moment(name: str, moment: datetime, step: timedelta) -> None:
@@ -171,7 +191,7 @@ def reindex_ffill(
     """
     step = bar_duration(every)
     obs = (
-        series.select(pl.col("ts").cast(TS), _number(value).alias(value))
+        series.select(pl.col("ts").cast(TS), number(value).alias(value))
         .filter(pl.col("ts").is_not_null() & pl.col(value).is_not_null())
         .with_columns(_until=pl.col("ts") + step)
     )
@@ -192,7 +212,7 @@ def funding_on_grid(
     step = bar_duration(every)
     obs = funding.select(
         pl.col("ts").cast(TS),
-        _number("funding_rate").alias("funding_now"),
+        number("funding_rate").alias("funding_now"),
         pl.col("funding_source").cast(pl.String),
     ).filter(pl.col("ts").is_not_null() & pl.col("funding_now").is_not_null())
     stamped = (pl.col("funding_source") == SETTLEMENT_TIME_SOURCE).fill_null(False)
@@ -229,7 +249,7 @@ def realized_vol(perp_1m: pl.LazyFrame, every: str = "15m") -> pl.LazyFrame:
     the streaming and the in-memory engine.
     """
     step = bar_duration(every)
-    ts, close = pl.col("ts"), _number("close")
+    ts, close = pl.col("ts"), number("close")
     prev = close.shift(1)
     consecutive = (ts - ts.shift(1)) == _MINUTE
     valid = consecutive & close.is_finite() & prev.is_finite() & (close > 0) & (prev > 0)
@@ -262,30 +282,77 @@ def _on_grid(frame: pl.LazyFrame, grid: pl.LazyFrame, *columns: pl.Expr) -> pl.L
     )
 
 
+def _cvd_on_grid(rows: pl.LazyFrame, grid: pl.LazyFrame, step: timedelta) -> pl.LazyFrame:
+    """``ts``, ``cvd_perp_15m``, ``cvd_perp_24h`` from per-bar ``cvd_perp_15m`` rows."""
+    total, _ = window_sum("cvd_perp_15m", CVD_WINDOW, step)
+    return _on_grid(rows, grid, pl.col("cvd_perp_15m")).with_columns(cvd_perp_24h=total)
+
+
 def cvd(pair_taker: pl.LazyFrame, grid: pl.LazyFrame, *, every: str = "15m") -> pl.LazyFrame:
     """``ts``, ``cvd_perp_15m``, ``cvd_perp_24h`` on every bar of ``grid`` (see module).
 
     The 24h window sums bars of ``grid``, so start the grid 24h before the first bar you
     need. ``grid`` must be sorted-unique with spacing no finer than ``every``.
     """
-    step = bar_duration(every)
-    delta = _number("taker_buy_volume_usd") - _number("taker_sell_volume_usd")
-    total, _ = window_sum("cvd_perp_15m", CVD_WINDOW, step)
-    return _on_grid(pair_taker, grid, delta.alias("cvd_perp_15m")).with_columns(cvd_perp_24h=total)
+    return _cvd_on_grid(cvd_rows(pair_taker), grid, bar_duration(every))
+
+
+def _share_on_grid(rows: pl.LazyFrame, grid: pl.LazyFrame, step: timedelta) -> pl.LazyFrame:
+    """``ts``, ``perp_share_60m`` from per-bar ``_futures``, ``_total`` rows."""
+    fut_sum, _ = window_sum("_futures", SHARE_WINDOW, step)
+    all_sum, _ = window_sum("_total", SHARE_WINDOW, step)
+    return _on_grid(rows, grid, pl.col("_futures"), pl.col("_total")).select(
+        "ts", perp_share_60m=pl.when(all_sum > 0).then(fut_sum / all_sum)
+    )
 
 
 def perp_share(agg_taker: pl.LazyFrame, grid: pl.LazyFrame, *, every: str = "15m") -> pl.LazyFrame:
     """``ts``, ``perp_share_60m`` on every bar of ``grid`` (see module). The 60m window sums
     bars of ``grid`` (start it 45m before the first bar you need)."""
-    step = bar_duration(every)
-    futures = _number("futures_buy_volume_usd") + _number("futures_sell_volume_usd")
-    spot = _number("spot_buy_volume_usd") + _number("spot_sell_volume_usd")
-    total = futures + spot  # null when any of the four is: the bar is skipped in both sums
-    fut_sum, _ = window_sum("_futures", SHARE_WINDOW, step)
-    all_sum, _ = window_sum("_total", SHARE_WINDOW, step)
-    columns = pl.when(total.is_not_null()).then(futures).alias("_futures"), total.alias("_total")
-    return _on_grid(agg_taker, grid, *columns).select(
-        "ts", perp_share_60m=pl.when(all_sum > 0).then(fut_sum / all_sum)
+    return _share_on_grid(share_rows(agg_taker), grid, bar_duration(every))
+
+
+def _symbol(frames: list[pl.LazyFrame], symbol: str | None) -> pl.LazyFrame:
+    """One row: ``symbol`` if given, else the first non-null symbol of the inputs."""
+    if symbol is not None:
+        return pl.LazyFrame({"symbol": [symbol]}, schema={"symbol": pl.String()})
+    found = [f.select(pl.col("symbol").cast(pl.String)).drop_nulls().head(1) for f in frames]
+    none = pl.LazyFrame({"symbol": [None]}, schema={"symbol": pl.String()})
+    return pl.concat([*found, none]).head(1)
+
+
+def _oi_on_grid(
+    oi: pl.LazyFrame, metrics: pl.LazyFrame | None, history: pl.LazyFrame, step: timedelta
+) -> pl.LazyFrame:
+    """``ts``, ``oi_now``, ``oi_now_imputed``, ``oi_source`` on ``history``.
+
+    Each source is carried over its own observations only (their levels differ); a bar takes
+    the series of its day's source, and an ``unavailable`` day the CoinGlass one (so only a
+    carry from the day before can reach it, as without substitutes).
+    """
+    coinglass = oi_rows(oi)
+    substitute = oi_from_metrics(metrics, step) if metrics is not None else None
+    out = reindex_ffill(coinglass, "oi_now", history).join(
+        day_sources(history, coinglass, substitute, OI_SUBSTITUTE, "oi_source"),
+        on="ts",
+        how="left",
+        validate="1:1",
+    )
+    if substitute is None:
+        return out.sort("ts")
+    carried = reindex_ffill(substitute, "oi_now", history).select(
+        "ts", _oi="oi_now", _imputed="oi_now_imputed"
+    )
+    use = pl.col("oi_source") == OI_SUBSTITUTE
+    return (
+        out.join(carried, on="ts", how="left", validate="1:1")
+        .select(
+            "ts",
+            pl.when(use).then("_oi").otherwise("oi_now").alias("oi_now"),
+            pl.when(use).then("_imputed").otherwise("oi_now_imputed").alias("oi_now_imputed"),
+            "oi_source",
+        )
+        .sort("ts")
     )
 
 
@@ -312,32 +379,62 @@ def build_features(
     end: datetime,
     *,
     symbol: str | None = None,
+    metrics: pl.LazyFrame | None = None,
+    funding_settlements: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """The ``FEATURE_SCHEMA`` table for every 15m bar with ts in ``(start, end]``, sorted.
 
     Inputs in their contract schemas (CoinGlass price/OI/funding/taker/agg taker/
     liquidations, Binance 1m perp klines and 15m perp/spot bars), covering
     ``(start - 30d, end]`` (1m bars from ``start``). ``symbol`` defaults to the first
-    non-null symbol found in the inputs. Definitions: module docstring.
+    non-null symbol found in the inputs. Substitutes for the days a CoinGlass input has no
+    row: price, CVD and perp share from ``perp_15m`` / ``spot_15m``; OI from ``metrics``
+    (``METRICS_SCHEMA``) and funding from ``funding_settlements`` (``FUNDING_SCHEMA``, from
+    ``SETTLEMENT_LOOKBACK`` before ``start - 30d``) when given. Definitions: module docstring.
     """
     every = "15m"  # FEATURE_SCHEMA names its windows in 15m bars
+    step = bar_duration(every)
     history = grid(start - PERCENTILE_WINDOW, end, every)
-    oi_now = reindex_ffill(oi.select("ts", oi_now=pl.col("close")), "oi_now", history)
+    if funding_settlements is not None:
+        substitute = funding_from_settlements(funding_settlements, history)
+        funding = by_day(funding_rows(funding), substitute)
+    cvd_primary, share_primary = cvd_rows(pair_taker), share_rows(agg_taker)
+    cvd_substitute = cvd_from_perp(perp_15m)
+    share_substitute = share_from_quote_volume(perp_15m, spot_15m)
     windowed = (
-        oi_now.join(funding_on_grid(funding, history), on="ts", how="left", validate="1:1")
+        _oi_on_grid(oi, metrics, history, step)
+        .join(funding_on_grid(funding, history), on="ts", how="left", validate="1:1")
         .sort("ts")
         .with_columns(
             oi_pctile_30d=rolling_percentile("oi_now", "ts", PERCENTILE_WINDOW),
             funding_pctile_30d=rolling_percentile("funding_now", "ts", PERCENTILE_WINDOW),
         )
-        .join(cvd(pair_taker, history), on="ts", how="left", validate="1:1")
-        .join(perp_share(agg_taker, history), on="ts", how="left", validate="1:1")
+        .join(
+            _cvd_on_grid(by_day(cvd_primary, cvd_substitute), history, step),
+            on="ts",
+            how="left",
+            validate="1:1",
+        )
+        .join(
+            _share_on_grid(by_day(share_primary, share_substitute), history, step),
+            on="ts",
+            how="left",
+            validate="1:1",
+        )
         .filter(pl.col("ts") > start)
     )
+    days = grid(start, end, every)
+    primary_price, price_substitute = price_rows(price), price_from_perp(perp_15m)
+    liq = liquidations.select(pl.col("ts").cast(TS))
+    sources = [
+        day_sources(days, primary_price, price_substitute, PRICE_SUBSTITUTE, "price_source"),
+        day_sources(days, cvd_primary, cvd_substitute, CVD_SUBSTITUTE, "cvd_source"),
+        day_sources(days, share_primary, share_substitute, SHARE_SUBSTITUTE, "share_source"),
+        day_sources(days, liq, None, UNAVAILABLE_SOURCE, "liq_source"),
+    ]
     minutes = perp_1m.filter((pl.col("ts") >= start) & (pl.col("ts") <= end))
-    price_cols = [pl.col(c) for c in ("open", "high", "low", "close", "volume_usd")]
     per_bar = [
-        (price, price_cols),
+        (by_day(primary_price, price_substitute), [pl.col(c) for c in PRICE_COLUMNS]),
         (perp_15m, [pl.col("volume").alias("perp_volume")]),
         (spot_15m, [pl.col("volume").alias("spot_volume")]),
         (
@@ -353,9 +450,12 @@ def build_features(
     for frame, columns in per_bar:
         bars = frame.select(pl.col("ts").cast(TS), *columns)
         out = out.join(bars, on="ts", how="left", validate="1:1")
-    sources = [price, perp_15m, oi, funding, pair_taker, agg_taker, liquidations, spot_15m]
+    for source in sources:
+        out = out.join(source, on="ts", how="left", validate="1:1")
+    inputs = [price, perp_15m, oi, funding, pair_taker, agg_taker, liquidations, spot_15m]
+    inputs += [f for f in (metrics, funding_settlements) if f is not None]
     return (
-        out.join(_symbol(sources, symbol), how="cross")
+        out.join(_symbol(inputs, symbol), how="cross")
         .select([pl.col(c).cast(t, strict=True) for c, t in FEATURE_SCHEMA.items()])
         .sort("ts")
     )
