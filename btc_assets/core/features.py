@@ -301,15 +301,16 @@ def build_features(
     every = "15m"  # FEATURE_SCHEMA names its windows in 15m bars
     step = bar_duration(every)
     history = grid(start - PERCENTILE_WINDOW, end, every)
+    funding_mixed = funding
     if funding_settlements is not None:
         substitute = funding_from_settlements(funding_settlements, history)
-        funding = by_day(funding_rows(funding), substitute)
+        funding_mixed = by_day(funding_rows(funding), substitute)
     cvd_primary, share_primary = cvd_rows(pair_taker), share_rows(agg_taker)
     cvd_substitute = cvd_from_perp(perp_15m)
     share_substitute = share_from_quote_volume(perp_15m, spot_15m)
     windowed = (
         oi_on_grid(oi, metrics, history, step)
-        .join(funding_on_grid(funding, history), on="ts", how="left", validate="1:1")
+        .join(funding_on_grid(funding_mixed, history), on="ts", how="left", validate="1:1")
         .sort("ts")
         .with_columns(
             oi_pctile_30d=rolling_percentile("oi_now", "ts", PERCENTILE_WINDOW),
