@@ -111,7 +111,10 @@ on the grid ``(start - 30d, end]``. A bar near ``start - 30d`` may take its OI o
 from an observation before that (up to 45m; for settlement-stamped funding rows up to 8h,
 plus the 16h their interval reads: 24h), so with exactly 30 days of input the percentiles
 of a run's first hours can differ slightly from those of a longer run. With 31 days of
-input a day's rows are identical to the same day inside a longer run (tested).
+input a day's rows are identical to the same day inside a longer run (tested). The same
+holds with substitutes: ``metrics`` and ``funding_settlements`` from ``start - 31d``, and
+``perp_15m`` / ``spot_15m`` from ``start - 24h`` at least (the CVD and perp share windows
+read them on the days before ``start`` that CoinGlass lacks).
 
 Same bits everywhere: window sums are added afresh per row in a fixed order
 (``percentile.window_sum`` / ``ordered_sum``), never incrementally, and never with a
