@@ -61,7 +61,8 @@ def synth_day(day: date, rng: np.random.Generator) -> pl.DataFrame:
         if dtype == pl.Boolean:
             columns[name] = rng.random(96) < 0.02
         elif dtype == pl.String:
-            columns[name] = ["coinglass_oi_weight"] * 96
+            source = "coinglass_oi_weight" if name == "funding_source" else "coinglass"
+            columns[name] = [source] * 96
         else:
             columns[name] = close if name in ("open", "high", "low", "close") else rng.random(96)
     return pl.DataFrame(columns, schema=FEATURE_SCHEMA)

@@ -11,16 +11,48 @@ returns one row per grid bar, present at the sources or not: a bar missing at Co
 price keeps its ``ts`` with null OHLC, so the quality gate counts it instead of never
 seeing it.
 
+Sources. CoinGlass's 15m history reaches only 90-180 days back, so every CoinGlass input but
+liquidations has a Binance substitute, chosen per (partition day, input) for the whole day:
+the CoinGlass rows when the CoinGlass frame has at least one row of the input in the day
+(``ts`` in ``(D 00:00, D+1 00:00]``, whatever its values), else the substitute's rows when it
+has one there, else none (``unavailable``: the values are those of a missing CoinGlass day,
+null). A CoinGlass day with missing bars keeps CoinGlass with its nulls and carries: a
+substitute never fills single bars, so the day before and the day after a hand-over differ
+only in the ``*_source`` columns and in the definitions below. ``price_source``,
+``oi_source``, ``cvd_source``, ``share_source``, ``liq_source`` name the day's choice on every
+row, value present or not: ``coinglass``, the substitute (``binance_perp_15m``,
+``binance_metrics``, ``binance_perp_taker``, ``binance_quote_volume``) or ``unavailable``
+(``core.schema.FEATURE_SOURCES``); ``funding_source`` names the source of each value. The
+windows (``cvd_perp_24h``, ``perp_share_60m``, the percentiles) run over the mixed series,
+across the level shifts stated below. Price, CVD and perp share are substituted from
+``perp_15m`` / ``spot_15m`` (always inputs); OI and funding only when ``metrics`` /
+``funding_settlements`` are given, so without them a missing day reads as before. The choice
+reads whether a day has a row anywhere in it, a fact of the day's fetch, not a value: no
+value at ``ts`` uses data stamped after ``ts``, but a day whose CoinGlass rows begin after
+some bar (a plan window starting mid-day) is a CoinGlass day from its first bar, that bar
+null.
+
 Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
 
 - ``open, high, low, close, volume_usd``: the CoinGlass price bar at ``ts`` as served;
-  null if that bar is missing.
+  null if that bar is missing. Substitute ``binance_perp_15m``: the Binance perp 15m bar at
+  ``ts`` (``perp_klines_15m``), OHLC as is and ``volume_usd = quote_volume``, USDT read as
+  USD (USDT trades within a few bp of USD). CoinGlass prices the same Binance pair, so the
+  two should be close; the reconciliation gate then compares the perp close with itself.
 - ``perp_volume``, ``spot_volume``: ``volume`` (base asset) of the Binance perp / spot 15m
   bar at ``ts``, as resampled (a partial bar keeps its partial sum); null if missing.
 - ``oi_now``, ``oi_now_imputed``: the CoinGlass aggregated OI ``close`` at ``ts``. A bar
   without an observation (row missing, or close null/NaN) takes the latest observed value
   for at most 3 bars (``t_obs < ts <= t_obs + 45m``), flagged ``oi_now_imputed = True``;
   later bars are null with the flag False (the null shows itself). See ``reindex_ffill``.
+  Substitute ``binance_metrics``: ``sum_open_interest_value`` of the Binance ``metrics``
+  snapshot stamped exactly at ``ts`` (snapshots every 5 min; those between bar closes are
+  not used), with the same carry rule. It is the OI of the Binance perp alone in USDT,
+  where CoinGlass aggregates OI across exchanges in USD: a level shift (Binance holds a
+  fraction of the aggregate) at every hand-over, which ``oi_pctile_30d`` sees. Each source
+  is carried over its own observations only: a bar takes the carried series of its day's
+  source, so a carry never crosses a hand-over; an ``unavailable`` day reads the CoinGlass
+  series (only a carry from the day before reaches it, as without substitutes).
 - ``funding_now``, ``funding_now_imputed``, ``funding_source``: the funding rate in force at
   ``ts``. The funding table holds one row per bar close: CoinGlass rows are closes of its 15m
   funding OHLC bars; on the Binance fallback (``binance_settlement``) each row is the latest
@@ -40,12 +72,20 @@ Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
       rule, over those rows only (a CoinGlass row never shortens a settlement's life); a
       per-bar row at the same ``ts`` wins. Such a day cannot see the settlement in force at
       its 00:00 if it is the first day of history (it lives in the day before): re-fetch it.
+    * Substitute (``funding_source = binance_settlement``): a day in which the funding input
+      has no row takes per-bar rows from the raw Binance settlements (``funding_settlements``,
+      ``binance_funding_rate``) placed by ``settlements_on_bars`` over the whole grid: the
+      rows the raw table's own fallback stores, read by the rule above. A day the raw table
+      already filled (from CoinGlass or its fallback) has rows and is used as stored. Pass
+      settlements from ``SETTLEMENT_LOOKBACK`` (24h) before ``start - 30d``.
 - ``rv_15m``: ``sqrt(sum r_m^2)`` over the 1m bars ``m`` of the Binance perp inside the bar,
   ``r_m = ln(close_m / close_{m-1})`` only when the 1m bar ``m - 1min`` exists (a missing
   minute is never bridged; the first minute of a bar uses the previous bar's last minute,
   time <= ts) and both closes are finite and > 0. Null when the bar has no such return.
 - ``cvd_perp_15m``: ``taker_buy_volume_usd - taker_sell_volume_usd`` of the perp pair at
-  ``ts``; null if the bar is missing (or either side null).
+  ``ts``; null if the bar is missing (or either side null). Substitute
+  ``binance_perp_taker``: ``taker_buy_quote_volume - (quote_volume - taker_buy_quote_volume)``
+  of the Binance perp 15m bar at ``ts`` (USDT), the same pair's taker flow.
 - ``cvd_perp_24h``: sum of ``cvd_perp_15m`` over bars in ``(ts - 24h, ts]`` (by time: the
   bar exactly 24h earlier is out), nulls skipped; null only if no bar in the window has a
   value. Summing over what is present (rather than nulling on any gap) keeps one missing
@@ -53,9 +93,13 @@ Columns of ``build_features(..., start, end)``, for ``ts`` in ``(start, end]``:
 - ``perp_share_60m``: ``sum(futures buy + sell) / sum(futures + spot buy + sell)`` of the
   CoinGlass aggregated taker volume over bars in ``(ts - 60m, ts]``; a bar with any of the
   four volumes null is skipped in both sums (numerator and denominator stay comparable);
-  null if no bar remains or the denominator is not > 0.
+  null if no bar remains or the denominator is not > 0. Substitute ``binance_quote_volume``:
+  per bar, futures = Binance perp 15m ``quote_volume`` and total = perp + spot 15m
+  ``quote_volume`` (USDT), a bar missing either side or with a null skipped in both sums,
+  same window. Binance only where CoinGlass aggregates an exchange list: a level shift.
 - ``liq_long_usd``, ``liq_short_usd``: CoinGlass long / short liquidations at ``ts``; a
-  missing bar stays null (not zero: absence of data is not absence of liquidations).
+  missing bar stays null (not zero: absence of data is not absence of liquidations). No
+  substitute: a day without a CoinGlass row has ``liq_source = unavailable``, both null.
 - ``oi_pctile_30d``, ``funding_pctile_30d``: ``rolling_percentile`` of ``oi_now`` /
   ``funding_now`` over grid bars in ``(ts - 30d, ts]``: the share of the window's non-null
   values ``<=`` the current one (ties count, current included, so in ``(0, 1]``); null where
@@ -67,7 +111,10 @@ on the grid ``(start - 30d, end]``. A bar near ``start - 30d`` may take its OI o
 from an observation before that (up to 45m; for settlement-stamped funding rows up to 8h,
 plus the 16h their interval reads: 24h), so with exactly 30 days of input the percentiles
 of a run's first hours can differ slightly from those of a longer run. With 31 days of
-input a day's rows are identical to the same day inside a longer run (tested).
+input a day's rows are identical to the same day inside a longer run (tested). The same
+holds with substitutes: ``metrics`` and ``funding_settlements`` from ``start - 31d``, and
+``perp_15m`` / ``spot_15m`` from ``start - 24h`` at least (the CVD and perp share windows
+read them on the days before ``start`` that CoinGlass lacks).
 
 Same bits everywhere: window sums are added afresh per row in a fixed order
 (``percentile.window_sum`` / ``ordered_sum``), never incrementally, and never with a
@@ -83,21 +130,36 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from btc_assets.core.bars import bar_duration
-from btc_assets.core.funding import settlements_on_bars
+from btc_assets.core.carry import funding_on_grid, oi_on_grid
+from btc_assets.core.feature_sources import (
+    PRICE_COLUMNS,
+    by_day,
+    cvd_from_perp,
+    cvd_rows,
+    day_sources,
+    funding_from_settlements,
+    funding_rows,
+    number,
+    price_from_perp,
+    price_rows,
+    share_from_quote_volume,
+    share_rows,
+)
 from btc_assets.core.percentile import ordered_sum, rolling_percentile, window_sum
-from btc_assets.core.schema import FEATURE_SCHEMA, SETTLEMENT_TIME_SOURCE, TS
+from btc_assets.core.schema import (
+    CVD_SUBSTITUTE,
+    FEATURE_SCHEMA,
+    PRICE_SUBSTITUTE,
+    SHARE_SUBSTITUTE,
+    TS,
+    UNAVAILABLE_SOURCE,
+)
 
-IMPUTE_LIMIT = 3
 PERCENTILE_WINDOW = timedelta(days=30)
 CVD_WINDOW = timedelta(hours=24)
 SHARE_WINDOW = timedelta(minutes=60)
 _MS = timedelta(milliseconds=1)
 _MINUTE = timedelta(minutes=1)
-
-
-def _number(name: str) -> pl.Expr:
-    """A float input read with NaN as missing."""
-    return pl.col(name).cast(pl.Float64).fill_nan(None)
 
 
 def _on_grid_moment(name: str, moment: datetime, step: timedelta) -> None:
@@ -121,95 +183,6 @@ def grid(start: datetime, end: datetime, every: str = "15m") -> pl.LazyFrame:
     return pl.LazyFrame().select(ts=stamps.cast(TS)).set_sorted("ts")
 
 
-def _carry(
-    observations: pl.LazyFrame,
-    grid: pl.LazyFrame,
-    values: list[str],
-    flag: str,
-    limit: int,
-    step: timedelta,
-) -> pl.LazyFrame:
-    """Put observations (``ts``, ``_until``, ``values``) on the grid.
-
-    The latest observation at or before a bar is in force while ``ts < _until``; then it is
-    carried, flagged, for bars with ``ts < _until + limit * step``; then null (flag False).
-    """
-    if limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    obs = observations.rename({"ts": "_obs_ts"}).sort("_obs_ts")
-    until = pl.col("_until")
-    in_force = pl.col("ts") < until
-    imputed = (~in_force & (pl.col("ts") < until + limit * step)).fill_null(False)
-    keep = in_force.fill_null(False) | imputed
-    return (
-        grid.select(pl.col("ts").cast(TS))
-        .sort("ts")
-        .join_asof(obs, left_on="ts", right_on="_obs_ts", strategy="backward")
-        .select(
-            "ts",
-            *[pl.when(keep).then(pl.col(v)).alias(v) for v in values],
-            imputed.alias(flag),
-        )
-    )
-
-
-def reindex_ffill(
-    series: pl.LazyFrame,
-    value: str,
-    grid: pl.LazyFrame,
-    limit: int = IMPUTE_LIMIT,
-    *,
-    every: str = "15m",
-) -> pl.LazyFrame:
-    """``ts``, ``value``, ``<value>_imputed`` on every bar of ``grid``, sorted by ts.
-
-    A bar with an observation (a row whose ``value`` is not null/NaN) takes it, unflagged. A
-    bar without one takes the latest observation for at most ``limit`` bars after it
-    (``t_obs < ts <= t_obs + limit * every``), flagged True; beyond that it is null and the
-    flag is False: the flag marks exactly the filled values. Observations before the grid's
-    first bar count (pass the history).
-    """
-    step = bar_duration(every)
-    obs = (
-        series.select(pl.col("ts").cast(TS), _number(value).alias(value))
-        .filter(pl.col("ts").is_not_null() & pl.col(value).is_not_null())
-        .with_columns(_until=pl.col("ts") + step)
-    )
-    return _carry(obs, grid, [value], f"{value}_imputed", limit, step)
-
-
-def funding_on_grid(
-    funding: pl.LazyFrame, grid: pl.LazyFrame, limit: int = IMPUTE_LIMIT, *, every: str = "15m"
-) -> pl.LazyFrame:
-    """``ts``, ``funding_now``, ``funding_now_imputed``, ``funding_source`` on ``grid``.
-
-    ``funding`` is in ``COINGLASS_FUNDING_SCHEMA``. Per-bar rows (CoinGlass, the Binance
-    fallback's ``binance_settlement``) are the value of their bar; settlement-stamped rows
-    are placed on the bars first (``settlements_on_bars``, over those rows only). Then a bar
-    without a value carries the latest one for at most ``limit`` bars, flagged (module
-    docstring).
-    """
-    step = bar_duration(every)
-    obs = funding.select(
-        pl.col("ts").cast(TS),
-        _number("funding_rate").alias("funding_now"),
-        pl.col("funding_source").cast(pl.String),
-    ).filter(pl.col("ts").is_not_null() & pl.col("funding_now").is_not_null())
-    stamped = (pl.col("funding_source") == SETTLEMENT_TIME_SOURCE).fill_null(False)
-    per_bar = obs.filter(~stamped)
-    settlements = obs.filter(stamped).select("ts", funding_rate="funding_now")
-    placed = (
-        settlements_on_bars(settlements, grid)
-        .select("ts", funding_now="funding_rate", funding_source=pl.lit(SETTLEMENT_TIME_SOURCE))
-        .join(per_bar, on="ts", how="anti")
-    )
-    values = ["funding_now", "funding_source"]
-    observed = pl.concat([per_bar, placed]).with_columns(_until=pl.col("ts") + step)
-    return _carry(observed, grid, values, "funding_now_imputed", limit, step).select(
-        "ts", "funding_now", "funding_now_imputed", "funding_source"
-    )
-
-
 def _bar_close(step: timedelta) -> pl.Expr:
     """The close time of the right-closed bar holding ``ts``: (end - step, end] -> end."""
     step_ms = step // _MS
@@ -229,7 +202,7 @@ def realized_vol(perp_1m: pl.LazyFrame, every: str = "15m") -> pl.LazyFrame:
     the streaming and the in-memory engine.
     """
     step = bar_duration(every)
-    ts, close = pl.col("ts"), _number("close")
+    ts, close = pl.col("ts"), number("close")
     prev = close.shift(1)
     consecutive = (ts - ts.shift(1)) == _MINUTE
     valid = consecutive & close.is_finite() & prev.is_finite() & (close > 0) & (prev > 0)
@@ -262,31 +235,34 @@ def _on_grid(frame: pl.LazyFrame, grid: pl.LazyFrame, *columns: pl.Expr) -> pl.L
     )
 
 
+def _cvd_on_grid(rows: pl.LazyFrame, grid: pl.LazyFrame, step: timedelta) -> pl.LazyFrame:
+    """``ts``, ``cvd_perp_15m``, ``cvd_perp_24h`` from per-bar ``cvd_perp_15m`` rows."""
+    total, _ = window_sum("cvd_perp_15m", CVD_WINDOW, step)
+    return _on_grid(rows, grid, pl.col("cvd_perp_15m")).with_columns(cvd_perp_24h=total)
+
+
 def cvd(pair_taker: pl.LazyFrame, grid: pl.LazyFrame, *, every: str = "15m") -> pl.LazyFrame:
     """``ts``, ``cvd_perp_15m``, ``cvd_perp_24h`` on every bar of ``grid`` (see module).
 
     The 24h window sums bars of ``grid``, so start the grid 24h before the first bar you
     need. ``grid`` must be sorted-unique with spacing no finer than ``every``.
     """
-    step = bar_duration(every)
-    delta = _number("taker_buy_volume_usd") - _number("taker_sell_volume_usd")
-    total, _ = window_sum("cvd_perp_15m", CVD_WINDOW, step)
-    return _on_grid(pair_taker, grid, delta.alias("cvd_perp_15m")).with_columns(cvd_perp_24h=total)
+    return _cvd_on_grid(cvd_rows(pair_taker), grid, bar_duration(every))
+
+
+def _share_on_grid(rows: pl.LazyFrame, grid: pl.LazyFrame, step: timedelta) -> pl.LazyFrame:
+    """``ts``, ``perp_share_60m`` from per-bar ``_futures``, ``_total`` rows."""
+    fut_sum, _ = window_sum("_futures", SHARE_WINDOW, step)
+    all_sum, _ = window_sum("_total", SHARE_WINDOW, step)
+    return _on_grid(rows, grid, pl.col("_futures"), pl.col("_total")).select(
+        "ts", perp_share_60m=pl.when(all_sum > 0).then(fut_sum / all_sum)
+    )
 
 
 def perp_share(agg_taker: pl.LazyFrame, grid: pl.LazyFrame, *, every: str = "15m") -> pl.LazyFrame:
     """``ts``, ``perp_share_60m`` on every bar of ``grid`` (see module). The 60m window sums
     bars of ``grid`` (start it 45m before the first bar you need)."""
-    step = bar_duration(every)
-    futures = _number("futures_buy_volume_usd") + _number("futures_sell_volume_usd")
-    spot = _number("spot_buy_volume_usd") + _number("spot_sell_volume_usd")
-    total = futures + spot  # null when any of the four is: the bar is skipped in both sums
-    fut_sum, _ = window_sum("_futures", SHARE_WINDOW, step)
-    all_sum, _ = window_sum("_total", SHARE_WINDOW, step)
-    columns = pl.when(total.is_not_null()).then(futures).alias("_futures"), total.alias("_total")
-    return _on_grid(agg_taker, grid, *columns).select(
-        "ts", perp_share_60m=pl.when(all_sum > 0).then(fut_sum / all_sum)
-    )
+    return _share_on_grid(share_rows(agg_taker), grid, bar_duration(every))
 
 
 def _symbol(frames: list[pl.LazyFrame], symbol: str | None) -> pl.LazyFrame:
@@ -312,32 +288,63 @@ def build_features(
     end: datetime,
     *,
     symbol: str | None = None,
+    metrics: pl.LazyFrame | None = None,
+    funding_settlements: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """The ``FEATURE_SCHEMA`` table for every 15m bar with ts in ``(start, end]``, sorted.
 
     Inputs in their contract schemas (CoinGlass price/OI/funding/taker/agg taker/
     liquidations, Binance 1m perp klines and 15m perp/spot bars), covering
     ``(start - 30d, end]`` (1m bars from ``start``). ``symbol`` defaults to the first
-    non-null symbol found in the inputs. Definitions: module docstring.
+    non-null symbol found in the inputs. Substitutes for the days a CoinGlass input has no
+    row: price, CVD and perp share from ``perp_15m`` / ``spot_15m``; OI from ``metrics``
+    (``METRICS_SCHEMA``) and funding from ``funding_settlements`` (``FUNDING_SCHEMA``, from
+    ``SETTLEMENT_LOOKBACK`` before ``start - 30d``) when given. Definitions: module docstring.
     """
     every = "15m"  # FEATURE_SCHEMA names its windows in 15m bars
+    step = bar_duration(every)
     history = grid(start - PERCENTILE_WINDOW, end, every)
-    oi_now = reindex_ffill(oi.select("ts", oi_now=pl.col("close")), "oi_now", history)
+    funding_mixed = funding
+    if funding_settlements is not None:
+        substitute = funding_from_settlements(funding_settlements, history)
+        funding_mixed = by_day(funding_rows(funding), substitute)
+    cvd_primary, share_primary = cvd_rows(pair_taker), share_rows(agg_taker)
+    cvd_substitute = cvd_from_perp(perp_15m)
+    share_substitute = share_from_quote_volume(perp_15m, spot_15m)
     windowed = (
-        oi_now.join(funding_on_grid(funding, history), on="ts", how="left", validate="1:1")
+        oi_on_grid(oi, metrics, history, step)
+        .join(funding_on_grid(funding_mixed, history), on="ts", how="left", validate="1:1")
         .sort("ts")
         .with_columns(
             oi_pctile_30d=rolling_percentile("oi_now", "ts", PERCENTILE_WINDOW),
             funding_pctile_30d=rolling_percentile("funding_now", "ts", PERCENTILE_WINDOW),
         )
-        .join(cvd(pair_taker, history), on="ts", how="left", validate="1:1")
-        .join(perp_share(agg_taker, history), on="ts", how="left", validate="1:1")
+        .join(
+            _cvd_on_grid(by_day(cvd_primary, cvd_substitute), history, step),
+            on="ts",
+            how="left",
+            validate="1:1",
+        )
+        .join(
+            _share_on_grid(by_day(share_primary, share_substitute), history, step),
+            on="ts",
+            how="left",
+            validate="1:1",
+        )
         .filter(pl.col("ts") > start)
     )
+    days = grid(start, end, every)
+    primary_price, price_substitute = price_rows(price), price_from_perp(perp_15m)
+    liq = liquidations.select(pl.col("ts").cast(TS))
+    sources = [
+        day_sources(days, primary_price, price_substitute, PRICE_SUBSTITUTE, "price_source"),
+        day_sources(days, cvd_primary, cvd_substitute, CVD_SUBSTITUTE, "cvd_source"),
+        day_sources(days, share_primary, share_substitute, SHARE_SUBSTITUTE, "share_source"),
+        day_sources(days, liq, None, UNAVAILABLE_SOURCE, "liq_source"),
+    ]
     minutes = perp_1m.filter((pl.col("ts") >= start) & (pl.col("ts") <= end))
-    price_cols = [pl.col(c) for c in ("open", "high", "low", "close", "volume_usd")]
     per_bar = [
-        (price, price_cols),
+        (by_day(primary_price, price_substitute), [pl.col(c) for c in PRICE_COLUMNS]),
         (perp_15m, [pl.col("volume").alias("perp_volume")]),
         (spot_15m, [pl.col("volume").alias("spot_volume")]),
         (
@@ -353,9 +360,12 @@ def build_features(
     for frame, columns in per_bar:
         bars = frame.select(pl.col("ts").cast(TS), *columns)
         out = out.join(bars, on="ts", how="left", validate="1:1")
-    sources = [price, perp_15m, oi, funding, pair_taker, agg_taker, liquidations, spot_15m]
+    for source in sources:
+        out = out.join(source, on="ts", how="left", validate="1:1")
+    inputs = [price, perp_15m, oi, funding, pair_taker, agg_taker, liquidations, spot_15m]
+    inputs += [f for f in (metrics, funding_settlements) if f is not None]
     return (
-        out.join(_symbol(sources, symbol), how="cross")
+        out.join(_symbol(inputs, symbol), how="cross")
         .select([pl.col(c).cast(t, strict=True) for c, t in FEATURE_SCHEMA.items()])
         .sort("ts")
     )

@@ -13,7 +13,15 @@ import polars as pl
 
 from btc_assets.core.bars import bar_duration
 from btc_assets.core.quality import days_frame, expected_slots
-from btc_assets.core.schema import floor_to_grid, partition_day_expr
+from btc_assets.core.schema import (
+    COINGLASS_SOURCE,
+    FEATURE_SOURCES,
+    floor_to_grid,
+    partition_day_expr,
+)
+
+# Every column of the feature table that says where its values came from.
+SOURCE_COLUMNS = (*FEATURE_SOURCES, "funding_source")
 
 
 def _bad(column: str) -> pl.Expr:
@@ -86,11 +94,16 @@ def price_divergence_by_day(
 
     ``compared_bars`` counts bars present on both sides; ``max_abs_bp`` / ``mean_abs_bp`` are
     the absolute differences in basis points of the reference; ``beyond_tolerance`` the bars
-    differing by more than ``tolerance_bp``.
+    differing by more than ``tolerance_bp``. ``substituted_bars``: the compared bars whose
+    ``price_source`` (when ``ours`` has one) is not CoinGlass; the feature table's Binance
+    substitute is the perp close itself, so such a bar compares a series with itself (0 bp).
     """
     diff_bp = (pl.col("close") / pl.col("close_ref") - 1).abs() * 10_000
+    substituted = pl.lit(False)
+    if "price_source" in ours.collect_schema().names():
+        substituted = (pl.col("price_source") != COINGLASS_SOURCE).fill_null(False)
     joined = (
-        ours.select("ts", "close")
+        ours.select("ts", "close", _substituted=substituted)
         .join(reference.select("ts", close_ref="close"), on="ts", how="inner")
         .filter(pl.col("close").is_not_null() & pl.col("close_ref").is_not_null())
         .with_columns(day=partition_day_expr(), diff_bp=diff_bp)
@@ -100,13 +113,50 @@ def price_divergence_by_day(
             max_abs_bp=pl.col("diff_bp").max(),
             mean_abs_bp=pl.col("diff_bp").mean(),
             beyond_tolerance=(pl.col("diff_bp") > tolerance_bp).sum().cast(pl.Int64),
+            substituted_bars=pl.col("_substituted").sum().cast(pl.Int64),
         )
     )
+    counts = ("compared_bars", "beyond_tolerance", "substituted_bars")
     return (
         days_frame(days)
         .select("day")
         .join(joined, on="day", how="left")
-        .with_columns(pl.col("compared_bars", "beyond_tolerance").fill_null(0))
+        .with_columns(pl.col(counts).fill_null(0))
         .sort("day")
         .collect()
     )
+
+
+def source_shares_by_day(features: pl.LazyFrame, days: list[date]) -> pl.DataFrame:
+    """Where each source column's values came from, per requested day.
+
+    One row per (``day``, ``column``, ``source``) present: ``column`` one of
+    ``SOURCE_COLUMNS``, ``source`` its value (null for ``funding_source`` on bars without a
+    funding value), ``bars`` how many of the day's rows have it and ``share`` = bars / the
+    day's rows. A requested day without rows has no row here. Sorted by day, column, source.
+    """
+    wanted = days_frame(days).select("day")
+    rows = (
+        features.select(
+            partition_day_expr().alias("day"),
+            *[pl.col(c).cast(pl.String) for c in SOURCE_COLUMNS],
+        )
+        .join(wanted, on="day", how="semi")
+        .unpivot(on=list(SOURCE_COLUMNS), index="day", variable_name="column", value_name="source")
+        .group_by("day", "column", "source")
+        .agg(bars=pl.len().cast(pl.Int64))
+    )
+    return (
+        rows.with_columns(share=pl.col("bars") / pl.col("bars").sum().over("day", "column"))
+        .sort("day", "column", "source", nulls_last=True)
+        .collect()
+    )
+
+
+def source_shares_of_day(shares: pl.DataFrame, day: date) -> dict[str, dict[str, float]]:
+    """``{column: {source: share}}`` of one day of ``source_shares_by_day`` (a null source
+    as ``"none"``), e.g. for check metadata."""
+    out: dict[str, dict[str, float]] = {}
+    for row in shares.filter(pl.col("day") == day).iter_rows(named=True):
+        out.setdefault(row["column"], {})[row["source"] or "none"] = row["share"]
+    return out

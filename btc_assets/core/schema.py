@@ -207,6 +207,30 @@ FEATURE_SCHEMA: dict[str, pl.DataType] = {
     "liq_short_usd": pl.Float64(),
     "oi_pctile_30d": pl.Float64(),
     "funding_pctile_30d": pl.Float64(),
+    # where each column group came from, per partition day (FEATURE_SOURCES); funding says it
+    # per value in funding_source
+    "price_source": pl.String(),
+    "oi_source": pl.String(),
+    "cvd_source": pl.String(),
+    "share_source": pl.String(),
+    "liq_source": pl.String(),
+}
+# Values of the *_source columns. A day takes an input from CoinGlass when CoinGlass has at
+# least one row of it in that day, else from its Binance substitute when that has a row, else
+# it is UNAVAILABLE_SOURCE (liquidations have no substitute). See core/features.py.
+COINGLASS_SOURCE = "coinglass"
+UNAVAILABLE_SOURCE = "unavailable"
+PRICE_SUBSTITUTE = "binance_perp_15m"
+OI_SUBSTITUTE = "binance_metrics"
+CVD_SUBSTITUTE = "binance_perp_taker"
+SHARE_SUBSTITUTE = "binance_quote_volume"
+# source column -> the values it can take
+FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
+    "price_source": (COINGLASS_SOURCE, PRICE_SUBSTITUTE, UNAVAILABLE_SOURCE),
+    "oi_source": (COINGLASS_SOURCE, OI_SUBSTITUTE, UNAVAILABLE_SOURCE),
+    "cvd_source": (COINGLASS_SOURCE, CVD_SUBSTITUTE, UNAVAILABLE_SOURCE),
+    "share_source": (COINGLASS_SOURCE, SHARE_SUBSTITUTE, UNAVAILABLE_SOURCE),
+    "liq_source": (COINGLASS_SOURCE, UNAVAILABLE_SOURCE),
 }
 # Features derived by core/features.py (gated: no NaN or null after the 30-day warm-up).
 DERIVED_FEATURES = (

@@ -137,8 +137,9 @@ FEATURES = Table(
     FEATURE_SCHEMA,
     "15m",
     "15-minute BTCUSDT feature table: CoinGlass OHLC, Binance volumes, OI, funding (with "
-    "imputation flags), realized vol, CVD, perp share, 30-day percentiles. Definitions in "
-    "btc_assets/core/features.py.",
+    "imputation flags), realized vol, CVD, perp share, 30-day percentiles; on days CoinGlass "
+    "has no row of an input, its Binance substitute (the *_source columns say which). "
+    "Definitions in btc_assets/core/features.py.",
 )
 
 RAW_TABLES = (*BINANCE_TABLES, *COINGLASS_TABLES)

@@ -8,14 +8,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from btc_assets.core.carry import funding_on_grid, reindex_ffill
 from btc_assets.core.features import (
     build_features,
     cvd,
-    funding_on_grid,
     grid,
     perp_share,
     realized_vol,
-    reindex_ffill,
 )
 from btc_assets.core.schema import (
     BAR_SCHEMA,
