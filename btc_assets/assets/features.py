@@ -7,6 +7,7 @@ day for the 24h / 60m windows and the first 1m return. A range backfill is still
 """
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -25,13 +26,20 @@ from btc_assets.assets.common import (
 )
 from btc_assets.assets.raw import split_days
 from btc_assets.core.features import build_features
-from btc_assets.core.gates import feature_quality_by_day, price_divergence_by_day
+from btc_assets.core.gates import (
+    feature_quality_by_day,
+    price_divergence_by_day,
+    source_shares_by_day,
+    source_shares_of_day,
+)
 from btc_assets.core.schema import DERIVED_FEATURES, FEATURE_SCHEMA, conform, day_bounds
 from btc_assets.core.tables import (
     AGG_TAKER,
     FEATURES,
+    FUNDING,
     FUNDING_CG,
     LIQUIDATIONS,
+    METRICS,
     OPEN_INTEREST,
     PERP_1M,
     PERP_15M,
@@ -60,8 +68,12 @@ SOURCES: dict[str, Input] = {
     "agg_taker": Input(AGG_TAKER, lookback_days=1),
     "liquidations": Input(LIQUIDATIONS),
     "perp_1m": Input(PERP_1M, lookback_days=1),
-    "perp_15m": Input(PERP_15M),
-    "spot_15m": Input(SPOT_15M),
+    "perp_15m": Input(PERP_15M, lookback_days=1),
+    "spot_15m": Input(SPOT_15M, lookback_days=1),
+    # Binance substitutes for days CoinGlass has no rows of (outside its plan's history, or
+    # refused): used only then, so an unusable day of theirs blocks nothing.
+    "metrics": Input(METRICS, lookback_days=31, required=False),
+    "funding_settlements": Input(FUNDING, lookback_days=31, required=False),
 }
 
 
@@ -123,14 +135,23 @@ def bars_15m(
         divergence = price_divergence_by_day(
             frame.lazy(), read.frames["perp_15m"], read.days, gates.price_tolerance_bp
         )
+        quality = checks.feature_verdicts(
+            by_day,
+            manifest_errors,
+            max_gap_pct=gates.max_gap_pct,
+            max_imputed_pct=gates.max_imputed_pct,
+            imputed_flags=IMPUTED_FLAGS,
+        )
+        shares = source_shares_by_day(frame.lazy(), read.days)
+        for day, verdict in quality.items():
+            figures = {
+                f"{column.removesuffix('_source')}_from_{source}_pct": round(100.0 * share, 4)
+                for column, by_source in source_shares_of_day(shares, day).items()
+                for source, share in by_source.items()
+            }
+            quality[day] = replace(verdict, metadata={**verdict.metadata, **figures})
         return {
-            checks.QUALITY: checks.feature_verdicts(
-                by_day,
-                manifest_errors,
-                max_gap_pct=gates.max_gap_pct,
-                max_imputed_pct=gates.max_imputed_pct,
-                imputed_flags=IMPUTED_FLAGS,
-            ),
+            checks.QUALITY: quality,
             checks.RECONCILIATION: checks.reconciliation_verdicts(
                 divergence, gates.price_tolerance_bp
             ),

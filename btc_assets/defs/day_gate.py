@@ -50,6 +50,9 @@ class Input:
 
     table: Table
     lookback_days: int = 0
+    # False: a substitute's input. An unusable day of it blocks nothing; it is left out and
+    # counted like a look-back day, and the output says the substitute was unavailable.
+    required: bool = True
 
     def dep(self) -> dg.AssetDep:
         mapping = (
@@ -247,13 +250,14 @@ def _read_symbol(
         )
         committed[name] = usable
         for day in days:
-            if day in reasons:
+            if day in reasons and spec.required:
                 blocked.setdefault(day, []).append(
                     f"{spec.table.name} {stored_as} {day} {reasons[day]}"
                 )
             # A look-back day never built is simply absent (history or a backfill not yet
             # run); one that exists but cannot be used is excluded, and counted.
-            lost = [d for d in spec.window(day)[:-1] if reasons.get(d, NEVER_BUILT) != NEVER_BUILT]
+            window = spec.window(day) if not spec.required else spec.window(day)[:-1]
+            lost = [d for d in window if reasons.get(d, NEVER_BUILT) != NEVER_BUILT]
             excluded.setdefault(day, []).extend(
                 f"{spec.table.name} {stored_as} {d}: {reasons[d]}" for d in lost
             )
