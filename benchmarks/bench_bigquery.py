@@ -118,7 +118,7 @@ def run(data_dir: Path, days: list[date], bq_url: str, bucket: str | None, clien
     with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
         began = time.perf_counter()
         result = dg.materialize(
-            bigquery_assets,
+            bigquery_assets(load_settings().bar_intervals),
             instance=instance,
             resources=res,
             selection=["bq_bars_15m"],

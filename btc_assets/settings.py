@@ -37,6 +37,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btc_assets import clock
+from btc_assets.core.bars import BINANCE_INTERVALS
+from btc_assets.core.tables import DEFAULT_INTERVALS, FEATURE_INTERVAL, bar_intervals
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_FUTURES_URL,
     LIVE_BINANCE_SPOT_URL,
@@ -112,6 +114,8 @@ class Settings:
     warehouse: WarehouseSettings
     vendor_max_wait_seconds: float = 120.0
     gap_confirmations: int = 2
+    # Bar intervals built from the 1m klines, shortest first; always holds 15m (bars_15m).
+    bar_intervals: tuple[str, ...] = bar_intervals(DEFAULT_INTERVALS)
 
     @property
     def lake_dir(self) -> Path:
@@ -183,6 +187,21 @@ def _names(value: str) -> str:
     if not all(names):
         raise ValueError("an empty name in the list")
     return ",".join(names)
+
+
+def _intervals(value: str) -> str:
+    """A comma list of distinct Binance intervals, returned shortest first with 15m added (the
+    feature table's input: it is built whether listed or not, so listing only 1h is fine)."""
+    entries = [entry.strip() for entry in value.split(",")]
+    for entry in entries:
+        if not entry:
+            raise ValueError("an empty entry in the list")
+        if entry not in BINANCE_INTERVALS:
+            raise ValueError(f"{entry!r} is not one of {', '.join(BINANCE_INTERVALS)}")
+    repeated = sorted({entry for entry in entries if entries.count(entry) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} listed twice")
+    return ",".join(bar_intervals(entries))
 
 
 def _lower(value: Any) -> Any:
@@ -290,6 +309,11 @@ class _Environment(BaseSettings):
     sandbox_faults: str = _var(
         SANDBOX_FAULTS_SETTING, "", "a JSON fault plan (see btc_assets/sandbox/faults.py)"
     )
+    bar_intervals: Annotated[str, AfterValidator(_intervals)] = _var(
+        "BTC_ASSETS_INTERVALS", ",".join(DEFAULT_INTERVALS),
+        f"distinct Binance intervals separated by commas, from {', '.join(BINANCE_INTERVALS)}; "
+        f"{FEATURE_INTERVAL} is always built (the feature table reads it), e.g. 15m,1h,4h,1d",
+    )  # fmt: skip
     warehouse: Annotated[Warehouse, BeforeValidator(_lower)] = _var(
         "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
     )
@@ -391,6 +415,7 @@ def load_settings() -> Settings:
         sandbox_faults=read.sandbox_faults,
         vendor_max_wait_seconds=read.vendor_max_wait_seconds,
         gap_confirmations=read.gap_confirmations,
+        bar_intervals=tuple(read.bar_intervals.split(",")),
         warehouse=WarehouseSettings(
             kind=read.warehouse,
             bigquery_project=project,

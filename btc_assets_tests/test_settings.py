@@ -64,6 +64,12 @@ BAD_VALUES = [
     ("BIGQUERY_LOCATION", "", "set but empty"),
     ("BIGQUERY_API_ENDPOINT", "127.0.0.1:9050", "an emulator's http(s) URL"),
     ("GCS_STAGING_BUCKET", "My_Bucket", "a GCS bucket name"),
+    ("BTC_ASSETS_INTERVALS", "15m,2m", "'2m' is not one of 1m, 3m"),
+    ("BTC_ASSETS_INTERVALS", "1w", "'1w' is not one of"),
+    ("BTC_ASSETS_INTERVALS", "1H", "'1H' is not one of"),  # Binance's names are case-sensitive
+    ("BTC_ASSETS_INTERVALS", "1h,4h,1h", "1h listed twice"),
+    ("BTC_ASSETS_INTERVALS", "1h,,4h", "an empty entry"),
+    ("BTC_ASSETS_INTERVALS", "", "set but empty"),
 ]
 
 
@@ -272,3 +278,21 @@ def test_vendor_max_wait_reaches_both_rate_limited_resources(tmp_path: Path) -> 
     binance, coinglass = resources["binance"], resources["coinglass"]
     assert isinstance(binance, BinanceResource) and isinstance(coinglass, CoinGlassResource)
     assert binance.max_wait_seconds == coinglass.max_wait_seconds == 42.5
+
+
+@pytest.mark.parametrize(
+    ("value", "built"),
+    [
+        (None, ("15m", "1h")),
+        ("1d, 4h", ("15m", "4h", "1d")),  # 15m joins: bars_15m reads it
+        ("1d,1m,30m,15m", ("1m", "15m", "30m", "1d")),  # shortest first
+    ],
+)
+def test_intervals_shortest_first_and_15m_always_built(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, built: tuple[str, ...]
+) -> None:
+    if value is None:
+        monkeypatch.delenv("BTC_ASSETS_INTERVALS", raising=False)
+    else:
+        monkeypatch.setenv("BTC_ASSETS_INTERVALS", value)
+    assert load_settings().bar_intervals == built

@@ -1,6 +1,7 @@
-"""Resampled bar tables: 1m klines -> right-closed 15m bars labelled by close time."""
+"""Resampled bar tables: 1m klines -> right-closed bars of each configured interval (15m,
+1h, ...), labelled by close time."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -18,7 +19,7 @@ from btc_assets.assets.common import (
 )
 from btc_assets.core.bars import bar_duration, resample
 from btc_assets.core.schema import BAR_SCHEMA, conform, partition_day_expr
-from btc_assets.core.tables import PERP_1M, PERP_15M, SPOT_1M, SPOT_15M, Table
+from btc_assets.core.tables import Table, resampled_tables
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import Input, gated_deps, read_gated
 from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
@@ -76,4 +77,11 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
     return _asset
 
 
-bar_assets = [_resampled_asset(SPOT_15M, SPOT_1M), _resampled_asset(PERP_15M, PERP_1M)]
+def bar_assets(intervals: Iterable[str]) -> list[dg.AssetsDefinition]:
+    """One asset per table of ``resampled_tables(intervals)`` (``Settings.bar_intervals``;
+    15m always), each reading its 1m source through the day gate."""
+    assets = []
+    for table in resampled_tables(intervals):
+        assert table.source is not None  # every resampled table names its 1m source
+        assets.append(_resampled_asset(table, table.source))
+    return assets

@@ -9,10 +9,12 @@ with its cause and fails ``bq_row_parity`` with ERROR, as lake tables record the
 whose file BigQuery refuses, or a service failure, fails the step after the loaded days
 are recorded.
 
-Adding a table is one line in ``bigquery_assets``: ``bigquery_load_asset(SOME_TABLE)``.
+Adding a table is one line in ``bigquery_assets``: ``bigquery_load_asset(SOME_TABLE)``. The
+resampled bar tables of ``Settings.bar_intervals`` are loaded under their lake names
+(``spot_klines_1h``); the 1m klines keep their BigQuery names ``spot_klines``/``perp_klines``.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -29,7 +31,7 @@ from btc_assets.assets.common import (
     tag_blocked,
 )
 from btc_assets.core.schema import partition_day_expr
-from btc_assets.core.tables import FEATURES, PERP_1M, SPOT_1M, Table
+from btc_assets.core.tables import FEATURES, PERP_1M, SPOT_1M, Table, resampled_tables
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import Input, gated_deps, read_gated
 from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
@@ -253,11 +255,15 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
     return _load
 
 
-bigquery_assets = [
-    bigquery_load_asset(SPOT_1M, "spot_klines"),
-    bigquery_load_asset(PERP_1M, "perp_klines"),
-    bigquery_load_asset(FEATURES),
-]
+def bigquery_assets(intervals: Iterable[str]) -> list[dg.AssetsDefinition]:
+    """The load assets: 1m klines, the resampled bars of ``intervals``, the feature table."""
+    return [
+        bigquery_load_asset(SPOT_1M, "spot_klines"),
+        bigquery_load_asset(PERP_1M, "perp_klines"),
+        *(bigquery_load_asset(table) for table in resampled_tables(intervals)),
+        bigquery_load_asset(FEATURES),
+    ]
+
 
 bigquery_job = dg.define_asset_job(
     "btc_bigquery",

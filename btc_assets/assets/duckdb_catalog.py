@@ -6,14 +6,20 @@ by (``day_gate.unusable_days``): a day whose latest ``quality`` check failed wit
 wrote is left out, so what a user queries is what passed the gates. The excluded days and
 their causes are in the materialization metadata; the files stay in the lake for inspection.
 Files are immutable, so a view keeps reading the version it verified until it is rebuilt.
+
+Aliases (``spot_klines_1m`` when BTC_ASSETS_INTERVALS lists 1m) are views over another
+table's view, with ``source_count = 1`` so they read as resampled bars do: they serve what
+that view serves. Bar views of intervals no longer configured are dropped, so no view keeps
+serving a file list nobody re-checks.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from btc_assets.core.tables import Table
+from btc_assets.core.bars import BINANCE_INTERVALS
+from btc_assets.core.tables import Table, kline_aliases, resampled_tables
 from btc_assets.defs.day_gate import Input, gated_deps, unusable_days
 from btc_assets.defs.resources import DatasetResource
 
@@ -22,7 +28,22 @@ def _sql_list(paths: Sequence[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
+# Every bar view name a configuration could have made, to drop the ones this one does not.
+_ALL_BAR_VIEWS = frozenset(
+    [t.name for t in resampled_tables(BINANCE_INTERVALS)] + list(kline_aliases(["1m"]))
+)
+
+
+def duckdb_catalog_asset(
+    tables: Sequence[Table], aliases: Mapping[str, Table] | None = None
+) -> dg.AssetsDefinition:
+    """The catalog over ``tables``; ``aliases`` maps further view names to one of them (the
+    1m klines as ``{spot,perp}_klines_1m``, see ``core.tables.kline_aliases``)."""
+    aliases = dict(aliases or {})
+    unknown = sorted(n for n, t in aliases.items() if t.name not in {t.name for t in tables})
+    if unknown:
+        raise ValueError(f"aliases {unknown} name tables outside the catalog")
+
     @dg.asset(
         name="duckdb_catalog",
         description="DuckDB views (one per lake table, named after it) over the day files "
@@ -66,7 +87,19 @@ def duckdb_catalog_asset(tables: Sequence[Table]) -> dg.AssetsDefinition:
                 )
                 (rows,) = conn.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()
                 views[table.name] = int(rows)
-        missing = sorted({t.name for t in tables} - set(views))
+            for alias, table in aliases.items():
+                if table.name not in views:
+                    conn.execute(f'DROP VIEW IF EXISTS "{alias}"')
+                    continue
+                conn.execute(
+                    f'CREATE OR REPLACE VIEW "{alias}" AS SELECT *, CAST(1 AS BIGINT) AS '
+                    f'source_count FROM "{table.name}"'
+                )
+                views[alias] = views[table.name]
+            configured = {t.name for t in tables} | set(aliases)
+            for stale in sorted(_ALL_BAR_VIEWS - configured):
+                conn.execute(f'DROP VIEW IF EXISTS "{stale}"')
+        missing = sorted(({t.name for t in tables} | set(aliases)) - set(views))
         if missing:
             context.log.warning(f"no lake files yet for {missing}; their views are absent")
         return dg.MaterializeResult(

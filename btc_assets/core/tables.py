@@ -7,11 +7,12 @@ read without importing Dagster. A new table is declared here first, then given a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from btc_assets.core.bars import BINANCE_INTERVALS, bar_duration
 from btc_assets.core.schema import (
     BAR_SCHEMA,
     COINGLASS_AGG_TAKER_SCHEMA,
@@ -39,6 +40,7 @@ class Table:
     # Whose name the table stores a basket member under: its perp symbol, or (for spot
     # tables) its spot pair, which is what the rows are (1000PEPEUSDT's spot is PEPEUSDT).
     market: str = "perp"
+    source: Table | None = None  # the table it is resampled from, for resampled bars
 
 
 # --- Binance (raw)
@@ -115,21 +117,60 @@ LIQUIDATIONS = Table(
 )
 COINGLASS_TABLES = (PRICE, OPEN_INTEREST, FUNDING_CG, TAKER, AGG_TAKER, LIQUIDATIONS)
 
-# --- resampled bars
-SPOT_15M = Table(
-    "spot_klines_15m",
-    BAR_SCHEMA,
-    "15m",
-    "Binance spot 15m bars resampled from 1m (right-closed, ts = close time); source_count "
-    "says how many 1m bars each holds.",
-    market="spot",
-)
-PERP_15M = Table(
-    "perp_klines_15m",
-    BAR_SCHEMA,
-    "15m",
-    "Binance USD-M perpetual 15m bars resampled from 1m (right-closed, ts = close time).",
-)
+# --- resampled bars: {spot,perp}_klines_<interval> from the 1m klines, one pair per interval
+# of BTC_ASSETS_INTERVALS. The 1m klines are themselves the 1m bars: no resampled copy.
+SOURCE_INTERVAL = "1m"
+FEATURE_INTERVAL = "15m"  # bars_15m reads spot/perp_klines_15m: always built
+DEFAULT_INTERVALS = ("15m", "1h")
+_KLINE_SOURCES = {"spot": (SPOT_1M, "Binance spot"), "perp": (PERP_1M, "Binance USD-M perpetual")}
+
+
+def resampled_table(market: str, interval: str) -> Table:
+    """``{market}_klines_{interval}``: ``market`` "spot" or "perp", ``interval`` a Binance
+    interval longer than 1m ("15m", "1h", "1d")."""
+    source, venue = _KLINE_SOURCES[market]
+    if interval not in BINANCE_INTERVALS or interval == SOURCE_INTERVAL:
+        raise ValueError(f"{interval!r} is not a Binance interval from 3m to 1d")
+    return Table(
+        f"{market}_klines_{interval}",
+        BAR_SCHEMA,
+        interval,
+        f"{venue} {interval} bars resampled from {source.name} (right-closed, ts = close "
+        "time; volumes the exact decimal sums); source_count says how many 1m bars each holds.",
+        market=source.market,
+        source=source,
+    )
+
+
+def bar_intervals(intervals: Iterable[str]) -> tuple[str, ...]:
+    """The intervals to build, shortest first: ``intervals`` plus the feature table's 15m."""
+    wanted = {*intervals, FEATURE_INTERVAL}
+    unknown = sorted(wanted - set(BINANCE_INTERVALS))
+    if unknown:
+        raise ValueError(f"not Binance intervals from 1m to 1d: {unknown}")
+    return tuple(sorted(wanted, key=bar_duration))
+
+
+def resampled_tables(intervals: Iterable[str]) -> tuple[Table, ...]:
+    """Spot and perp bar tables of every interval (15m always, 1m never: it is the source)."""
+    return tuple(
+        resampled_table(market, interval)
+        for interval in bar_intervals(intervals)
+        if interval != SOURCE_INTERVAL
+        for market in _KLINE_SOURCES
+    )
+
+
+def kline_aliases(intervals: Iterable[str]) -> dict[str, Table]:
+    """Warehouse names ``{market}_klines_1m`` for the 1m source tables when "1m" is asked
+    for, so every configured interval can be queried as ``{market}_klines_<interval>``."""
+    if SOURCE_INTERVAL not in set(intervals):
+        return {}
+    return {f"{m}_klines_{SOURCE_INTERVAL}": src for m, (src, _) in _KLINE_SOURCES.items()}
+
+
+SPOT_15M = resampled_table("spot", FEATURE_INTERVAL)
+PERP_15M = resampled_table("perp", FEATURE_INTERVAL)
 
 # --- features
 FEATURES = Table(
@@ -143,5 +184,9 @@ FEATURES = Table(
 )
 
 RAW_TABLES = (*BINANCE_TABLES, *COINGLASS_TABLES)
-# Every table in the lake, in the order the demo and ``verify`` list them.
-LAKE_TABLES = (*BINANCE_TABLES, SPOT_15M, PERP_15M, *COINGLASS_TABLES, FEATURES)
+
+
+def lake_tables(intervals: Iterable[str]) -> tuple[Table, ...]:
+    """Every table in the lake with bars of ``intervals`` (``Settings.bar_intervals``), in the
+    order the demo and ``verify`` list them."""
+    return (*BINANCE_TABLES, *resampled_tables(intervals), *COINGLASS_TABLES, FEATURES)

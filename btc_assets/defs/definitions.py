@@ -12,7 +12,7 @@ from btc_assets.assets.coinglass import coinglass_assets
 from btc_assets.assets.duckdb_catalog import duckdb_catalog_asset
 from btc_assets.assets.features import bars_15m
 from btc_assets.assets.reports import qa_report
-from btc_assets.core.tables import LAKE_TABLES, RAW_TABLES
+from btc_assets.core.tables import RAW_TABLES, kline_aliases, lake_tables
 from btc_assets.defs.automation import (
     MAX_RUNTIME_TAG,
     build_freshness_checks,
@@ -161,12 +161,14 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 all_assets = [
     *binance_assets,
-    *bar_assets,
+    *bar_assets(SETTINGS.bar_intervals),
     *coinglass_assets,
     bars_15m,
-    duckdb_catalog_asset(LAKE_TABLES),
+    duckdb_catalog_asset(
+        lake_tables(SETTINGS.bar_intervals), aliases=kline_aliases(SETTINGS.bar_intervals)
+    ),
     qa_report,
-    *bigquery_assets,
+    *bigquery_assets(SETTINGS.bar_intervals),
 ]
 
 defs = dg.Definitions(

@@ -110,12 +110,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from btc_assets.core.tables import LAKE_TABLES
+    from btc_assets.core.tables import lake_tables
     from btc_assets.lake import Lake
     from btc_assets.ops.verify import verify_table
 
     settings = load_settings()
-    tables = {t.name: t for t in LAKE_TABLES}
+    tables = {t.name: t for t in lake_tables(settings.bar_intervals)}
     unknown = sorted(set(args.table or ()) - set(tables))
     if unknown:
         print(f"btc-assets verify: unknown table(s) {unknown}; known: {sorted(tables)}",

@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from btc_assets import clock  # noqa: E402  (after the filters)
 from btc_assets.assets.common import BLOCKED_TAG_PREFIX  # noqa: E402
-from btc_assets.core.tables import LAKE_TABLES  # noqa: E402
+from btc_assets.core.tables import lake_tables  # noqa: E402
 from btc_assets.defs.definitions import defs  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
 from btc_assets.warehouse import demo_step  # noqa: E402  (after the filters)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'asset':<26}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
     lake = dataset.lake()  # type: ignore[union-attr]
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    for table in LAKE_TABLES:
+    for table in lake_tables(settings.bar_intervals):
         present: set[date] = set()
         rows = 0
         for symbol in dataset.lake_symbols(table):  # type: ignore[union-attr]

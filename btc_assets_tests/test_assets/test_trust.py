@@ -12,10 +12,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from btc_assets.core.tables import LAKE_TABLES, OPEN_INTEREST
+from btc_assets.core.tables import OPEN_INTEREST, lake_tables
 from btc_assets.defs.checks import QUALITY
 from btc_assets.defs.day_gate import GATED_INPUTS
-from btc_assets.defs.definitions import all_assets, defs
+from btc_assets.defs.definitions import SETTINGS, all_assets, defs
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import (
@@ -49,7 +49,7 @@ def _features(lake: Lake, day: str) -> pl.DataFrame:
 
 
 def test_every_asset_that_depends_on_a_lake_table_reads_it_through_the_gate() -> None:
-    lake_keys = {dg.AssetKey(t.name) for t in LAKE_TABLES}
+    lake_keys = {dg.AssetKey(t.name) for t in lake_tables(SETTINGS.bar_intervals)}
     graph = defs.resolve_asset_graph()
     unchecked = []
     for key in graph.get_all_asset_keys():

@@ -2,6 +2,9 @@
 
 import dagster as dg
 
+from btc_assets.assets.bars import bar_assets
+from btc_assets.assets.bigquery_loads import bigquery_assets
+from btc_assets.core.tables import resampled_tables
 from btc_assets.defs.definitions import defs
 
 RAW_AND_BARS = {
@@ -10,6 +13,8 @@ RAW_AND_BARS = {
     "binance_funding_rate",
     "spot_klines_15m",
     "perp_klines_15m",
+    "spot_klines_1h",  # BTC_ASSETS_INTERVALS' default: 15m,1h
+    "perp_klines_1h",
     "coinglass_price_ohlc",
     "coinglass_open_interest",
     "coinglass_funding",
@@ -23,6 +28,7 @@ BIGQUERY_LOADS = {
     "binance_spot_klines_1m": "bq_spot_klines",
     "binance_perp_klines_1m": "bq_perp_klines",
     "bars_15m": "bq_bars_15m",
+    **{f"{m}_klines_{iv}": f"bq_{m}_klines_{iv}" for m in ("spot", "perp") for iv in ("15m", "1h")},
 }
 
 
@@ -65,8 +71,9 @@ def test_derived_tables_depend_on_their_sources() -> None:
     def parents(name: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
-    assert parents("spot_klines_15m") == {"binance_spot_klines_1m"}
-    assert parents("perp_klines_15m") == {"binance_perp_klines_1m"}
+    for interval in ("15m", "1h"):
+        assert parents(f"spot_klines_{interval}") == {"binance_spot_klines_1m"}
+        assert parents(f"perp_klines_{interval}") == {"binance_perp_klines_1m"}
     assert parents("bars_15m") == {
         "coinglass_price_ohlc",
         "coinglass_open_interest",
@@ -100,3 +107,34 @@ def test_bigquery_loads_are_gated_daily_assets_of_their_own_group() -> None:
     for other in ("btc_daily", "live_today"):
         selected = defs.resolve_job_def(other).asset_layer.selected_asset_keys
         assert not {k.to_user_string() for k in selected} & set(BIGQUERY_LOADS.values())
+
+
+def test_the_asset_graph_is_acyclic() -> None:
+    graph = defs.resolve_asset_graph()
+    done: set[dg.AssetKey] = set()
+
+    def visit(key: dg.AssetKey, path: tuple[dg.AssetKey, ...]) -> None:
+        assert key not in path, f"cycle: {[k.to_user_string() for k in (*path, key)]}"
+        if key in done:
+            return
+        for parent in graph.get(key).parent_keys:
+            if graph.has(parent):
+                visit(parent, (*path, key))
+        done.add(key)
+
+    for key in graph.get_all_asset_keys():
+        visit(key, ())
+
+
+def test_other_intervals_give_their_tables_and_loads_and_always_15m() -> None:
+    intervals = ["1m", "4h", "1d"]
+    names = {a.key.to_user_string(): a for a in bar_assets(intervals)}
+    assert set(names) == {
+        f"{m}_klines_{iv}" for m in ("spot", "perp") for iv in ("15m", "4h", "1d")
+    }
+    for table in resampled_tables(intervals):
+        (dep,) = names[table.name].asset_deps[dg.AssetKey(table.name)]
+        assert table.source is not None and dep.to_user_string() == table.source.name
+    loads = {a.key.to_user_string() for a in bigquery_assets(intervals)}
+    assert loads >= {"bq_spot_klines_1d", "bq_perp_klines_4h", "bq_spot_klines_15m"}
+    assert not any("klines_1m" in name for name in loads)  # 1m is loaded as spot/perp_klines

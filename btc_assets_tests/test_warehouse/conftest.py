@@ -26,6 +26,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
 from btc_assets.assets.bigquery_loads import bigquery_assets
+from btc_assets.defs.definitions import SETTINGS
 from btc_assets.lake import Lake
 from btc_assets.settings import WarehouseSettings
 from btc_assets_tests.emulators import (
@@ -153,7 +154,7 @@ def load(
 ) -> dg.ExecuteInProcessResult:
     """Materialize the BigQuery load assets over ``start .. end`` as one run."""
     return dg.materialize(
-        bigquery_assets,
+        bigquery_assets(SETTINGS.bar_intervals),
         instance=instance,
         resources=res,
         selection=selection,

@@ -12,7 +12,7 @@ import pytest
 from google.cloud import bigquery
 
 import btc_assets.warehouse.bigquery as bq_module
-from btc_assets.core.schema import FEATURE_SCHEMA, KLINE_SCHEMA
+from btc_assets.core.schema import BAR_SCHEMA, FEATURE_SCHEMA, KLINE_SCHEMA
 from btc_assets.defs.checks import ROW_PARITY
 from btc_assets.lake import Lake
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
@@ -38,6 +38,12 @@ TABLES = {  # BigQuery table -> (lake table, contract, rows per day)
     "spot_klines": ("binance_spot_klines_1m", KLINE_SCHEMA, 1440),
     "perp_klines": ("binance_perp_klines_1m", KLINE_SCHEMA, 1440),
     "bars_15m": ("bars_15m", FEATURE_SCHEMA, 96),
+    # the resampled bars of BTC_ASSETS_INTERVALS' default (15m,1h), under their lake names
+    **{
+        f"{market}_klines_{interval}": (f"{market}_klines_{interval}", BAR_SCHEMA, rows)
+        for market in ("spot", "perp")
+        for interval, rows in (("15m", 96), ("1h", 24))
+    },
 }
 LEGACY = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}
 _real_swap = bq_module._swap  # before any test patches it

@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from btc_assets.assets.bigquery_loads import bigquery_job
-from btc_assets.defs.definitions import all_assets
+from btc_assets.assets.bigquery_loads import bigquery_assets, bigquery_job
+from btc_assets.defs.definitions import SETTINGS, all_assets
 from btc_assets.ops import demo
 from btc_assets.settings import SettingsError, WarehouseSettings, load_settings
 from btc_assets.warehouse import demo_step
@@ -118,4 +118,7 @@ def test_demo_loads_bigquery_when_selected(
     assert lines["bq_bars_15m"][1:6] == ["3", "288", "3", "passed,", "0"]
     assert lines["bq_spot_klines"][1:3] == ["3", "4320"]
     assert lines["bq_bars_15m"][-1] == f"{bq.project}.{bq_dataset}.bars_15m"
-    assert "bq_row_parity 9 passed, 0 failed" in run.summary
+    assert lines["bq_spot_klines_1h"][1:3] == ["3", str(3 * 24)]  # BTC_ASSETS_INTERVALS' default
+    loads = [line for line in lines if line.startswith("bq_")]
+    assert len(loads) == len(bigquery_assets(SETTINGS.bar_intervals))  # 3 + 2 per interval
+    assert f"bq_row_parity {len(loads) * len(DAYS)} passed, 0 failed" in run.summary
