@@ -37,6 +37,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btc_assets import clock
+from btc_assets.core.symbols import SymbolSpec, SymbolSyntaxError, parse_symbols, symbol_spec
+from btc_assets.core.symbols import coin_of as coin_of  # re-exported: assets import it here
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_FUTURES_URL,
     LIVE_BINANCE_SPOT_URL,
@@ -56,16 +58,11 @@ SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
 
 SANDBOX_FAULTS_SETTING = "BTC_ASSETS_SANDBOX_FAULTS"
+SYMBOLS_SETTING = "BTC_ASSETS_SYMBOLS"
+LEGACY_SYMBOL_SETTING = "BTC_ASSETS_SYMBOL"  # the one-symbol form, before the basket
+DEFAULT_SYMBOLS = "BTCUSDT"
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _SHOWN_VALUE = 80  # characters of a bad value an error repeats (a fault plan can be long)
-
-
-def coin_of(symbol: str) -> str:
-    """The coin-level symbol CoinGlass aggregates over: BTCUSDT -> BTC."""
-    for quote in ("USDT", "USDC", "BUSD", "USD"):
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)]
-    return symbol
 
 
 class SettingsError(ValueError):
@@ -112,6 +109,14 @@ class Settings:
     warehouse: WarehouseSettings
     vendor_max_wait_seconds: float = 120.0
     gap_confirmations: int = 2
+    # The basket (BTC_ASSETS_SYMBOLS). ``symbol`` above is its first perp, kept while the
+    # callers move to ``symbols``.
+    symbols: tuple[SymbolSpec, ...] = (symbol_spec(DEFAULT_SYMBOLS),)
+    # How far back (days from now) the CoinGlass plan serves 15m history; None: no limit.
+    coinglass_history_days: int | None = None
+    # The sandbox's model of that limit, and the wait it adds to every request.
+    sandbox_coinglass_history_days: int | None = None
+    sandbox_latency_ms: int = 0
 
     @property
     def lake_dir(self) -> Path:
@@ -144,10 +149,22 @@ def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-def _symbol(value: str) -> str:
+def _symbol(value: str | None) -> str | None:
+    if value is None:
+        return None
     if not (value.isascii() and value.isalnum()):
         raise ValueError()
     return value.upper()
+
+
+def _symbol_list(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_symbols(value)
+    except SymbolSyntaxError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 def _iso_date(value: Any) -> Any:
@@ -202,6 +219,7 @@ def _bucket(value: str | None) -> str | None:
 NonEmpty = Annotated[str, Field(min_length=1)]
 WholeAboveZero = Annotated[int, Field(gt=0)]
 WholeFromZero = Annotated[int, Field(ge=0)]
+OptionalDays = Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_blank_is_none)]
 Url = HttpUrl  # http(s), with a host: pydantic's check
 OptionalUrl = Annotated[HttpUrl | None, BeforeValidator(_blank_is_none)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
@@ -214,7 +232,8 @@ def _var(name: str, default: Any, expected: str) -> Any:
 URL = "an http(s) URL with a host, e.g. {}"
 EMPTY_MEANS_NONE = frozenset(
     {"bigquery_project", "google_cloud_project", "bigquery_api_endpoint", "gcs_bucket",
-     "gcs_prefix", "sandbox_faults"}
+     "gcs_prefix", "sandbox_faults", "coinglass_history_days",
+     "sandbox_coinglass_history_days"}
 )  # fmt: skip
 
 
@@ -230,9 +249,16 @@ class _Environment(BaseSettings):
     )
 
     env: Environment = _var("BTC_ASSETS_ENV", "sandbox", "'sandbox' or 'live'")
-    symbol: Annotated[str, AfterValidator(_symbol)] = _var(
-        "BTC_ASSETS_SYMBOL", "BTCUSDT", "a Binance symbol, letters and digits, e.g. BTCUSDT"
-    )
+    # Unset here means "not given": the basket's default applies (see load_settings).
+    symbols: Annotated[str | None, AfterValidator(_symbol_list)] = _var(
+        SYMBOLS_SETTING, None,
+        "USD-M perpetuals separated by commas, each optionally with :spot=PAIR (or spot=-), "
+        ":coin=COIN, :pair=PAIR, e.g. BTCUSDT,ETHUSDT,1000PEPEUSDT:spot=PEPEUSDT:coin=PEPE",
+    )  # fmt: skip
+    symbol: Annotated[str | None, AfterValidator(_symbol)] = _var(
+        LEGACY_SYMBOL_SETTING, None,
+        f"a Binance symbol, letters and digits, e.g. BTCUSDT (or use {SYMBOLS_SETTING})",
+    )  # fmt: skip
     start_date: Annotated[date, BeforeValidator(_iso_date), AfterValidator(_not_in_the_future)] = (
         _var("BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today")
     )
@@ -290,6 +316,21 @@ class _Environment(BaseSettings):
     sandbox_faults: str = _var(
         SANDBOX_FAULTS_SETTING, "", "a JSON fault plan (see btc_assets/sandbox/faults.py)"
     )
+    sandbox_coinglass_history_days: OptionalDays = _var(
+        "BTC_ASSETS_SANDBOX_COINGLASS_HISTORY_DAYS", None,
+        "a whole number of days >= 1 (the 15m history the sandbox's CoinGlass serves), "
+        "or empty for no limit",
+    )  # fmt: skip
+    sandbox_latency_ms: WholeFromZero = _var(
+        "BTC_ASSETS_SANDBOX_LATENCY_MS", 0,
+        "a whole number of milliseconds >= 0 (the wait the sandbox adds to every request)",
+    )  # fmt: skip
+    # Standard keeps 90 days of 15m history, Professional 180 (vendor-apis.md 4.1).
+    coinglass_history_days: OptionalDays = _var(
+        "BTC_ASSETS_COINGLASS_HISTORY_DAYS", None,
+        "a whole number of days >= 1 (how far back the CoinGlass plan serves 15m bars, "
+        "e.g. 90 on Standard, 180 on Professional), or empty for no limit",
+    )  # fmt: skip
     warehouse: Annotated[Warehouse, BeforeValidator(_lower)] = _var(
         "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
     )
@@ -351,6 +392,19 @@ def _url(value: HttpUrl | None, default: str) -> str:
     return default if value is None else str(value).rstrip("/")
 
 
+def _basket(read: _Environment) -> tuple[SymbolSpec, ...]:
+    """BTC_ASSETS_SYMBOLS, or the one symbol of the older BTC_ASSETS_SYMBOL; not both."""
+    if read.symbols is not None and read.symbol is not None:
+        raise SettingsError(
+            f"{LEGACY_SYMBOL_SETTING}={read.symbol!r} and {SYMBOLS_SETTING}="
+            f"{_shown(read.symbols)} are both set: {LEGACY_SYMBOL_SETTING} is the older "
+            f"one-symbol form of {SYMBOLS_SETTING}; unset it"
+        )
+    if read.symbol is not None:
+        return (symbol_spec(read.symbol),)
+    return parse_symbols(read.symbols or DEFAULT_SYMBOLS)
+
+
 def load_settings() -> Settings:
     """Read and check every variable; raise :class:`SettingsError` naming each bad one."""
     try:
@@ -360,9 +414,14 @@ def load_settings() -> Settings:
     live = read.env == "live"
     project = read.bigquery_project or read.google_cloud_project
     endpoint = read.bigquery_api_endpoint
+    symbols = _basket(read)
     return Settings(
         env=read.env,
-        symbol=read.symbol,
+        symbol=symbols[0].perp,
+        symbols=symbols,
+        coinglass_history_days=read.coinglass_history_days,
+        sandbox_coinglass_history_days=read.sandbox_coinglass_history_days,
+        sandbox_latency_ms=read.sandbox_latency_ms,
         start_date=read.start_date,
         data_dir=Path(read.data_dir).resolve(),
         tail_days=read.tail_days,
