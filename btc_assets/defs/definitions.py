@@ -102,6 +102,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         enabled=settings.is_sandbox,
         seed=settings.sandbox_seed,
         faults=_checked_fault_plan(settings),
+        coinglass_history_days=settings.sandbox_coinglass_history_days,
+        latency_ms=settings.sandbox_latency_ms,
     )
     return {
         "dataset": DatasetResource(

@@ -43,13 +43,21 @@ class SandboxResource(dg.ConfigurableResource):
     enabled: bool = False
     seed: int = 7
     faults: str = ""  # JSON fault plan, see btc_assets.sandbox.faults
+    # The CoinGlass plan's 15m history depth the sandbox models (None: unlimited).
+    coinglass_history_days: int | None = None
+    latency_ms: int = 0  # waited before every sandbox answer, like a network round trip
 
     def transport(self) -> httpx.BaseTransport | None:
         if not self.enabled:
             return None
         from btc_assets.sandbox.transport import SandboxTransport
 
-        return SandboxTransport(seed=self.seed, faults=self.faults)
+        return SandboxTransport(
+            seed=self.seed,
+            faults=self.faults,
+            coinglass_history_days=self.coinglass_history_days,
+            latency_seconds=self.latency_ms / 1000,
+        )
 
 
 class BinanceResource(dg.ConfigurableResource):
