@@ -217,15 +217,21 @@ def validate_symbols(
     futures_info: Mapping[str, FuturesSymbolInfo],
     spot_info: Mapping[str, SpotSymbolInfo],
 ) -> list[str]:
-    """Every problem of the basket, one sentence each naming the symbol (empty: all good)."""
+    """Every problem of the basket, one sentence each naming the symbol (empty: all good).
+
+    A perp USD-M does not list is one problem (its spot pair is not checked); a listed one
+    may have two (its own status, its spot pair's)."""
     problems = []
     for spec in specs:
-        for problem in (
-            _perp_problem(spec, futures_info.get(spec.perp)),
-            _spot_problem(spec, spot_info.get(spec.spot) if spec.spot else None),
-        ):
-            if problem is not None:
-                problems.append(problem)
+        perp = futures_info.get(spec.perp)
+        problem = _perp_problem(spec, perp)
+        if problem is not None:
+            problems.append(problem)
+        if perp is None:
+            continue  # an unknown perp is most likely a typo: its spot pair is no news
+        problem = _spot_problem(spec, spot_info.get(spec.spot) if spec.spot else None)
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
