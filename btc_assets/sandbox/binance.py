@@ -70,7 +70,9 @@ def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) 
     listed = min((i.perp_listed_ms for i in instruments), default=now)
     # Settlement slots k * 8h, each stamped a few ms late; select on the stamped time.
     first_slot = (max(start or 0, listed) - 10) // EIGHT_HOURS_MS + 1
-    last_slot = (min(end if end is not None else now, now)) // EIGHT_HOURS_MS
+    # "The most recent" of a delisted perp are its last settlements, not empty slots since.
+    trading_until = max((i.perp_end_ms or now for i in instruments), default=now)
+    last_slot = min(end if end is not None else now, now, trading_until) // EIGHT_HOURS_MS
     if start is not None:
         slots = range(first_slot, min(last_slot, first_slot + limit) + 1)
     else:
