@@ -127,6 +127,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             exchange=settings.coinglass_exchange,
             exchange_list=settings.coinglass_exchange_list,
             requests_per_minute=settings.coinglass_requests_per_minute,
+            history_days=settings.coinglass_history_days,
             max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),

@@ -95,6 +95,8 @@ class CoinGlassResource(dg.ConfigurableResource):
     max_retries: int = 5
     max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
     debug: bool = False
+    # The plan's 15m history depth in days (None: unlimited); older bars are not asked for.
+    history_days: int | None = None
     sandbox: SandboxResource
 
     def client(self) -> CoinGlassClient:
@@ -107,6 +109,7 @@ class CoinGlassResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             max_wait_seconds=self.max_wait_seconds,
             debug=self.debug,
+            history_days=self.history_days,
         )
 
 
