@@ -18,15 +18,12 @@ The sandbox fault plan's JSON is checked by the Dagster layer, which may load th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from croniter import CroniterBadDateError, croniter
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     HttpUrl,
@@ -36,9 +33,25 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from btc_assets import clock
-from btc_assets.core.symbols import SymbolSpec, SymbolSyntaxError, parse_symbols, symbol_spec
+from btc_assets.core.symbols import SymbolSpec, parse_symbols, symbol_spec
 from btc_assets.core.symbols import coin_of as coin_of  # re-exported: assets import it here
+from btc_assets.settings_values import (
+    BucketName,
+    Cron,
+    FolderPrefix,
+    NameList,
+    NonEmpty,
+    OptionalDays,
+    OptionalSymbol,
+    OptionalText,
+    OptionalUrl,
+    PastDate,
+    SymbolList,
+    Url,
+    WholeAboveZero,
+    WholeFromZero,
+    lower,
+)
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_FUTURES_URL,
     LIVE_BINANCE_SPOT_URL,
@@ -61,7 +74,6 @@ SANDBOX_FAULTS_SETTING = "BTC_ASSETS_SANDBOX_FAULTS"
 SYMBOLS_SETTING = "BTC_ASSETS_SYMBOLS"
 LEGACY_SYMBOL_SETTING = "BTC_ASSETS_SYMBOL"  # the one-symbol form, before the basket
 DEFAULT_SYMBOLS = "BTCUSDT"
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _SHOWN_VALUE = 80  # characters of a bad value an error repeats (a fault plan can be long)
 
 
@@ -139,92 +151,6 @@ class Settings:
         return coin_of(self.symbol)
 
 
-# --- what each kind of value must look like ----------------------------------------------
-# A validator raises ValueError with a reason only where it has one to add to the field's
-# "expected ..." (an empty ValueError means: just say what is expected).
-
-
-def _blank_is_none(value: Any) -> Any:
-    """For variables whose absence means "none": set but empty is the same as unset."""
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _symbol(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not (value.isascii() and value.isalnum()):
-        raise ValueError()
-    return value.upper()
-
-
-def _symbol_list(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        parse_symbols(value)
-    except SymbolSyntaxError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-def _iso_date(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError() from None
-
-
-def _not_in_the_future(value: date) -> date:
-    today = clock.today_utc()
-    if value > today:
-        raise ValueError(f"after today ({today}, UTC)")
-    return value
-
-
-def _cron(value: str) -> str:
-    """Dagster's rule (five fields, or an alias such as @daily, that can fire), read by
-    croniter, the parser Dagster vendors."""
-    if not croniter.is_valid(value) or len(croniter.expand(value)[0]) != 5:
-        raise ValueError()
-    try:
-        croniter(value, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError("never fires (no such day)") from None
-    return value
-
-
-def _names(value: str) -> str:
-    names = [n.strip() for n in value.split(",")]
-    if not all(names):
-        raise ValueError("an empty name in the list")
-    return ",".join(names)
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _bucket(value: str | None) -> str | None:
-    """``gs://name/`` or ``name``; GCS's naming rule, so a typo fails here, not at upload."""
-    if value is None:
-        return None
-    name = value.removeprefix("gs://").strip("/")
-    if not _BUCKET_NAME.fullmatch(name):
-        raise ValueError()
-    return name
-
-
-NonEmpty = Annotated[str, Field(min_length=1)]
-WholeAboveZero = Annotated[int, Field(gt=0)]
-WholeFromZero = Annotated[int, Field(ge=0)]
-OptionalDays = Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_blank_is_none)]
-Url = HttpUrl  # http(s), with a host: pydantic's check
-OptionalUrl = Annotated[HttpUrl | None, BeforeValidator(_blank_is_none)]
-OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
-
-
 def _var(name: str, default: Any, expected: str) -> Any:
     return Field(default, validation_alias=name, description=expected)
 
@@ -250,17 +176,17 @@ class _Environment(BaseSettings):
 
     env: Environment = _var("BTC_ASSETS_ENV", "sandbox", "'sandbox' or 'live'")
     # Unset here means "not given": the basket's default applies (see load_settings).
-    symbols: Annotated[str | None, AfterValidator(_symbol_list)] = _var(
+    symbols: SymbolList = _var(
         SYMBOLS_SETTING, None,
         "USD-M perpetuals separated by commas, each optionally with :spot=PAIR (or spot=-), "
         ":coin=COIN, :pair=PAIR, e.g. BTCUSDT,ETHUSDT,1000PEPEUSDT:spot=PEPEUSDT:coin=PEPE",
     )  # fmt: skip
-    symbol: Annotated[str | None, AfterValidator(_symbol)] = _var(
+    symbol: OptionalSymbol = _var(
         LEGACY_SYMBOL_SETTING, None,
         f"a Binance symbol, letters and digits, e.g. BTCUSDT (or use {SYMBOLS_SETTING})",
     )  # fmt: skip
-    start_date: Annotated[date, BeforeValidator(_iso_date), AfterValidator(_not_in_the_future)] = (
-        _var("BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today")
+    start_date: PastDate = _var(
+        "BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today"
     )
     data_dir: Path = _var("BTC_ASSETS_DATA_DIR", PROJECT_ROOT / "data", "a folder path")
     tail_days: WholeAboveZero = _var(
@@ -284,7 +210,7 @@ class _Environment(BaseSettings):
     coinglass_exchange: NonEmpty = _var(
         "COINGLASS_EXCHANGE", "Binance", "an exchange name as CoinGlass spells it, e.g. Binance"
     )
-    coinglass_exchange_list: Annotated[str, AfterValidator(_names)] = _var(
+    coinglass_exchange_list: NameList = _var(
         "COINGLASS_EXCHANGE_LIST", "Binance,OKX,Bybit",
         "exchange names separated by commas, e.g. Binance,OKX,Bybit",
     )  # fmt: skip
@@ -297,7 +223,7 @@ class _Environment(BaseSettings):
         "BTC_ASSETS_VENDOR_MAX_WAIT_SECONDS", 120.0,
         "a number of seconds > 0 (the longest a vendor call waits on a rate limit)",
     )  # fmt: skip
-    tail_refresh_cron: Annotated[str, AfterValidator(_cron)] = _var(
+    tail_refresh_cron: Cron = _var(
         "BTC_ASSETS_TAIL_REFRESH_CRON", "30 0 * * *",
         "a cron expression of 5 fields (minute hour day month weekday), e.g. '30 0 * * *'",
     )  # fmt: skip
@@ -331,7 +257,7 @@ class _Environment(BaseSettings):
         "a whole number of days >= 1 (how far back the CoinGlass plan serves 15m bars, "
         "e.g. 90 on Standard, 180 on Professional), or empty for no limit",
     )  # fmt: skip
-    warehouse: Annotated[Warehouse, BeforeValidator(_lower)] = _var(
+    warehouse: Annotated[Warehouse, BeforeValidator(lower)] = _var(
         "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
     )
     bigquery_project: OptionalText = _var("BIGQUERY_PROJECT", None, "a Google Cloud project id")
@@ -349,11 +275,11 @@ class _Environment(BaseSettings):
         "BIGQUERY_API_ENDPOINT", None,
         "unset, or an emulator's http(s) URL, e.g. http://127.0.0.1:9050",
     )  # fmt: skip
-    gcs_bucket: Annotated[OptionalText, AfterValidator(_bucket)] = _var(
+    gcs_bucket: BucketName = _var(
         "GCS_STAGING_BUCKET", None,
         "unset, or a GCS bucket name (lowercase letters, digits, '-', '_', '.'), e.g. my-landing",
     )  # fmt: skip
-    gcs_prefix: Annotated[str, AfterValidator(lambda v: v.strip("/"))] = _var(
+    gcs_prefix: FolderPrefix = _var(
         "GCS_STAGING_PREFIX", "raw", "a folder prefix inside the bucket, e.g. raw, or empty"
     )
 
