@@ -11,7 +11,9 @@ variable, the value and what is expected::
     COINGLASS_REQUESTS_PER_MINUTE='abc': expected a whole number > 0 (the CoinGlass plan's
     requests a minute)
 
-The rest of the code sees :class:`Settings`, a plain frozen dataclass (tests ``replace`` it).
+The checks each kind of value gets are in ``settings_values.py``; the basket's syntax
+(``BTC_ASSETS_SYMBOLS``) is ``core/symbols.py``'s. The rest of the code sees
+:class:`Settings`, a plain frozen dataclass (tests ``replace`` it).
 The sandbox fault plan's JSON is checked by the Dagster layer, which may load the sandbox
 (``defs.definitions``); live mode never does.
 """
