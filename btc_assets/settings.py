@@ -11,20 +11,20 @@ variable, the value and what is expected::
     COINGLASS_REQUESTS_PER_MINUTE='abc': expected a whole number > 0 (the CoinGlass plan's
     requests a minute)
 
-The rest of the code sees :class:`Settings`, a plain frozen dataclass (tests ``replace`` it).
+The checks each kind of value gets are in ``settings_values.py``; the basket's syntax
+(``BTC_ASSETS_SYMBOLS``) is ``core/symbols.py``'s. The rest of the code sees
+:class:`Settings`, a plain frozen dataclass (tests ``replace`` it).
 The sandbox fault plan's JSON is checked by the Dagster layer, which may load the sandbox
 (``defs.definitions``); live mode never does.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -36,9 +36,27 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from btc_assets import clock
 from btc_assets.core.bars import BINANCE_INTERVALS
+from btc_assets.core.symbols import SymbolSpec, parse_symbols, symbol_spec
+from btc_assets.core.symbols import coin_of as coin_of  # re-exported: assets import it here
 from btc_assets.core.tables import DEFAULT_INTERVALS, FEATURE_INTERVAL, bar_intervals
+from btc_assets.settings_values import (
+    BucketName,
+    Cron,
+    FolderPrefix,
+    NameList,
+    NonEmpty,
+    OptionalDays,
+    OptionalSymbol,
+    OptionalText,
+    OptionalUrl,
+    PastDate,
+    SymbolList,
+    Url,
+    WholeAboveZero,
+    WholeFromZero,
+    lower,
+)
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_FUTURES_URL,
     LIVE_BINANCE_SPOT_URL,
@@ -58,16 +76,10 @@ SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
 
 SANDBOX_FAULTS_SETTING = "BTC_ASSETS_SANDBOX_FAULTS"
-_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+SYMBOLS_SETTING = "BTC_ASSETS_SYMBOLS"
+LEGACY_SYMBOL_SETTING = "BTC_ASSETS_SYMBOL"  # the one-symbol form, before the basket
+DEFAULT_SYMBOLS = "BTCUSDT"
 _SHOWN_VALUE = 80  # characters of a bad value an error repeats (a fault plan can be long)
-
-
-def coin_of(symbol: str) -> str:
-    """The coin-level symbol CoinGlass aggregates over: BTCUSDT -> BTC."""
-    for quote in ("USDT", "USDC", "BUSD", "USD"):
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)]
-    return symbol
 
 
 class SettingsError(ValueError):
@@ -116,6 +128,14 @@ class Settings:
     gap_confirmations: int = 2
     # Bar intervals built from the 1m klines, shortest first; always holds 15m (bars_15m).
     bar_intervals: tuple[str, ...] = bar_intervals(DEFAULT_INTERVALS)
+    # The basket (BTC_ASSETS_SYMBOLS). ``symbol`` above is its first perp, kept while the
+    # callers move to ``symbols``.
+    symbols: tuple[SymbolSpec, ...] = (symbol_spec(DEFAULT_SYMBOLS),)
+    # How far back (days from now) the CoinGlass plan serves 15m history; None: no limit.
+    coinglass_history_days: int | None = None
+    # The sandbox's model of that limit, and the wait it adds to every request.
+    sandbox_coinglass_history_days: int | None = None
+    sandbox_latency_ms: int = 0
 
     @property
     def lake_dir(self) -> Path:
@@ -138,57 +158,6 @@ class Settings:
         return coin_of(self.symbol)
 
 
-# --- what each kind of value must look like ----------------------------------------------
-# A validator raises ValueError with a reason only where it has one to add to the field's
-# "expected ..." (an empty ValueError means: just say what is expected).
-
-
-def _blank_is_none(value: Any) -> Any:
-    """For variables whose absence means "none": set but empty is the same as unset."""
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _symbol(value: str) -> str:
-    if not (value.isascii() and value.isalnum()):
-        raise ValueError()
-    return value.upper()
-
-
-def _iso_date(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError() from None
-
-
-def _not_in_the_future(value: date) -> date:
-    today = clock.today_utc()
-    if value > today:
-        raise ValueError(f"after today ({today}, UTC)")
-    return value
-
-
-def _cron(value: str) -> str:
-    """Dagster's rule (five fields, or an alias such as @daily, that can fire), read by
-    croniter, the parser Dagster vendors."""
-    if not croniter.is_valid(value) or len(croniter.expand(value)[0]) != 5:
-        raise ValueError()
-    try:
-        croniter(value, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError("never fires (no such day)") from None
-    return value
-
-
-def _names(value: str) -> str:
-    names = [n.strip() for n in value.split(",")]
-    if not all(names):
-        raise ValueError("an empty name in the list")
-    return ",".join(names)
-
-
 def _intervals(value: str) -> str:
     """A comma list of distinct Binance intervals, returned shortest first with 15m added (the
     feature table's input: it is built whether listed or not, so listing only 1h is fine)."""
@@ -204,28 +173,6 @@ def _intervals(value: str) -> str:
     return ",".join(bar_intervals(entries))
 
 
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _bucket(value: str | None) -> str | None:
-    """``gs://name/`` or ``name``; GCS's naming rule, so a typo fails here, not at upload."""
-    if value is None:
-        return None
-    name = value.removeprefix("gs://").strip("/")
-    if not _BUCKET_NAME.fullmatch(name):
-        raise ValueError()
-    return name
-
-
-NonEmpty = Annotated[str, Field(min_length=1)]
-WholeAboveZero = Annotated[int, Field(gt=0)]
-WholeFromZero = Annotated[int, Field(ge=0)]
-Url = HttpUrl  # http(s), with a host: pydantic's check
-OptionalUrl = Annotated[HttpUrl | None, BeforeValidator(_blank_is_none)]
-OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
-
-
 def _var(name: str, default: Any, expected: str) -> Any:
     return Field(default, validation_alias=name, description=expected)
 
@@ -233,7 +180,8 @@ def _var(name: str, default: Any, expected: str) -> Any:
 URL = "an http(s) URL with a host, e.g. {}"
 EMPTY_MEANS_NONE = frozenset(
     {"bigquery_project", "google_cloud_project", "bigquery_api_endpoint", "gcs_bucket",
-     "gcs_prefix", "sandbox_faults"}
+     "gcs_prefix", "sandbox_faults", "coinglass_history_days",
+     "sandbox_coinglass_history_days"}
 )  # fmt: skip
 
 
@@ -249,11 +197,18 @@ class _Environment(BaseSettings):
     )
 
     env: Environment = _var("BTC_ASSETS_ENV", "sandbox", "'sandbox' or 'live'")
-    symbol: Annotated[str, AfterValidator(_symbol)] = _var(
-        "BTC_ASSETS_SYMBOL", "BTCUSDT", "a Binance symbol, letters and digits, e.g. BTCUSDT"
-    )
-    start_date: Annotated[date, BeforeValidator(_iso_date), AfterValidator(_not_in_the_future)] = (
-        _var("BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today")
+    # Unset here means "not given": the basket's default applies (see load_settings).
+    symbols: SymbolList = _var(
+        SYMBOLS_SETTING, None,
+        "USD-M perpetuals separated by commas, each optionally with :spot=PAIR (or spot=-), "
+        ":coin=COIN, :pair=PAIR, e.g. BTCUSDT,ETHUSDT,1000PEPEUSDT:spot=PEPEUSDT:coin=PEPE",
+    )  # fmt: skip
+    symbol: OptionalSymbol = _var(
+        LEGACY_SYMBOL_SETTING, None,
+        f"a Binance symbol, letters and digits, e.g. BTCUSDT (or use {SYMBOLS_SETTING})",
+    )  # fmt: skip
+    start_date: PastDate = _var(
+        "BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today"
     )
     data_dir: Path = _var("BTC_ASSETS_DATA_DIR", PROJECT_ROOT / "data", "a folder path")
     tail_days: WholeAboveZero = _var(
@@ -277,7 +232,7 @@ class _Environment(BaseSettings):
     coinglass_exchange: NonEmpty = _var(
         "COINGLASS_EXCHANGE", "Binance", "an exchange name as CoinGlass spells it, e.g. Binance"
     )
-    coinglass_exchange_list: Annotated[str, AfterValidator(_names)] = _var(
+    coinglass_exchange_list: NameList = _var(
         "COINGLASS_EXCHANGE_LIST", "Binance,OKX,Bybit",
         "exchange names separated by commas, e.g. Binance,OKX,Bybit",
     )  # fmt: skip
@@ -290,7 +245,7 @@ class _Environment(BaseSettings):
         "BTC_ASSETS_VENDOR_MAX_WAIT_SECONDS", 120.0,
         "a number of seconds > 0 (the longest a vendor call waits on a rate limit)",
     )  # fmt: skip
-    tail_refresh_cron: Annotated[str, AfterValidator(_cron)] = _var(
+    tail_refresh_cron: Cron = _var(
         "BTC_ASSETS_TAIL_REFRESH_CRON", "30 0 * * *",
         "a cron expression of 5 fields (minute hour day month weekday), e.g. '30 0 * * *'",
     )  # fmt: skip
@@ -314,7 +269,22 @@ class _Environment(BaseSettings):
         f"distinct Binance intervals separated by commas, from {', '.join(BINANCE_INTERVALS)}; "
         f"{FEATURE_INTERVAL} is always built (the feature table reads it), e.g. 15m,1h,4h,1d",
     )  # fmt: skip
-    warehouse: Annotated[Warehouse, BeforeValidator(_lower)] = _var(
+    sandbox_coinglass_history_days: OptionalDays = _var(
+        "BTC_ASSETS_SANDBOX_COINGLASS_HISTORY_DAYS", None,
+        "a whole number of days >= 1 (the 15m history the sandbox's CoinGlass serves), "
+        "or empty for no limit",
+    )  # fmt: skip
+    sandbox_latency_ms: WholeFromZero = _var(
+        "BTC_ASSETS_SANDBOX_LATENCY_MS", 0,
+        "a whole number of milliseconds >= 0 (the wait the sandbox adds to every request)",
+    )  # fmt: skip
+    # Standard keeps 90 days of 15m history, Professional 180 (vendor-apis.md 4.1).
+    coinglass_history_days: OptionalDays = _var(
+        "BTC_ASSETS_COINGLASS_HISTORY_DAYS", None,
+        "a whole number of days >= 1 (how far back the CoinGlass plan serves 15m bars, "
+        "e.g. 90 on Standard, 180 on Professional), or empty for no limit",
+    )  # fmt: skip
+    warehouse: Annotated[Warehouse, BeforeValidator(lower)] = _var(
         "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
     )
     bigquery_project: OptionalText = _var("BIGQUERY_PROJECT", None, "a Google Cloud project id")
@@ -332,11 +302,11 @@ class _Environment(BaseSettings):
         "BIGQUERY_API_ENDPOINT", None,
         "unset, or an emulator's http(s) URL, e.g. http://127.0.0.1:9050",
     )  # fmt: skip
-    gcs_bucket: Annotated[OptionalText, AfterValidator(_bucket)] = _var(
+    gcs_bucket: BucketName = _var(
         "GCS_STAGING_BUCKET", None,
         "unset, or a GCS bucket name (lowercase letters, digits, '-', '_', '.'), e.g. my-landing",
     )  # fmt: skip
-    gcs_prefix: Annotated[str, AfterValidator(lambda v: v.strip("/"))] = _var(
+    gcs_prefix: FolderPrefix = _var(
         "GCS_STAGING_PREFIX", "raw", "a folder prefix inside the bucket, e.g. raw, or empty"
     )
 
@@ -375,6 +345,19 @@ def _url(value: HttpUrl | None, default: str) -> str:
     return default if value is None else str(value).rstrip("/")
 
 
+def _basket(read: _Environment) -> tuple[SymbolSpec, ...]:
+    """BTC_ASSETS_SYMBOLS, or the one symbol of the older BTC_ASSETS_SYMBOL; not both."""
+    if read.symbols is not None and read.symbol is not None:
+        raise SettingsError(
+            f"{LEGACY_SYMBOL_SETTING}={read.symbol!r} and {SYMBOLS_SETTING}="
+            f"{_shown(read.symbols)} are both set: {LEGACY_SYMBOL_SETTING} is the older "
+            f"one-symbol form of {SYMBOLS_SETTING}; unset it"
+        )
+    if read.symbol is not None:
+        return (symbol_spec(read.symbol),)
+    return parse_symbols(read.symbols or DEFAULT_SYMBOLS)
+
+
 def load_settings() -> Settings:
     """Read and check every variable; raise :class:`SettingsError` naming each bad one."""
     try:
@@ -384,9 +367,14 @@ def load_settings() -> Settings:
     live = read.env == "live"
     project = read.bigquery_project or read.google_cloud_project
     endpoint = read.bigquery_api_endpoint
+    symbols = _basket(read)
     return Settings(
         env=read.env,
-        symbol=read.symbol,
+        symbol=symbols[0].perp,
+        symbols=symbols,
+        coinglass_history_days=read.coinglass_history_days,
+        sandbox_coinglass_history_days=read.sandbox_coinglass_history_days,
+        sandbox_latency_ms=read.sandbox_latency_ms,
         start_date=read.start_date,
         data_dir=Path(read.data_dir).resolve(),
         tail_days=read.tail_days,

@@ -121,6 +121,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         enabled=settings.is_sandbox,
         seed=settings.sandbox_seed,
         faults=_checked_fault_plan(settings),
+        coinglass_history_days=settings.sandbox_coinglass_history_days,
+        latency_ms=settings.sandbox_latency_ms,
     )
     return {
         "dataset": DatasetResource(
@@ -144,6 +146,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             exchange=settings.coinglass_exchange,
             exchange_list=settings.coinglass_exchange_list,
             requests_per_minute=settings.coinglass_requests_per_minute,
+            history_days=settings.coinglass_history_days,
             max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),

@@ -62,13 +62,21 @@ class SandboxResource(dg.ConfigurableResource):
     enabled: bool = False
     seed: int = 7
     faults: str = ""  # JSON fault plan, see btc_assets.sandbox.faults
+    # The CoinGlass plan's 15m history depth the sandbox models (None: unlimited).
+    coinglass_history_days: int | None = None
+    latency_ms: int = 0  # waited before every sandbox answer, like a network round trip
 
     def transport(self) -> httpx.BaseTransport | None:
         if not self.enabled:
             return None
         from btc_assets.sandbox.transport import SandboxTransport
 
-        return SandboxTransport(seed=self.seed, faults=self.faults)
+        return SandboxTransport(
+            seed=self.seed,
+            faults=self.faults,
+            coinglass_history_days=self.coinglass_history_days,
+            latency_seconds=self.latency_ms / 1000,
+        )
 
 
 class BinanceResource(dg.ConfigurableResource):
@@ -116,6 +124,8 @@ class CoinGlassResource(dg.ConfigurableResource):
     max_retries: int = 5
     max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
     debug: bool = False
+    # The plan's 15m history depth in days (None: unlimited); older bars are not asked for.
+    history_days: int | None = None
     sandbox: SandboxResource
 
     def client(self) -> CoinGlassClient:
@@ -128,6 +138,7 @@ class CoinGlassResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             max_wait_seconds=self.max_wait_seconds,
             debug=self.debug,
+            history_days=self.history_days,
         )
 
 

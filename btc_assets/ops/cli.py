@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "--days", type=int, metavar="N",
         help="the N UTC days ending yesterday; default: first to last day present",
     )  # fmt: skip
-    verify.add_argument("--symbol", help="default: BTC_ASSETS_SYMBOL")
+    verify.add_argument("--symbol", help="default: the first of BTC_ASSETS_SYMBOLS")
     verify.set_defaults(run=_verify)
     reset = sub.add_parser(
         "reset", help="delete the lake, reports, DuckDB file and the assets' Dagster history",

@@ -1,9 +1,12 @@
 """The offline vendor: a deterministic synthetic market behind the vendors' real URL paths.
 
-- ``market``       synthetic BTC spot/perp minutes and funding, a pure function of (seed, day)
+- ``universe``     the instruments it lists: perps, spot pairs, listing dates, tick and step
+- ``market``       synthetic spot/perp minutes and funding per instrument, a pure function
+                   of (seed, symbol, day)
 - ``routes``       the registry vendor modules add their URL paths to
 - ``binance``      Binance spot / USD-M routes (one module per vendor; ``binance_common`` and
-                   ``binance_klines`` are its helpers); a new vendor module registers its
+                   ``binance_klines`` are its helpers, ``binance_exchange_info`` its
+                   exchangeInfo routes); a new vendor module registers its
                    routes and is imported by ``transport``
 - ``binance_archive`` data.binance.vision: daily/monthly zips + ``.CHECKSUM`` from the same
                    market (``binance_metrics``: the 5m open-interest and ratio model, also

@@ -28,9 +28,9 @@ from btc_assets.sandbox.binance_common import (
     BadRequest,
     bucket_of,
     error,
+    instrument_param,
     limit_param,
     render_fault,
-    symbol_param,
     time_param,
     too_many,
     weight_headers,
@@ -59,20 +59,25 @@ def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) 
     headers = weight_headers(state, req.path)
     try:
         params = req.params
-        symbols = (
-            [symbol_param(params, "symbol", state)]
+        instruments = (
+            [instrument_param(params, "symbol", state, spot=False)]
             if params.get("symbol")
-            else sorted(state.symbols)
+            else list(state.universe.instruments)
         )
         start, end = time_param(params, "startTime", False), time_param(params, "endTime", False)
         limit = limit_param(params, 100, 1000)
     except BadRequest as exc:
         return error(exc.status, exc.code, exc.msg, headers)
+    # Only perpetuals fund (a dated contract answers an empty list), between listing and
+    # delisting.
+    instruments = [i for i in instruments if i.is_perpetual]
     now = state.now_ms()
-    listed = mk.EPOCH_MS + mk.day_index(mk.PERP_LISTED) * mk.DAY_MS
+    listed = min((i.perp_listed_ms for i in instruments), default=now)
     # Settlement slots k * 8h, each stamped a few ms late; select on the stamped time.
     first_slot = (max(start or 0, listed) - 10) // EIGHT_HOURS_MS + 1
-    last_slot = (min(end if end is not None else now, now)) // EIGHT_HOURS_MS
+    # "The most recent" of a delisted perp are its last settlements, not empty slots since.
+    trading_until = max((i.perp_end_ms or now for i in instruments), default=now)
+    last_slot = min(end if end is not None else now, now, trading_until) // EIGHT_HOURS_MS
     if start is not None:
         slots = range(first_slot, min(last_slot, first_slot + limit) + 1)
     else:
@@ -83,11 +88,15 @@ def _funding(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) 
     rows: list[tuple[int, str, dict[str, object]]] = []
     for slot in slots:
         slot_ms = slot * EIGHT_HOURS_MS
-        if slot_ms <= listed or any(a <= slot_ms < b for a, b in holes):
+        if any(a <= slot_ms < b for a, b in holes):
             continue
         day = mk.day_of_ms(slot_ms - 1)
         k = (slot_ms - mk.EPOCH_MS - mk.day_index(day) * mk.DAY_MS) // EIGHT_HOURS_MS - 1
-        for symbol in symbols:
+        for inst in instruments:
+            delisted = inst.perp_end_ms is not None and slot_ms > inst.perp_end_ms
+            if slot_ms <= inst.perp_listed_ms or delisted:
+                continue
+            symbol = inst.perp
             f = mk.market_day(state.seed, symbol, day).funding
             t = int(f.time_ms[k])
             if (
@@ -124,7 +133,7 @@ def _open_interest_hist(
     headers = weight_headers(state, req.path)
     try:
         params = req.params
-        symbol = symbol_param(params, "symbol", state)
+        symbol = instrument_param(params, "symbol", state, spot=False).perp
         period = params.get("period", "")
         if not period:
             raise BadRequest(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from btc_assets.sandbox.faults import Fault
 from btc_assets.sandbox.routes import SandboxRequest, SandboxResponse, SandboxState
+from btc_assets.sandbox.universe import Instrument
 
 SPOT_BUCKET = "binance-spot"
 FAPI_BUCKET = "binance-fapi"
@@ -132,6 +133,18 @@ def symbol_param(params: Mapping[str, str], name: str, state: SandboxState) -> s
     if symbol not in state.symbols:
         raise BadRequest(-1121, "Invalid symbol.")
     return symbol
+
+
+def instrument_param(
+    params: Mapping[str, str], name: str, state: SandboxState, spot: bool
+) -> Instrument:
+    """The instrument a spot or USD-M symbol names; -1121 if this market does not list it
+    (PEPEUSDT is spot only, 1000PEPEUSDT futures only)."""
+    symbol = symbol_param(params, name, state)
+    found = state.universe.spot(symbol) if spot else state.universe.perp(symbol)
+    if found is None:
+        raise BadRequest(-1121, "Invalid symbol.")
+    return found
 
 
 def limit_param(params: Mapping[str, str], default: int, maximum: int) -> int:

@@ -16,23 +16,31 @@ from btc_assets.sandbox.binance_common import (
     WEIGHT_HEADER,
     BadRequest,
     error,
+    instrument_param,
     limit_param,
-    symbol_param,
     time_param,
     too_many,
 )
 from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import SandboxRequest, SandboxResponse, SandboxState
+from btc_assets.sandbox.universe import Decimals
 
 INTERVAL_MINUTES = {
     "1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120,
     "4h": 240, "6h": 360, "8h": 480, "12h": 720, "1d": 1440,
 }  # fmt: skip
 Market = Literal["spot", "perp"]
-_FORMATS: dict[Market, tuple[str, str]] = {
-    "spot": ('"%.8f","%.8f","%.8f","%.8f","%.8f"', '"%.8f",%d,"%.8f","%.8f","0"'),
-    "perp": ('"%.2f","%.2f","%.2f","%.2f","%.3f"', '"%.5f",%d,"%.3f","%.5f","0"'),
-}
+_SPOT_FORMATS = ('"%.8f","%.8f","%.8f","%.8f","%.8f"', '"%.8f",%d,"%.8f","%.8f","0"')
+
+
+def _formats(market: Market, decimals: Decimals) -> tuple[str, str]:
+    """Row text of the two decimal runs: spot prints 8 places everywhere; USD-M prints the
+    contract's precision (at least 2 for prices: BTCUSDT's tick 0.1 prints "76936.20")."""
+    if market == "spot":
+        return _SPOT_FORMATS
+    price_dp, size_dp, quote_dp = decimals
+    p, v, q = f"%.{max(price_dp, 2)}f", f"%.{size_dp}f", f"%.{quote_dp}f"
+    return f'"{p}","{p}","{p}","{p}","{v}"', f'"{q}",%d,"{v}","{q}","0"'
 
 
 def _select(
@@ -60,11 +68,16 @@ def _select(
     return opens[:limit] if start is not None else opens[-limit:]
 
 
+def _decimals(symbol: str, market: Market) -> Decimals:
+    return mk.instrument(symbol).decimals(market == "spot")
+
+
 @lru_cache(maxsize=16)  # a backfill walks forward: only the last days are re-read
 def _day_bars(seed: int, symbol: str, day: date, market: Market, minutes: int) -> mk.Bars:
+    """``symbol`` is the instrument's perp symbol (the market's key) for both markets."""
     md = mk.market_day(seed, symbol, day)
     bars = md.spot if market == "spot" else md.perp
-    return bars.aggregate(minutes, mk.SPOT_DECIMALS if market == "spot" else mk.PERP_DECIMALS)
+    return bars.aggregate(minutes, _decimals(symbol, market))
 
 
 @lru_cache(maxsize=16)  # a backfill walks forward: only the last days are re-read
@@ -73,7 +86,7 @@ def _day_text(
 ) -> tuple[list[str], list[str]]:
     """The two decimal runs of each row, formatted once per day (the costly part)."""
     b = _day_bars(seed, symbol, day, market, minutes)
-    fmt_a, fmt_b = _FORMATS[market]
+    fmt_a, fmt_b = _formats(market, _decimals(symbol, market))
     head = [
         fmt_a % r
         for r in zip(
@@ -113,7 +126,8 @@ def _forming(
     last = first + (now - open_ms) // mk.MINUTE_MS
     part = ((now - open_ms) % mk.MINUTE_MS) / mk.MINUTE_MS
     sl = slice(first, last + 1)
-    price_dp, size_dp, quote_dp = mk.SPOT_DECIMALS if market == "spot" else mk.PERP_DECIMALS
+    decimals = _decimals(symbol, market)
+    price_dp, size_dp, quote_dp = decimals
     weights = np.ones(last - first + 1)
     weights[-1] = part
 
@@ -135,7 +149,7 @@ def _forming(
         total(ones.taker_buy_volume, size_dp),
         total(ones.taker_buy_quote_volume, quote_dp),
     )
-    fmt_a, fmt_b = _FORMATS[market]
+    fmt_a, fmt_b = _formats(market, decimals)
     return fmt_a % values_a, fmt_b % values_b
 
 
@@ -176,7 +190,10 @@ class KlineRoute:
         faults: Sequence[Fault],
         headers: dict[str, str],
     ) -> SandboxResponse:
-        symbol = symbol_param(params, self.symbol_param, state)
+        spot = self.market == "spot"
+        # The market is keyed by the perp symbol: spot PEPEUSDT is 1000PEPEUSDT's spot side.
+        inst = instrument_param(params, self.symbol_param, state, spot)
+        symbol = inst.perp
         if self.continuous:
             contract = params.get("contractType", "")
             if not contract:
@@ -185,7 +202,7 @@ class KlineRoute:
                     "Mandatory parameter 'contractType' was not sent, "
                     "was empty/null, or malformed.",
                 )
-            if contract != "PERPETUAL":  # the sandbox has no dated quarterlies
+            if contract != "PERPETUAL" or not inst.is_perpetual:  # pair=<a perp> only
                 raise BadRequest(-1130, "Data sent for parameter 'contractType' is not valid.")
         interval = params.get("interval", "")
         if not interval:
@@ -195,16 +212,19 @@ class KlineRoute:
         minutes = INTERVAL_MINUTES.get(interval)
         if minutes is None:
             raise BadRequest(-1120, "Invalid interval.")
-        spot = self.market == "spot"
         start, end = time_param(params, "startTime", spot), time_param(params, "endTime", spot)
         limit = limit_param(params, 500, self.max_limit)
         if start is not None and end is not None and start > end:
             raise BadRequest(-1023, "Start time is greater than end time.")
         now = state.now_ms()
         step = minutes * mk.MINUTE_MS
-        listed = mk.EPOCH_MS if spot else mk.EPOCH_MS + mk.day_index(mk.PERP_LISTED) * mk.DAY_MS
+        # Nothing before the listing, nothing opening at or after a delisting or delivery.
+        last_ms = now // step * step
+        end_of_trading = inst.end_ms(spot)
+        if end_of_trading is not None:
+            last_ms = min(last_ms, (end_of_trading - 1) // step * step)
         holes = [f.gap_range_ms() for f in faults if f.kind == "gap"]
-        opens = _select(start, end, limit, step, listed, (now // step) * step, holes)
+        opens = _select(start, end, limit, step, inst.listed_ms(spot), last_ms, holes)
         broken = [f.gap_range_ms() for f in faults if f.kind == "bad_ohlc"]
         kinds = {f.kind for f in faults}
         unit = 1000 if "microseconds" in kinds else 1

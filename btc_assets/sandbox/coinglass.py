@@ -9,6 +9,21 @@ plan does not cover (401 "Upgrade plan"), a missing or bad parameter (400). Each
 carries ``API-KEY-MAX-LIMIT``/``API-KEY-USE-LIMIT``; past the per-minute plan limit (bucket
 ``coinglass``, 300 by default, see ``limits``) the answer is HTTP 429.
 
+Symbols: a pair endpoint takes a USD-M symbol the universe lists (``1000PEPEUSDT``), a coin
+endpoint a coin (``PEPE``, from its perpetual); anything else is 400 "Unsupported symbol".
+Nothing exists before the instrument's listing (the spot listing for the spot endpoint) or
+after its delisting; a coin without a spot pair has an empty spot series.
+
+History depth (``SandboxTransport(coinglass_history_days=N)``, settings
+``BTC_ASSETS_SANDBOX_COINGLASS_HISTORY_DAYS``): CoinGlass serves 15m history only so far back
+(Standard 90 days, Professional 180; vendor-apis.md 4.1). With N set, bars of 15m and shorter
+that open before ``now - N days`` are not served: a window wholly outside answers
+``{"code":"0","msg":"success","data":[]}``, one straddling the edge its part inside.
+ASSUMPTION (UNCONFIRMED in the reference): that an out-of-window request is an empty success
+rather than an error; the client must treat such an empty answer as "no history there", and
+a pipeline that knows its plan (``BTC_ASSETS_COINGLASS_HISTORY_DAYS``) should not ask. The
+plan's shorter 1m/5m depths are not modelled; 30m and longer are unlimited.
+
 Selection: bars opening in ``[start_time, end_time]`` (inclusive); when more than ``limit``
 match, the latest ``limit`` are served unless only ``start_time`` is given. (The real rule is
 unconfirmed: a client that pages in windows of ``limit x interval`` never depends on it.)
@@ -17,7 +32,7 @@ The still-forming bar is served with the minutes closed so far; nothing after ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -30,6 +45,7 @@ from btc_assets.sandbox import routes
 from btc_assets.sandbox.credentials import SANDBOX_COINGLASS_KEY
 from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import Route, SandboxRequest, SandboxResponse, SandboxState
+from btc_assets.sandbox.universe import Instrument
 
 BUCKET = "coinglass"
 DEFAULT_LIMITS = {BUCKET: 300}  # Standard plan, requests per minute
@@ -45,26 +61,29 @@ INTERVAL_MINUTES = {
     "1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
     "6h": 360, "8h": 480, "12h": 720, "1d": 1440,
 }  # fmt: skip
-_QUOTES = ("USDT", "USDC", "USD")
+# The plan's history depth (``SandboxState.coinglass_history_days``) limits these intervals.
+HISTORY_LIMITED_MINUTES = 15
 _DEFAULT_MSG = {"400": "Bad Request", "401": "Upgrade plan", "429": "Too Many Requests",
                 "500": "Server Error"}  # fmt: skip
 
 
-def _price(x: float) -> str:  # CoinGlass drops a trailing ".0": "92730", "93404.9"
-    text = f"{x:.1f}"
-    return text[:-2] if text.endswith(".0") else text
+def _price(x: float, tick_dp: int) -> str:
+    """On the contract's tick, trailing zeros dropped as CoinGlass does: "92730", "93404.9"."""
+    text = f"{x:.{tick_dp}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _number5(x: float) -> str:
+def _number5(x: float, _: int) -> str:
     return "0" if x == 0 else f"{x:.5f}"
 
 
-_FORMATS = {
-    "price": lambda x: f'"{_price(x)}"',
-    "str0": lambda x: f'"{x:.0f}"',
-    "str4": lambda x: f'"{x:.4f}"',
-    "str6": lambda x: f'"{x:.6f}"',
-    "num4": lambda x: f"{x:.4f}",
+# Each takes the value and the instrument's tick decimals (only prices use them).
+_FORMATS: dict[str, Callable[[float, int], str]] = {
+    "price": lambda x, dp: f'"{_price(x, dp)}"',
+    "str0": lambda x, _: f'"{x:.0f}"',
+    "str4": lambda x, _: f'"{x:.4f}"',
+    "str6": lambda x, _: f'"{x:.6f}"',
+    "num4": lambda x, _: f"{x:.4f}",
     "num5": _number5,
 }
 
@@ -151,11 +170,13 @@ def _long(params: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
-def _pair_of(coin: str, state: SandboxState) -> str:
-    for symbol in sorted(state.symbols):
-        if any(symbol == coin + q for q in _QUOTES):
-            return symbol
-    raise BadRequest("400", f"Unsupported symbol: {coin}")
+def _instrument_of(ep: Endpoint, symbol: str, state: SandboxState) -> Instrument:
+    """A pair endpoint's pair (a listed USD-M symbol, 1000PEPEUSDT) or a coin endpoint's
+    coin (PEPE: the perpetual it is aggregated from)."""
+    found = state.universe.perp(symbol) if ep.exchange else state.universe.coin(symbol)
+    if found is None:
+        raise BadRequest("400", f"Unsupported symbol: {symbol}")
+    return found
 
 
 def _exchanges(ep: Endpoint, params: Mapping[str, str]) -> tuple[str, ...]:
@@ -188,8 +209,9 @@ def _day_values(
 ) -> tuple[tuple[str, ...], list[list[str]]]:
     """Field names and each bar's formatted values for one day."""
     cols = cgm.minute_columns(seed, symbol, day, ep.kind, exchanges)
+    dp = mk.instrument(symbol).perp_decimals[0]
     texts = [
-        [_FORMATS[f](x) for x in cgm.reduce(values, rule, minutes).tolist()]
+        [_FORMATS[f](x, dp) for x in cgm.reduce(values, rule, minutes).tolist()]
         for (values, rule), f in zip(cols.values(), ep.formats, strict=True)
     ]
     return tuple(cols), [list(row) for row in zip(*texts, strict=True)]
@@ -203,27 +225,23 @@ def _forming(
     first = (open_ms - mk.EPOCH_MS - mk.day_index(day) * mk.DAY_MS) // mk.MINUTE_MS
     sl = slice(first, first + (now - open_ms) // mk.MINUTE_MS)
     cols = cgm.minute_columns(seed, symbol, day, ep.kind, exchanges)
+    dp = mk.instrument(symbol).perp_decimals[0]
     out = []
     for (values, rule), f in zip(cols.values(), ep.formats, strict=True):
         part = values[sl]
         pick = {"open": part[0], "close": part[-1], "high": part.max(), "low": part.min()}
-        out.append(_FORMATS[f](float(pick.get(rule, part.sum()))))
+        out.append(_FORMATS[f](float(pick.get(rule, part.sum())), dp))
     return out
 
 
 def _params(
     ep: Endpoint, req: SandboxRequest, state: SandboxState, key: str
-) -> tuple[str, int, int]:
+) -> tuple[Instrument, int, int]:
     params = req.params
     for name in ep.required:
         if not params.get(name):
             raise BadRequest("400", f"Required String parameter '{name}' is not present")
-    symbol = params["symbol"]
-    if ep.exchange:
-        if symbol not in state.symbols:
-            raise BadRequest("400", f"Unsupported symbol: {symbol}")
-    else:
-        symbol = _pair_of(symbol, state)
+    inst = _instrument_of(ep, params["symbol"], state)
     minutes = INTERVAL_MINUTES.get(params["interval"])
     if minutes is None:
         raise BadRequest("400", f"Invalid interval: {params['interval']}")
@@ -232,22 +250,36 @@ def _params(
     limit = _long(params, "limit")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
         raise BadRequest("400", f"limit must be between 1 and {MAX_LIMIT}")
-    return symbol, minutes, MAX_LIMIT if limit is None else limit
+    return inst, minutes, MAX_LIMIT if limit is None else limit
+
+
+def history_start_ms(state: SandboxState, minutes: int) -> int:
+    """The oldest bar open the plan serves at this interval: ``now - N days`` for 15m and
+    shorter when the sandbox models a plan depth of N days (see the module), else 0."""
+    days = state.coinglass_history_days
+    if days is None or minutes > HISTORY_LIMITED_MINUTES:
+        return 0
+    return state.now_ms() - days * mk.DAY_MS
 
 
 def _rows(
     ep: Endpoint, req: SandboxRequest, state: SandboxState, faults: Sequence[Fault], key: str
 ) -> list[str]:
-    symbol, minutes, limit = _params(ep, req, state, key)
+    inst, minutes, limit = _params(ep, req, state, key)
+    symbol = inst.perp  # the market's key, for spot series too
     exchanges = _exchanges(ep, req.params)
     if ep.kind == "oi" and req.params.get("unit", "usd") == "coin":
         ep = _OI_COINS
     start, end = _long(req.params, "start_time"), _long(req.params, "end_time")
+    if ep.spot and inst.spot is None:
+        return []  # a coin with no spot market (an index perp) has no spot flows
     now, step = state.now_ms(), minutes * mk.MINUTE_MS
-    listed = mk.EPOCH if ep.spot else mk.PERP_LISTED
-    first_ms = mk.EPOCH_MS + mk.day_index(listed) * mk.DAY_MS
+    first_ms = max(inst.listed_ms(ep.spot), history_start_ms(state, minutes))
     forming = now // step * step
     last_ms = forming if now - forming >= mk.MINUTE_MS else forming - step
+    end_of_trading = inst.end_ms(ep.spot)
+    if end_of_trading is not None:
+        last_ms = min(last_ms, (end_of_trading - 1) // step * step)
     opens = _opens(start, end, limit, step, first_ms, last_ms)
     kinds = {f.kind for f in faults}
     holes = [f.gap_range_ms() for f in faults if f.kind == "gap"]

@@ -54,13 +54,18 @@ def _pinned(x: np.ndarray) -> np.ndarray:
     return x - (np.arange(1, len(x) + 1) / len(x)) * x[-1]
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)  # one per instrument of a basket
 def _oi_anchor_coins(seed: int, symbol: str) -> np.ndarray:
-    """log open interest in coins at 00:00 of each day: mean-reverting around a slow ramp."""
+    """log open interest in coins at 00:00 of each day: mean-reverting around a slow ramp.
+
+    BTC's level is 35k coins; another coin's is as many dollars scaled by its traded value.
+    """
+    inst = mk.instrument(symbol)
     rng = np.random.default_rng([seed, *_key(symbol, "coinglass-oi")])
     n = mk.HORIZON_DAYS + 1
     years = np.arange(n) / 365.25
-    level = np.log(35_000.0 * (1.0 + np.minimum(years / 7.5, 1.0)))
+    coins = 35_000.0 * inst.activity / inst.price
+    level = np.log(coins * (1.0 + np.minimum(years / 7.5, 1.0)))
     out = level + _ar1(rng.normal(0.0, 0.05, n), 0.97)
     out.flags.writeable = False
     return out
@@ -95,10 +100,12 @@ def coinglass_day(seed: int, symbol: str, day: date) -> CoinGlassDay:
     rng = np.random.default_rng([seed, *_key(symbol, "coinglass"), i])
     n = mk.MINUTES
     perp, spot = md.perp, md.spot
-    tick = 10.0 ** -mk.PERP_DECIMALS[0]
+    inst = mk.instrument(symbol)
+    tick_dp = inst.perp_decimals[0]
+    tick = 10.0**-tick_dp
 
     def jitter(a: np.ndarray) -> np.ndarray:  # one tick now and then (3 % of prints)
-        return np.round(a + tick * rng.choice([-1, 0, 1], n, p=[0.03, 0.94, 0.03]), 1)
+        return np.round(a + tick * rng.choice([-1, 0, 1], n, p=[0.03, 0.94, 0.03]), tick_dp)
 
     open_, high, low, close = (jitter(a) for a in (perp.open, perp.high, perp.low, perp.close))
     high = np.maximum.reduce([high, open_, close])
@@ -113,7 +120,8 @@ def coinglass_day(seed: int, symbol: str, day: date) -> CoinGlassDay:
     log_coins = la + (lb - la) * frac + _pinned(activity) + _pinned(wiggle)
     log_coins[-1] = lb
     oi_coin_path = np.exp(np.concatenate([[la], log_coins]))
-    oi_usd_path = oi_coin_path * np.concatenate([[perp.open[0]], perp.close])
+    # A perp price is per contract unit (1000 coins for 1000PEPEUSDT); OI counts coins.
+    oi_usd_path = oi_coin_path * np.concatenate([[perp.open[0]], perp.close]) / inst.multiplier
 
     # Predicted funding: segments 00-08, 08-16, 16-24 each end on a settlement.
     segments = md.premium.reshape(len(mk.FUNDING_MINUTES), -1)
@@ -197,7 +205,8 @@ def minute_columns(
         exchange = exchanges[0]
         # Other venues print at a small constant basis to Binance.
         basis = 1.0 + (zlib.crc32(exchange.encode()) % 61 - 30) * 1e-5 * (exchange != "Binance")
-        o, h, lo, c = (np.round(a * basis, 1) for a in cg.price)
+        tick_dp = mk.instrument(symbol).perp_decimals[0]
+        o, h, lo, c = (np.round(a * basis, tick_dp) for a in cg.price)
         volume = cg.volume_usd * EXCHANGES[exchange][1]
         return {"open": (o, "open"), "high": (h, "high"), "low": (lo, "low"),
                 "close": (c, "close"), "volume_usd": (volume, "sum")}  # fmt: skip

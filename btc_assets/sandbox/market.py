@@ -1,4 +1,9 @@
-"""A deterministic synthetic BTC market: 1m spot and perp bars, premium and 8h funding.
+"""A deterministic synthetic market: 1m spot and perp bars, premium and 8h funding.
+
+Every instrument of ``sandbox.universe`` has its own market, keyed by its perp symbol: a
+path drawn from its own RNG, scaled to its price level and traded value, on its own tick and
+step. Spot prices are per coin, perp prices per contract unit (``multiplier`` coins), so
+1000PEPEUSDT trades at 1000 times PEPEUSDT plus the premium.
 
 Day ``d`` is a pure function of ``(seed, symbol, d)``: a daily anchor path (open price, daily
 volatility, activity, perp premium) is drawn once per seed from the fixed epoch 2017-01-01,
@@ -21,6 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from btc_assets.sandbox.universe import BY_PERP, Instrument
+
 EPOCH = date(2017, 1, 1)
 EPOCH_MS = 1_483_228_800_000
 MINUTE_MS = 60_000
@@ -29,6 +36,7 @@ MINUTES = 1440
 # Anchors are drawn for this many days after the epoch (to 2050); one draw is ~1 ms.
 HORIZON_DAYS = 12_100
 # BTCUSDT perpetual went live on 2019-09-08; the real API has nothing for it before then.
+# (Every instrument's listing is in ``sandbox.universe``; this is BTCUSDT's.)
 PERP_LISTED = date(2019, 9, 8)
 # Old funding rows carry markPrice "" on the real API (about 2019-2020).
 MARK_PRICE_SINCE = date(2020, 1, 1)
@@ -110,8 +118,8 @@ class MarketDay:
     funding: Funding
 
 
-SPOT_DECIMALS = (2, 5, 8)  # BTCUSDT spot: tick 0.01, step 0.00001
-PERP_DECIMALS = (1, 3, 5)  # BTCUSDT perp: tick 0.1, step 0.001
+SPOT_DECIMALS = BY_PERP["BTCUSDT"].spot_decimals  # BTCUSDT spot: tick 0.01, step 0.00001
+PERP_DECIMALS = BY_PERP["BTCUSDT"].perp_decimals  # BTCUSDT perp: tick 0.1, step 0.001
 
 
 def day_index(day: date) -> int:
@@ -126,9 +134,12 @@ def _symbol_key(symbol: str) -> int:
     return zlib.crc32(symbol.encode())
 
 
-def _price_scale(symbol: str) -> float:
-    # Other symbols only need to exist and differ; keep BTC at BTC levels.
-    return 1.0 if symbol.startswith("BTC") else 0.05
+def instrument(symbol: str) -> Instrument:
+    """The universe's instrument of a perp symbol; ValueError if the sandbox has none."""
+    found = BY_PERP.get(symbol)
+    if found is None:
+        raise ValueError(f"the sandbox market has no instrument {symbol!r}")
+    return found
 
 
 def _ar1(shocks: np.ndarray, phi: float) -> np.ndarray:
@@ -146,8 +157,9 @@ class _Anchors:
     perp_ratio: np.ndarray  # perp / spot base volume of each day
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)  # one per instrument of a basket
 def _anchors(seed: int, symbol: str) -> _Anchors:
+    inst = instrument(symbol)
     rng = np.random.default_rng([seed, _symbol_key(symbol), 0xA2C4])
     n = HORIZON_DAYS + 1
     d = np.arange(n)
@@ -173,14 +185,14 @@ def _anchors(seed: int, symbol: str) -> _Anchors:
             x = 2 * lo - x
         elif x > hi:
             x = 2 * hi - x
-    log_price += np.log(_price_scale(symbol))
+    log_price += np.log(inst.price)
     weekday = (d + EPOCH.weekday()) % 7
     activity = (
         np.exp(np.log(1.5e8) + np.log(10.0) * np.minimum(years / 7.5, 1.0))
         * np.exp(_ar1(rng.normal(0.0, 0.12, n), 0.9))
         * (sigma / 0.028) ** 0.8
         * np.where(weekday >= 5, 0.65, 1.0)
-        * _price_scale(symbol)
+        * inst.activity
     )
     premium = 0.0002 + _ar1(rng.normal(0.0, 0.00018, n), 0.9)
     perp_ratio = 4.0 * np.exp(_ar1(rng.normal(0.0, 0.1, n), 0.9))
@@ -234,10 +246,13 @@ def _flows(
 
 @lru_cache(maxsize=64)
 def market_day(seed: int, symbol: str, day: date) -> MarketDay:
-    """All minutes of UTC day ``day`` (bars opening 00:00..23:59) and its funding."""
+    """All minutes of UTC day ``day`` (bars opening 00:00..23:59) and its funding, for the
+    instrument whose perp is ``symbol``; listing dates are the routes' business."""
     i = day_index(day)
     if not 0 <= i < HORIZON_DAYS:
         raise ValueError(f"sandbox market covers {EPOCH}..{EPOCH + timedelta(HORIZON_DAYS - 1)}")
+    inst = instrument(symbol)
+    spot_dp, perp_dp = inst.spot_decimals, inst.perp_decimals
     anchors = _anchors(seed, symbol)
     rng = np.random.default_rng([seed, _symbol_key(symbol), i])
     n = MINUTES
@@ -259,7 +274,7 @@ def market_day(seed: int, symbol: str, day: date) -> MarketDay:
     open_ms = EPOCH_MS + i * DAY_MS + np.arange(n, dtype=np.int64) * MINUTE_MS
 
     z = shocks / s
-    spot_ohlc = _ohlc(rng, np.exp(a), close_raw, s, SPOT_DECIMALS[0])
+    spot_ohlc = _ohlc(rng, np.exp(a), close_raw, s, spot_dp[0])
     mid = (spot_ohlc[0] + spot_ohlc[3]) / 2.0
     years = i / 365.25
     quote_target = (
@@ -272,7 +287,7 @@ def market_day(seed: int, symbol: str, day: date) -> MarketDay:
     )
     share = np.clip(0.5 + 0.1 * np.tanh(z) + rng.normal(0.0, 0.06, n), 0.3, 0.7)
     trade_size = 600.0 - 200.0 * min(years / 8.0, 1.0)
-    spot = _flows(rng, quote_target / mid, spot_ohlc, share, trade_size, SPOT_DECIMALS, open_ms)
+    spot = _flows(rng, quote_target / mid, spot_ohlc, share, trade_size, spot_dp, open_ms)
 
     pa, pb = anchors.premium[i], anchors.premium[i + 1]
     frac = (np.arange(n) + 1.0) / n
@@ -280,11 +295,12 @@ def market_day(seed: int, symbol: str, day: date) -> MarketDay:
     wiggle -= frac * wiggle[-1]  # pinned to the anchors at both ends of the day
     premium = pa + (pb - pa) * frac + wiggle
     premium[-1] = pb
-    perp_raw = close_raw * (1.0 + premium)
-    perp_ohlc = _ohlc(rng, np.exp(a) * (1.0 + pa), perp_raw, s, PERP_DECIMALS[0])
-    perp_volume = spot.volume * anchors.perp_ratio[i] * np.exp(rng.normal(0.0, 0.3, n))
+    unit = inst.multiplier  # a contract unit holds this many coins
+    perp_raw = close_raw * unit * (1.0 + premium)
+    perp_ohlc = _ohlc(rng, np.exp(a) * unit * (1.0 + pa), perp_raw, s, perp_dp[0])
+    perp_volume = spot.volume / unit * anchors.perp_ratio[i] * np.exp(rng.normal(0.0, 0.3, n))
     perp_share = np.clip(share + rng.normal(0.0, 0.04, n), 0.3, 0.7)
-    perp = _flows(rng, perp_volume, perp_ohlc, perp_share, 1800.0, PERP_DECIMALS, open_ms)
+    perp = _flows(rng, perp_volume, perp_ohlc, perp_share, 1800.0, perp_dp, open_ms)
 
     funding = _funding(rng, day, premium, perp_raw)
     for arr in (*_arrays(spot), *_arrays(perp), premium, *_funding_arrays(funding)):

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from btc_assets.sandbox.universe import Universe
+
 if TYPE_CHECKING:
     from btc_assets.sandbox.faults import Fault
 
@@ -82,18 +84,25 @@ class WindowCounter:
 
 
 class SandboxState:
-    """What all routes of one sandbox instance share: seed, symbols, clocks, counters."""
+    """What all routes of one sandbox instance share: seed, the instruments it lists,
+    clocks, counters, and the vendor plan it models (CoinGlass's 15m history depth)."""
 
     def __init__(
         self,
         seed: int,
-        symbols: Sequence[str],
+        symbols: Sequence[str] | None,
         now_ms: Callable[[], int],
         clock: Callable[[], float],
         limits: Mapping[str, int],
+        coinglass_history_days: int | None = None,
     ) -> None:
         self.seed = seed
-        self.symbols = frozenset(s.upper() for s in symbols)
+        self.universe = Universe(symbols)
+        # Every symbol listed on either market (perp and spot names).
+        self.symbols = frozenset(self.universe.perp_symbols + self.universe.spot_symbols)
+        if coinglass_history_days is not None and coinglass_history_days < 1:
+            raise ValueError(f"coinglass_history_days={coinglass_history_days}: expected >= 1")
+        self.coinglass_history_days = coinglass_history_days
         self.now_ms = now_ms
         self.clock = clock  # rate-limit windows run on this (seconds), data on now_ms
         self.limits = dict(limits)

@@ -87,7 +87,7 @@ def serve_sandbox(
     transport: SandboxTransport | None = None,
     seed: int = 7,
     faults: FaultPlan | str | Sequence[Fault] | None = None,
-    symbols: Sequence[str] = ("BTCUSDT",),
+    symbols: Sequence[str] | None = None,
     now_ms: Callable[[], int] | int | None = None,
     clock: Callable[[], float] = time.time,
     limits: Mapping[str, int] | None = None,

@@ -20,6 +20,7 @@ import httpx
 from btc_assets.clock import epoch_ms
 from btc_assets.sandbox import binance as _binance  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import binance_archive as _archive  # noqa: F401  (registers its routes)
+from btc_assets.sandbox import binance_exchange_info as _exchange_info  # noqa: F401  (same)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import telegram as _telegram  # noqa: F401  (registers its routes)
 from btc_assets.sandbox.faults import (
@@ -52,33 +53,40 @@ class RecordedRequest:
 class SandboxTransport(httpx.BaseTransport):
     """Answers the vendors' URL paths from the synthetic market, with injected faults.
 
+    ``symbols`` lists a few instruments of ``sandbox.universe`` (perp or spot names; None:
+    all of them); any other symbol is refused the vendor's way.
     ``now_ms`` is the data clock (what history exists, which candle is still forming);
     ``clock`` (seconds) drives the rate-limit windows, so a test can make both fake.
     ``limits`` overrides usage limits per bucket, e.g. ``{"binance-spot": 20}``.
-    ``latency_seconds`` really sleeps that long in every in-process request (a vendor's
-    round trip, for benchmarks); concurrent requests sleep side by side, as on a network.
+    ``coinglass_history_days`` models the CoinGlass plan's 15m history depth (None: no
+    limit; see ``sandbox.coinglass``). ``latency_seconds`` is waited (through ``sleep``)
+    before every in-process request is answered, like a network round trip.
     """
 
     def __init__(
         self,
         seed: int = 7,
         faults: FaultPlan | str | Sequence[Fault] | None = None,
-        symbols: Sequence[str] = ("BTCUSDT",),
+        symbols: Sequence[str] | None = None,
         now_ms: Callable[[], int] | int | None = None,
         clock: Callable[[], float] = time.time,
         limits: Mapping[str, int] | None = None,
+        coinglass_history_days: int | None = None,
         latency_seconds: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not latency_seconds >= 0:
-            raise ValueError(f"latency_seconds={latency_seconds!r}; expected seconds >= 0")
-        self.latency_seconds = latency_seconds
+        if latency_seconds < 0:
+            raise ValueError(f"latency_seconds={latency_seconds}: expected >= 0")
         self.faults = FaultPlan.coerce(faults)
         if isinstance(now_ms, int):
             fixed = now_ms
             now_ms = lambda: fixed  # noqa: E731
         self.state = SandboxState(
-            seed, symbols, now_ms or epoch_ms, clock, {**DEFAULT_LIMITS, **(limits or {})}
-        )
+            seed, symbols, now_ms or epoch_ms, clock, {**DEFAULT_LIMITS, **(limits or {})},
+            coinglass_history_days=coinglass_history_days,
+        )  # fmt: skip
+        self.latency_seconds = latency_seconds
+        self._sleep = sleep
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
 
@@ -131,7 +139,7 @@ class SandboxTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.latency_seconds:
-            time.sleep(self.latency_seconds)
+            self._sleep(self.latency_seconds)
         params = dict(request.url.params.multi_items())
         if request.method != "GET" and request.content:
             params.update(_form_or_json(request.headers.get("content-type", ""), request.content))

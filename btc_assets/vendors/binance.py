@@ -13,9 +13,10 @@ come, HTTP 200 included, like 408/418/429/5xx, timeouts and resets (``vendors/re
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,12 @@ from btc_assets.vendors.binance_parse import (
     parse_funding_rows,
     parse_kline_rows,
     parse_open_interest_rows,
+)
+from btc_assets.vendors.binance_symbols import (
+    FuturesSymbolInfo,
+    SpotSymbolInfo,
+    parse_futures_exchange_info,
+    parse_spot_exchange_info,
 )
 from btc_assets.vendors.errors import (
     VendorError,
@@ -57,6 +64,9 @@ FUNDING_RATE = "/fapi/v1/fundingRate"
 OPEN_INTEREST_HIST = "/futures/data/openInterestHist"
 OI_LIMIT = 500
 OI_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
+FUTURES_EXCHANGE_INFO = "/fapi/v1/exchangeInfo"
+SPOT_EXCHANGE_INFO = "/api/v3/exchangeInfo"
+FUTURES_EXCHANGE_INFO_WEIGHT, SPOT_EXCHANGE_INFO_WEIGHT = 1, 20
 SPOT_LIMIT, FUTURES_LIMIT, FUNDING_LIMIT = 1000, 1500, 1000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 SPOT_KLINES_WEIGHT = 2
@@ -285,6 +295,24 @@ class BinanceClient:
         )
         return conform(out, METRICS_SCHEMA)
 
+    def futures_exchange_info(self) -> dict[str, FuturesSymbolInfo]:
+        """Every USD-M contract by symbol (``GET /fapi/v1/exchangeInfo``, weight 1; the
+        endpoint ignores a symbol filter, so this is the whole list)."""
+        payload = self.futures.get_json(
+            FUTURES_EXCHANGE_INFO, {}, weight=FUTURES_EXCHANGE_INFO_WEIGHT, expect=dict
+        )
+        return parse_futures_exchange_info(payload, FUTURES_EXCHANGE_INFO)
+
+    def spot_exchange_info(self, symbols: Sequence[str] | None = None) -> dict[str, SpotSymbolInfo]:
+        """Spot pairs by symbol (``GET /api/v3/exchangeInfo``, weight 20): all of them, or
+        the named ones (one that spot does not list makes the whole call -1121, raised as
+        :class:`BinanceSymbolError`; ask for all to learn which pairs exist)."""
+        params = {"symbols": json.dumps(list(symbols), separators=(",", ":"))} if symbols else {}
+        payload = self.spot.get_json(
+            SPOT_EXCHANGE_INFO, params, weight=SPOT_EXCHANGE_INFO_WEIGHT, expect=dict
+        )
+        return parse_spot_exchange_info(payload, SPOT_EXCHANGE_INFO)
+
     def _klines(
         self,
         http: VendorHttpClient,
@@ -358,11 +386,12 @@ def _refine(setting: str) -> Callable[[VendorError], VendorError]:
 
     def refine(err: VendorError) -> VendorError:
         if err.code == -1121:
-            symbol = (err.params or {}).get("symbol") or (err.params or {}).get("pair")
+            params = err.params or {}
+            symbol = params.get("symbol") or params.get("pair") or params.get("symbols")
             return err.evolve(
                 BinanceSymbolError,
                 f"symbol {symbol!r} is not listed on this Binance market; check the symbol "
-                "(BTC_ASSETS_SYMBOL) and the base URL",
+                "(BTC_ASSETS_SYMBOLS) and the base URL",
             )
         if err.status == 404:
             return err.evolve(

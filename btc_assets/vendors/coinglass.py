@@ -23,7 +23,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import httpx
@@ -42,6 +42,8 @@ from btc_assets.core.schema import (
     to_ms,
 )
 from btc_assets.vendors.coinglass_parse import parse_rows
+from btc_assets.vendors.coinglass_plan import CoinGlassHistoryLimit as CoinGlassHistoryLimit
+from btc_assets.vendors.coinglass_plan import HistoryWindow
 from btc_assets.vendors.errors import (
     MASK,
     VendorConfigError,
@@ -166,6 +168,9 @@ class CoinGlassClient(SessionClient):
     request's parameters and the answer's top-level and first-row keys, never the key.
     ``max_wait_seconds`` bounds one request's retries (wire time plus waits); a rate-limit
     answer naming no wait waits for the next minute, CoinGlass's limit window.
+    ``history_days`` is the plan's 15m history depth (Standard 90, Professional 180; None:
+    unlimited): older 15m-or-shorter bars are refused without a request
+    (:class:`CoinGlassHistoryLimit`, see ``coinglass_plan``).
     """
 
     def __init__(
@@ -185,7 +190,9 @@ class CoinGlassClient(SessionClient):
         clock: Callable[[], float] = time.time,
         now_ms: Callable[[], int] = epoch_ms,
         rng: random.Random | None = None,
+        history_days: int | None = None,
     ) -> None:
+        self.history = HistoryWindow(history_days)
         self.api_key = (api_key or "").strip() or None
         self.debug, self.now_ms = debug, now_ms
         headers = {"accept": "application/json"}
@@ -206,6 +213,10 @@ class CoinGlassClient(SessionClient):
             transient_codes=RETRY_CODES, error_body=_envelope_error,
             wait_window_on_rate_limit=True,
         )  # fmt: skip
+
+    def first_full_day(self, interval: str = "15m") -> date | None:
+        """The first UTC day the plan serves whole at ``interval`` (None: no limit)."""
+        return self.history.first_full_day(self.now_ms(), INTERVAL_MS[interval])
 
     # --- the tables ---------------------------------------------------------------------
 
@@ -300,6 +311,10 @@ class CoinGlassClient(SessionClient):
         # ts = open + step in (start, end] and ts <= now  <=>  open in [first, last]
         first = to_ms(start) // step * step
         last = (min(to_ms(end), now) - step) // step * step
+        shown = self.http.shown_params(params)
+        refused = self.history.refusal(VENDOR, path, shown, first, now, step)
+        if refused is not None and first <= last:
+            raise refused
         frames: list[pl.DataFrame] = []
         empty_retry = True
         cursor = first

@@ -77,7 +77,9 @@ def test_a_checksum_mismatch_blocks_its_days_and_writes_nothing_of_them(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     bad = [{"kind": "checksum_mismatch", "path": SPOT_DAILY.format(DAYS[2])}]
-    result = run_range(instance, _archive(tmp_path, bad), DAYS[0], DAYS[-1], [SPOT, "spot_klines_15m"])
+    result = run_range(
+        instance, _archive(tmp_path, bad), DAYS[0], DAYS[-1], [SPOT, "spot_klines_15m"]
+    )
     assert result.success  # recorded as blocked days, not a failed step
     lake = Lake(tmp_path / "lake")
     # The bad file's month is not used; February's days are.

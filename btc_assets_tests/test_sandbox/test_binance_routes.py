@@ -102,7 +102,8 @@ def test_forming_candle_is_partial_and_closed_candles_are_final(sandbox: Sandbox
     ("path", "params", "status", "code"),
     [
         ("/api/v3/klines", {"symbol": "FOOUSDT", "interval": "1m"}, 400, -1121),
-        ("/fapi/v1/klines", {"symbol": "ETHUSDT", "interval": "1m"}, 400, -1121),
+        ("/fapi/v1/klines", {"symbol": "PEPEUSDT", "interval": "1m"}, 400, -1121),  # spot only
+        ("/api/v3/klines", {"symbol": "1000PEPEUSDT", "interval": "1m"}, 400, -1121),  # perp only
         ("/api/v3/klines", {"interval": "1m"}, 400, -1102),
         ("/api/v3/klines", {"symbol": "BTCUSDT"}, 400, -1102),
         ("/fapi/v1/klines", {"symbol": "BTCUSDT", "interval": "1s"}, 400, -1120),
@@ -125,6 +126,10 @@ def test_validation_errors(
 def test_only_configured_symbols_exist() -> None:
     sandbox = SandboxTransport(now_ms=NOW_MS, symbols=["BTCUSDT", "ETHUSDT"])
     assert klines(sandbox, symbol="ETHUSDT", limit=1)
+    refused = get(sandbox, "/api/v3/klines", symbol="SOLUSDT", interval="1m")
+    assert (refused.status_code, refused.json()["code"]) == (400, -1121)
+    with pytest.raises(ValueError, match="does not model"):
+        SandboxTransport(symbols=["WIFUSDT"])
 
 
 def test_weight_header_counts_per_minute_by_weight() -> None:
