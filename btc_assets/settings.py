@@ -58,6 +58,7 @@ from btc_assets.settings_values import (
     lower,
 )
 from btc_assets.vendors.hosts import (
+    LIVE_BINANCE_ARCHIVE_URL,
     LIVE_BINANCE_FUTURES_URL,
     LIVE_BINANCE_SPOT_URL,
     LIVE_COINGLASS_URL,
@@ -72,6 +73,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The in-process sandbox answers on any host; these names make logs read well.
 SANDBOX_BINANCE_SPOT_URL = "http://sandbox.binance.invalid"
 SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
+SANDBOX_BINANCE_ARCHIVE_URL = "http://sandbox.data.binance.invalid"
 SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
 
@@ -112,6 +114,8 @@ class Settings:
     tail_days: int
     binance_spot_base_url: str
     binance_futures_base_url: str
+    binance_archive_base_url: str
+    binance_archive: bool
     coinglass_base_url: str
     coinglass_exchange: str
     coinglass_exchange_list: str
@@ -225,6 +229,14 @@ class _Environment(BaseSettings):
     binance_futures_base_url: Url | None = _var(
         "BINANCE_FUTURES_BASE_URL", None, URL.format(LIVE_BINANCE_FUTURES_URL)
     )
+    binance_archive_base_url: Url | None = _var(
+        "BINANCE_ARCHIVE_BASE_URL", None, URL.format(LIVE_BINANCE_ARCHIVE_URL)
+    )
+    binance_archive: bool = _var(
+        "BTC_ASSETS_BINANCE_ARCHIVE", True,
+        "on or off (also true/false, yes/no, 1/0): history from data.binance.vision, REST "
+        "for the tail",
+    )  # fmt: skip
     coinglass_base_url: Url | None = _var(
         "COINGLASS_BASE_URL", None, URL.format(LIVE_COINGLASS_URL)
     )
@@ -386,6 +398,11 @@ def load_settings() -> Settings:
             read.binance_futures_base_url,
             LIVE_BINANCE_FUTURES_URL if live else SANDBOX_BINANCE_FUTURES_URL,
         ),
+        binance_archive_base_url=_url(
+            read.binance_archive_base_url,
+            LIVE_BINANCE_ARCHIVE_URL if live else SANDBOX_BINANCE_ARCHIVE_URL,
+        ),
+        binance_archive=read.binance_archive,
         coinglass_base_url=_url(
             read.coinglass_base_url, LIVE_COINGLASS_URL if live else SANDBOX_COINGLASS_URL
         ),

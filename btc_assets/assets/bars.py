@@ -48,7 +48,7 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         done: list[SymbolDays] = []
         for member in members:
             stored_as = member.lake_symbol(table)
-            if any(sd.symbol == stored_as for sd in done):
+            if stored_as is None or any(sd.symbol == stored_as for sd in done):
                 continue  # two perps sharing a spot pair: one table of it
             read = gated[member.perp]
             klines = read.frames["klines"]

@@ -157,11 +157,11 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
     ) -> Iterator[Any]:
         lake, days = dataset.lake(), range_days(context)
         members = run_symbols(context, dataset.symbols)
-        names = list(dict.fromkeys(m.lake_symbol(source) for m in members))
+        names = list(dict.fromkeys(n for m in members if (n := m.lake_symbol(source))))
         gated = read_gated(
             context, lake, members, dataset.env, {"lake": Input(source)}, days, DAILY_START
         )
-        reads = {m.lake_symbol(source): gated[m.perp] for m in members}
+        reads = {n: gated[m.perp] for m in members if (n := m.lake_symbol(source))}
         loads: dict[str, dict[date, DayLoad]] = {name: {} for name in names}
         refused: dict[tuple[str, date], str] = {}
         error: Exception | None = None

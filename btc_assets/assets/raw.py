@@ -220,7 +220,9 @@ def raw_asset(
         # One pass per name the table stores (two perps may share a spot pair).
         by_name: dict[str, Any] = {}
         for member in members:
-            by_name.setdefault(member.lake_symbol(table), member)
+            name = member.lake_symbol(table)
+            if name is not None:  # a perp without a spot pair has no spot tables
+                by_name.setdefault(name, member)
         origins = (url, *(other_origins(context.resources) if other_origins else ()))
         for stored_as, member in by_name.items():
             previous = lake.read_days(table.name, stored_as, days).committed

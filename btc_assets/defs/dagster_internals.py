@@ -47,9 +47,17 @@ def failed_partitions(
 def latest_evaluation(
     instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, partition: str
 ) -> dg.AssetCheckEvaluation | None:
-    """The newest evaluation of ``check_key`` for one partition, or None if never evaluated."""
+    """The newest evaluation of ``check_key`` for one partition, or None if never evaluated.
+
+    Only finished executions count: a run that plans the check records a pending execution
+    first, which must not hide the last real verdict (a run restricted to some symbols
+    carries the others' verdicts from it).
+    """
     records = instance.event_log_storage.get_asset_check_execution_history(
-        check_key, limit=1, partition_filter=PartitionKeyFilter(key=partition)
+        check_key,
+        limit=1,
+        partition_filter=PartitionKeyFilter(key=partition),
+        status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
     )
     return _evaluation(records[0]) if records else None
 

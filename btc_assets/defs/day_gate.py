@@ -245,6 +245,10 @@ def _read_symbol(
     for name, spec in inputs.items():
         wanted = sorted({d for day in days for d in spec.window(day) if d >= first_day})
         stored_as = symbol.lake_symbol(spec.table)
+        if stored_as is None:  # no such market for this member (a perp without spot)
+            frames[name] = pl.LazyFrame(schema=dict(spec.table.schema))
+            committed[name] = {}
+            continue
         reasons, usable, frame = unusable_days(
             None, lake, spec.table, stored_as, wanted, env, failures[name]
         )

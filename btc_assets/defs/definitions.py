@@ -36,7 +36,6 @@ from btc_assets.settings import (
     SANDBOX_FAULTS_SETTING,
     Settings,
     SettingsError,
-    coin_of,
     load_settings,
 )
 from btc_assets.warehouse.resources import warehouse_resources
@@ -106,12 +105,8 @@ def _checked_fault_plan(settings: Settings) -> str:
 def basket(settings: Settings) -> list[SymbolConfig]:
     """The configured symbols as the assets' resource sees them."""
     return [
-        SymbolConfig(
-            perp=settings.symbol,
-            spot=settings.symbol,
-            coin=coin_of(settings.symbol),
-            coinglass_pair=settings.symbol,
-        )
+        SymbolConfig(perp=s.perp, spot=s.spot, coin=s.coin, coinglass_pair=s.coinglass_pair)
+        for s in settings.symbols
     ]
 
 
@@ -137,6 +132,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "binance": BinanceResource(
             spot_base_url=settings.binance_spot_base_url,
             futures_base_url=settings.binance_futures_base_url,
+            archive_base_url=settings.binance_archive_base_url,
+            use_archive=settings.binance_archive,
             max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),

@@ -25,11 +25,13 @@ class SymbolConfig(dg.Config):
     """One basket member: its USD-M perpetual, its spot pair and its CoinGlass names."""
 
     perp: str  # the member's name everywhere but in spot tables, e.g. 1000PEPEUSDT
-    spot: str  # its spot pair, the name spot tables store it under, e.g. PEPEUSDT
+    # Its spot pair, the name spot tables store it under (1000PEPEUSDT's is PEPEUSDT); None
+    # for a perp without one (BTCDOMUSDT): it has no spot tables, its spot inputs are empty.
+    spot: str | None
     coin: str  # CoinGlass coin-level endpoints (OI, funding, aggregated volumes), e.g. PEPE
     coinglass_pair: str  # CoinGlass pair endpoints (price, pair taker volume)
 
-    def lake_symbol(self, table: Table) -> str:
+    def lake_symbol(self, table: Table) -> str | None:
         return self.spot if table.market == "spot" else self.perp
 
 
@@ -49,7 +51,8 @@ class DatasetResource(dg.ConfigurableResource):
 
     def lake_symbols(self, table: Table) -> list[str]:
         """The names ``table`` stores the basket under, in basket order, once each."""
-        return list(dict.fromkeys(s.lake_symbol(table) for s in self.symbols))
+        names = (s.lake_symbol(table) for s in self.symbols)
+        return list(dict.fromkeys(n for n in names if n is not None))
 
     def reusable(self, day: date, today: date) -> bool:
         """Days inside the tail window are always re-fetched: vendors revise recent data."""

@@ -120,8 +120,8 @@ def parse_path(path: str) -> ArchiveFile | None:
     return ArchiveFile(kind, market, m["symbol"], minutes, period, days, m["name"])
 
 
-def _kline_rows(seed: int, f: ArchiveFile, day: date, micros: bool) -> list[str]:
-    head, tail = _day_text(seed, f.symbol, day, f.market, f.minutes)
+def _kline_rows(seed: int, f: ArchiveFile, key: str, day: date, micros: bool) -> list[str]:
+    head, tail = _day_text(seed, key, day, f.market, f.minutes)
     step = f.minutes * mk.MINUTE_MS
     unit = 1000 if micros else 1
     first = mk.EPOCH_MS + mk.day_index(day) * mk.DAY_MS
@@ -133,11 +133,11 @@ def _kline_rows(seed: int, f: ArchiveFile, day: date, micros: bool) -> list[str]
     ]
 
 
-def _funding_rows(seed: int, f: ArchiveFile, day: date, micros: bool) -> list[str]:
+def _funding_rows(seed: int, f: ArchiveFile, key: str, day: date, micros: bool) -> list[str]:
     """Settlements stamped on ``day``: 00:00 (the previous day's last), 08:00 and 16:00."""
-    listed_ms = mk.EPOCH_MS + mk.day_index(mk.PERP_LISTED) * mk.DAY_MS
-    before = mk.market_day(seed, f.symbol, day - timedelta(days=1)).funding
-    today = mk.market_day(seed, f.symbol, day).funding
+    listed_ms = mk.instrument(key).perp_listed_ms
+    before = mk.market_day(seed, key, day - timedelta(days=1)).funding
+    today = mk.market_day(seed, key, day).funding
     times = [int(before.time_ms[2]), int(today.time_ms[0]), int(today.time_ms[1])]
     rates = [float(before.rate[2]), float(today.rate[0]), float(today.rate[1])]
     unit = 1000 if micros else 1
@@ -148,8 +148,8 @@ def _funding_rows(seed: int, f: ArchiveFile, day: date, micros: bool) -> list[st
     ]
 
 
-def _metrics_rows(seed: int, f: ArchiveFile, day: date) -> list[str]:
-    m = bm.metrics_day(seed, f.symbol, day)
+def _metrics_rows(seed: int, f: ArchiveFile, key: str, day: date) -> list[str]:
+    m = bm.metrics_day(seed, key, day)
     stamps = np.datetime_as_string(m.create_ms.astype("datetime64[ms]"), unit="s")
     return [
         f"{str(t).replace('T', ' ')},{f.symbol},{oi:.3f},{v:.2f},{c:.4f},{s:.4f},{a:.4f},{k:.4f}"
@@ -183,8 +183,9 @@ class Variant:
 
 
 @lru_cache(maxsize=32)
-def published_zip(seed: int, f: ArchiveFile, variant: Variant) -> bytes:
-    """The zip as the archive publishes it (one CSV member, deterministic bytes)."""
+def published_zip(seed: int, f: ArchiveFile, variant: Variant, key: str, listed: date) -> bytes:
+    """The zip as the archive publishes it (one CSV member, deterministic bytes). ``key`` is
+    the instrument's perp symbol (its market's key), ``listed`` its first day there."""
     cut = dict(variant.cut)
     lines: list[str] = []
     header = variant.header if variant.header is not None else f.default_header()
@@ -195,15 +196,15 @@ def published_zip(seed: int, f: ArchiveFile, variant: Variant) -> bytes:
             ]
         )
     for day in f.days:
-        if day < f.listed:
+        if day < listed:
             continue
         if f.kind == "klines":
             spot_micros = f.market == "spot" and day >= SPOT_MICROS_SINCE
-            rows = _kline_rows(seed, f, day, variant.micros or spot_micros)
+            rows = _kline_rows(seed, f, key, day, variant.micros or spot_micros)
         elif f.kind == "fundingRate":
-            rows = _funding_rows(seed, f, day, variant.micros)
+            rows = _funding_rows(seed, f, key, day, variant.micros)
         else:
-            rows = _metrics_rows(seed, f, day)
+            rows = _metrics_rows(seed, f, key, day)
         if day in cut:
             rows = rows[: max(0, len(rows) - cut[day])]
         if variant.revision and day in variant.revised_days and rows:
@@ -254,7 +255,16 @@ def _not_found(path: str) -> SandboxResponse:
 
 def _handle(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -> SandboxResponse:
     f = parse_path(req.path)
-    if f is None or f.symbol not in state.symbols or f.days[-1] < f.listed:
+    inst = None
+    if f is not None:
+        inst = (
+            state.universe.spot(f.symbol) if f.market == "spot" else state.universe.perp(f.symbol)
+        )
+    if f is None or inst is None:
+        return _not_found(req.path)
+    listed_ms = inst.spot_listed_ms if f.market == "spot" else inst.perp_listed_ms
+    listed = max(f.listed, mk.day_of_ms(listed_ms))
+    if f.days[-1] < listed:
         return _not_found(req.path)
     if f.days[-1] >= mk.EPOCH + timedelta(days=mk.HORIZON_DAYS - 1):
         return _not_found(req.path)  # past the synthetic market's horizon
@@ -263,7 +273,7 @@ def _handle(req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]) -
         return _not_found(req.path)  # not yet published
     if any(x.kind == "archive_404" and x.covers(f.days) for x in faults):
         return _not_found(req.path)
-    data = published_zip(state.seed, f, variant_of(f, faults))
+    data = published_zip(state.seed, f, variant_of(f, faults), inst.perp, listed)
     if not req.path.endswith(".CHECKSUM"):
         return SandboxResponse.raw(200, data, content_type="application/zip")
     if any(x.kind == "checksum_mismatch" and x.covers(f.days) for x in faults):

@@ -49,7 +49,8 @@ def _oi_anchors(seed: int, symbol: str) -> np.ndarray:
     years = np.maximum(np.arange(n) / 365.25 - 3.67, 0.0)  # 3.67 y after 2017-01 = 2020-09
     level = 30_000.0 + 50_000.0 * np.minimum(years / 4.0, 1.0)
     noise = mk._ar1(rng.normal(0.0, 0.03, n), 0.95)
-    return np.log(level / mk._price_scale(symbol)) + noise
+    inst = mk.instrument(symbol)
+    return np.log(level * inst.activity / (inst.price * inst.multiplier)) + noise
 
 
 @lru_cache(maxsize=64)

@@ -11,11 +11,23 @@ from typing import Any
 import dagster as dg
 
 from btc_assets.assets.common import FORCE_TAG
+from btc_assets.core.symbols import parse_symbols
 from btc_assets.defs.definitions import all_assets, build_resources
 from btc_assets.settings import load_settings
 
 
 def resources(data_dir: Path, **overrides: Any) -> dict[str, object]:
+    """The project's resources over ``data_dir``, sandbox mode.
+
+    Binance history comes over REST here unless ``binance_archive=True``: most tests inject
+    faults on the REST paths (a gap, a bad print) and follow them down the graph; the
+    archive path has its own tests (``test_archive_path.py``) and the demo runs on it.
+    """
+    overrides.setdefault("binance_archive", False)
+    if "symbol" in overrides and "symbols" not in overrides:
+        overrides["symbols"] = parse_symbols(overrides["symbol"])
+    if "symbols" in overrides and isinstance(overrides["symbols"], str):
+        overrides["symbols"] = parse_symbols(overrides["symbols"])
     settings = replace(load_settings(), env="sandbox", data_dir=data_dir, **overrides)
     return build_resources(settings)
 

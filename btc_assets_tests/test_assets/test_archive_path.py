@@ -109,9 +109,10 @@ def test_an_archive_replaced_upstream_is_fetched_again_and_says_so(
     assert "replaced upstream" in meta["fetched_again"] and before[:16] in meta["fetched_again"]
     assert latest_metadata(instance, SPOT, DAYS[0])["source"] == "reused"
     assert {k: v for k, v in lake_digest(tmp_path / "lake").items() if "d=28" in k} == untouched
-    # What is stored now is the republished data: the first bar's high moved by one tick.
+    # What is stored now is the republished data: the first high moved by one unit of its
+    # last printed digit (the archive prints 8 places).
     new = pl.read_parquet(lake.day_file(SPOT, "BTCUSDT", as_day(DAYS[1])))
-    assert round(new["high"][0] - old["high"][0], 8) == 0.01
+    assert round(new["high"][0] - old["high"][0], 8) == 1e-8
     assert new.drop("high").equals(old.drop("high"))
 
 

@@ -18,9 +18,7 @@ import pytest
 from btc_assets.assets.common import SYMBOLS_TAG
 from btc_assets.defs.checks import BY_SYMBOL, ERROR_SYMBOLS, QUALITY
 from btc_assets.defs.day_gate import check_failures
-from btc_assets.defs.resources import DatasetResource, SymbolConfig
 from btc_assets.lake import Lake
-from btc_assets.settings import coin_of
 from btc_assets_tests.test_assets.helpers import (
     as_day,
     evaluations,
@@ -39,23 +37,8 @@ BAD_ETH_SPOT = [{"kind": "bad_ohlc", "path": "/api/v3/klines", "symbol": "ETHUSD
 CHAIN = ("binance_spot_klines_1m", "spot_klines_15m", "bars_15m")
 
 
-def _member(perp: str) -> SymbolConfig:
-    return SymbolConfig(perp=perp, spot=perp, coin=coin_of(perp), coinglass_pair=perp)
-
-
 def basket_resources(tmp_path: Path, perps: list[str], **overrides: object) -> dict[str, object]:
-    res = resources(tmp_path, **overrides)
-    one = res["dataset"]
-    assert isinstance(one, DatasetResource)
-    res["dataset"] = DatasetResource(
-        lake_root=one.lake_root,
-        reports_root=one.reports_root,
-        symbols=[_member(p) for p in perps],
-        env=one.env,
-        tail_days=one.tail_days,
-        gap_confirmations=one.gap_confirmations,
-    )
-    return res
+    return resources(tmp_path, symbols=",".join(perps), **overrides)
 
 
 def _event_counts(result: dg.ExecuteInProcessResult) -> Counter[str]:

@@ -65,7 +65,7 @@ def test_zips_are_byte_deterministic_per_seed() -> None:
         SPOT_MONTHLY.format("2025-10"),  # this month
         UM_DAILY.format("2019-09-07"),  # the day before the perp listed
         METRICS.format("2020-08-31"),  # before the metrics archive starts
-        "/data/spot/daily/klines/ETHUSDT/1m/ETHUSDT-1m-2024-03-01.zip",  # unknown symbol
+        "/data/spot/daily/klines/NOPEUSDT/1m/NOPEUSDT-1m-2024-03-01.zip",  # unknown symbol
         "/data/spot/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-03.zip",  # no spot
         "/data/futures/um/daily/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-03-01.zip",
         "/data/futures/um/monthly/metrics/BTCUSDT/BTCUSDT-metrics-2024-03.zip",
