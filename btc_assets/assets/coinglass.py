@@ -1,5 +1,11 @@
 """CoinGlass v4 feeds at 15m, fetched per contiguous span of days (1000 bars per request).
 
+A day CoinGlass cannot serve (older than the plan's 15m history window,
+``BTC_ASSETS_COINGLASS_HISTORY_DAYS``, or refused outright) is stored empty with the reason
+in its provenance: its check warns, nothing downstream is blocked, and ``bars_15m`` takes
+each such input from Binance for that day (``core/feature_sources.py``), saying so per
+column.
+
 The funding feed falls back from the OI-weighted to the volume-weighted CoinGlass series and
 then to Binance's own settlements, on a definite refusal only (``coinglass_funding.py``);
 every row records its ``funding_source`` and each day's metadata says why a fallback was
@@ -34,6 +40,7 @@ from btc_assets.vendors.coinglass import (
     PRICE_HISTORY,
     CoinGlassClient,
 )
+from btc_assets.vendors.errors import VendorRefused
 
 # (client, resource, basket member (``SymbolConfig``), start, end) -> frame of the span
 SpanFetch = Callable[[CoinGlassClient, Any, Any, datetime, datetime], pl.DataFrame]
@@ -44,10 +51,23 @@ def _per_span(fetch_span: SpanFetch) -> FetchDays:
         cg = resources.coinglass
         client = cg.client()
         fetched = Fetched()
-        for first, last in spans(days):
+        first_served = client.first_full_day()
+        outside = [d for d in days if first_served is not None and d < first_served]
+        for day in outside:
+            fetched.unavailable[day] = (
+                f"outside the CoinGlass plan's 15m history (the last {cg.history_days} days, "
+                f"BTC_ASSETS_COINGLASS_HISTORY_DAYS: first whole day {first_served}); "
+                "bars_15m takes this input from Binance for the day"
+            )
+        for first, last in spans([d for d in days if d not in fetched.unavailable]):
             start, end = day_bounds(first)[0], day_bounds(last)[1]
-            frame = fetch_span(client, cg, member, start, end)
             run = [d for d in days if first <= d <= last]
+            try:
+                frame = fetch_span(client, cg, member, start, end)
+            except VendorRefused as exc:  # a definite "no" (plan, symbol gated): not an outage
+                for day in run:
+                    fetched.unavailable[day] = f"CoinGlass refused: {exc}"
+                continue
             fetched.frames.update(split_days(frame, run))
         fetched.requests = client.request_count
         return fetched

@@ -24,6 +24,7 @@ import dagster as dg
 import polars as pl
 
 from btc_assets import clock
+from btc_assets.assets.basket import check_basket
 from btc_assets.assets.common import (
     LAKE_KINDS,
     SymbolDays,
@@ -59,6 +60,9 @@ class Fetched:
     provenance: dict[date, dict[str, Any]] = field(default_factory=dict)
     # Days no source could give, and why: not written, blocked downstream.
     refused: dict[date, str] = field(default_factory=dict)
+    # Days the vendor does not serve at all (outside its plan's history), and why: stored
+    # empty with the reason, a warning, not a block (a substitute may stand in downstream).
+    unavailable: dict[date, str] = field(default_factory=dict)
 
 
 # (resources, basket member (``SymbolConfig``), days to fetch) -> Fetched
@@ -155,7 +159,7 @@ def _write_fetched(
         # Bars come every minute or 15; events (funding) may be hours apart, so only a
         # closed day must have them.
         has_bars = closed or (table.every is not None and fetch_started - start >= FIRST_BARS)
-        if frame.is_empty() and has_bars:
+        if frame.is_empty() and has_bars and day not in fetched.unavailable:
             refused[day] = [
                 f"{table.name} {day}: {base['origin']} answered no rows for a day that has "
                 "bars; nothing was written (the previous file, if any, is kept)"
@@ -174,6 +178,8 @@ def _write_fetched(
         }
         if day in fetched.fallbacks:
             provenance["fallback"] = fetched.fallbacks[day]
+        if day in fetched.unavailable:
+            provenance["unavailable"] = fetched.unavailable[day]
         lake.write_day(table.name, symbol, day, frame, provenance)
         metadata[day] = {
             "source": provenance["source"],
@@ -182,6 +188,8 @@ def _write_fetched(
             "complete": complete,
             "gap_confirmations": provenance["confirmations"],
         }
+        if day in fetched.unavailable:
+            metadata[day]["unavailable"] = fetched.unavailable[day]
     return metadata, refused
 
 
@@ -201,13 +209,14 @@ def raw_asset(
         backfill_policy=SINGLE_RUN,
         group_name=group,
         kinds=LAKE_KINDS,
-        required_resource_keys={"dataset", *vendor_resources},
+        required_resource_keys={"dataset", "binance", *vendor_resources},
         check_specs=[checks.quality_check_spec(table_key(table))],
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
         dataset = context.resources.dataset
         members = run_symbols(context, dataset.symbols)
+        check_basket(context.run.run_id, context.resources, members)  # before any fetch
         fetch_started = clock.now_utc()
         # Every bar closed before the fetch starts must be there, today's included.
         as_of = fetch_started if clock.today_utc() in days else None

@@ -143,7 +143,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
             exchange=settings.coinglass_exchange,
             exchange_list=settings.coinglass_exchange_list,
             requests_per_minute=settings.coinglass_requests_per_minute,
-            history_days=settings.coinglass_history_days,
+            # The sandbox plays the plan it models unless a plan depth is set explicitly.
+            history_days=settings.coinglass_history_days
+            or (settings.sandbox_coinglass_history_days if settings.is_sandbox else None),
             max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),

@@ -45,7 +45,7 @@ def test_unknown_symbol_names_the_symbol(seeded_lake: Path, instance: dg.Dagster
     before = lake_digest(seeded_lake / "lake")
     result = run_range(
         instance,
-        resources(seeded_lake, symbol="NOTACOIN"),
+        resources(seeded_lake, symbols="BTCUSDT,NOTACOINUSDT,MATICUSDT"),
         "2024-03-01",
         "2024-03-01",
         selection=RAW,
@@ -53,8 +53,9 @@ def test_unknown_symbol_names_the_symbol(seeded_lake: Path, instance: dg.Dagster
     )
     assert not result.success
     text = failure_text(result)
-    assert "NOTACOIN" in text
-    assert "-1121" in text
+    # exchangeInfo, before any fetch: every problem at once, and the setting to fix.
+    assert "BTC_ASSETS_SYMBOLS" in text and "NOTACOINUSDT" in text
+    assert "MATICUSDT" in text and "SETTLING" in text  # delisted
     assert lake_digest(seeded_lake / "lake") == before
 
 
