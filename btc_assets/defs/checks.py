@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -31,6 +30,26 @@ import dagster as dg
 import polars as pl
 
 from btc_assets.core.tables import Table
+from btc_assets.defs.verdicts import (
+    BY_SYMBOL,
+    ERROR_SYMBOLS,
+    Verdict,
+    blocking_symbols,
+    day_evaluation,
+    merge_verdicts,
+    symbol_verdicts,
+)
+
+# Re-exported: a check's parts are found here, whatever module holds them.
+__all__ = [
+    "BY_SYMBOL",
+    "ERROR_SYMBOLS",
+    "Verdict",
+    "blocking_symbols",
+    "day_evaluation",
+    "merge_verdicts",
+    "symbol_verdicts",
+]
 
 QUALITY = "quality"
 
@@ -60,119 +79,6 @@ def quality_check_spec(asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
         "file that does not match its MANIFEST sha256. WARN: coverage short of expected, "
         "gaps, short bars.",
     )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One symbol's result of one check for one day.
-
-    A day's evaluation is one event whatever the number of symbols (``merge_verdicts``): the
-    event log is a backfill's largest cost, so it must not grow with the basket.
-    """
-
-    passed: bool
-    severity: dg.AssetCheckSeverity
-    description: str
-    metadata: Mapping[str, Any]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "severity": self.severity.value,
-            "description": self.description,
-            "metadata": _clean(self.metadata),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
-        return cls(
-            passed=bool(data["passed"]),
-            severity=dg.AssetCheckSeverity(data["severity"]),
-            description=str(data["description"]),
-            metadata=dict(data.get("metadata", {})),
-        )
-
-    @property
-    def blocks(self) -> bool:
-        return not self.passed and self.severity == dg.AssetCheckSeverity.ERROR
-
-
-# Metadata of a day's evaluation: the symbols that failed with ERROR (what the day gate blocks)
-# and every symbol's verdict (figures per symbol for the dashboard, and what a run restricted
-# to other symbols carries over).
-ERROR_SYMBOLS = "error_symbols"
-BY_SYMBOL = "by_symbol"
-_NAMED_IN_DESCRIPTION = 12
-
-
-def merge_verdicts(
-    asset_key: dg.AssetKey, check_name: str, day: date, verdicts: Mapping[str, Verdict]
-) -> dg.AssetCheckEvaluation:
-    """The day's one evaluation from every symbol's verdict.
-
-    Fails with ERROR if any symbol does (the gate then blocks only those, by
-    ``error_symbols``); its top-level figures are the worst symbol's, so a one-symbol basket
-    reads as before and a chart of a figure follows the symbol in trouble.
-    """
-    names = sorted(verdicts)
-    errors = [s for s in names if verdicts[s].blocks]
-    warns = [s for s in names if not verdicts[s].passed and s not in errors]
-    worst = (errors or warns or names)[0]
-    if len(names) == 1:
-        description = verdicts[worst].description
-    elif errors or warns:
-        failing = errors + warns
-        description = "; ".join(
-            f"{s}: {verdicts[s].description}" for s in failing[:_NAMED_IN_DESCRIPTION]
-        ) + (
-            f"; and {len(failing) - _NAMED_IN_DESCRIPTION} more"
-            if len(failing) > _NAMED_IN_DESCRIPTION
-            else ""
-        )
-    else:
-        description = f"all {len(names)} symbols pass"
-    metadata = {
-        **verdicts[worst].metadata,
-        "symbols": len(names),
-        "worst_symbol": worst,
-        ERROR_SYMBOLS: ",".join(errors),
-        "warn_symbols": ",".join(warns),
-        BY_SYMBOL: dg.MetadataValue.json({s: verdicts[s].as_json() for s in names}),
-    }
-    severity = (
-        dg.AssetCheckSeverity.ERROR
-        if errors or all(v.severity == dg.AssetCheckSeverity.ERROR for v in verdicts.values())
-        else dg.AssetCheckSeverity.WARN
-    )
-    return day_evaluation(
-        asset_key,
-        check_name,
-        day,
-        passed=not errors and not warns,
-        severity=severity,
-        description=description,
-        metadata=metadata,
-    )
-
-
-def symbol_verdicts(evaluation: dg.AssetCheckEvaluation) -> dict[str, Verdict]:
-    """Every symbol's verdict recorded in a day's evaluation (empty for one recorded before
-    verdicts were kept per symbol)."""
-    value = evaluation.metadata.get(BY_SYMBOL)
-    data = getattr(value, "value", None)
-    if not isinstance(data, dict):
-        return {}
-    return {symbol: Verdict.from_json(v) for symbol, v in data.items()}
-
-
-def blocking_symbols(evaluation: dg.AssetCheckEvaluation) -> set[str] | None:
-    """The symbols a failed evaluation blocks; None: all of them (an evaluation recorded
-    before verdicts were kept per symbol names none, so it blocks the whole day)."""
-    value = evaluation.metadata.get(ERROR_SYMBOLS)
-    text = getattr(value, "value", None)
-    if not isinstance(text, str):
-        return None
-    return {s for s in text.split(",") if s}
 
 
 def day_verdicts(
@@ -247,38 +153,6 @@ def _coverage(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def _summary(coverage: Mapping[str, Any]) -> str:
     return f"clean: {coverage['present']}/{coverage['expected']} present"
-
-
-def _clean(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Dagster metadata takes str/int/float/bool; timestamps become ISO strings."""
-    return {
-        key: value.isoformat() if hasattr(value, "isoformat") else value
-        for key, value in metadata.items()
-        if value is not None
-    }
-
-
-def day_evaluation(
-    asset_key: dg.AssetKey,
-    check_name: str,
-    day: date,
-    *,
-    passed: bool,
-    severity: dg.AssetCheckSeverity,
-    description: str,
-    metadata: Mapping[str, Any],
-) -> dg.AssetCheckEvaluation:
-    """One day's result of a partitioned check, as every check of the project records it."""
-    return dg.AssetCheckEvaluation(
-        asset_key=asset_key,
-        check_name=check_name,
-        partition=day.isoformat(),
-        passed=passed,
-        severity=severity,
-        blocking=False,  # the per-day gate is blocked_days; see the module docstring
-        description=description,
-        metadata=_clean(metadata),
-    )
 
 
 def blocked_verdict(reasons: Sequence[str]) -> Verdict:
@@ -389,15 +263,24 @@ def reconciliation_verdicts(divergence: pl.DataFrame, tolerance_bp: float) -> di
     verdicts: dict[date, Verdict] = {}
     for row in divergence.iter_rows(named=True):
         compared, beyond = row["compared_bars"], row["beyond_tolerance"]
-        passed = compared > 0 and beyond == 0
+        substituted = row.get("substituted_bars", 0) or 0
+        if compared and substituted == compared:
+            # The price is the Binance perp close itself: a comparison with itself proves
+            # nothing, so the day says so instead of passing at 0 bp.
+            description = f"nothing to reconcile: all {compared} bars priced from Binance"
+        elif compared:
+            description = f"{beyond} of {compared} bars differ by more than {tolerance_bp} bp"
+            if substituted:
+                description += f" ({substituted} priced from Binance itself)"
+        else:
+            description = "no bar present on both sides"
         verdicts[row["day"]] = Verdict(
-            passed=passed,
+            passed=compared > 0 and beyond == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            description=f"{beyond} of {compared} bars differ by more than {tolerance_bp} bp"
-            if compared
-            else "no bar present on both sides",
+            description=description,
             metadata={
                 "compared_bars": compared,
+                "substituted_bars": substituted,
                 "beyond_tolerance": beyond,
                 "max_abs_bp": row["max_abs_bp"],
                 "mean_abs_bp": row["mean_abs_bp"],

@@ -259,9 +259,12 @@ def _read_symbol(
                     f"{spec.table.name} {stored_as} {day} {reasons[day]}"
                 )
             # A look-back day never built is simply absent (history or a backfill not yet
-            # run); one that exists but cannot be used is excluded, and counted.
-            window = spec.window(day) if not spec.required else spec.window(day)[:-1]
-            lost = [d for d in window if reasons.get(d, NEVER_BUILT) != NEVER_BUILT]
+            # run); one that exists but cannot be used is excluded, and counted. A
+            # substitute's input is read only where CoinGlass has no day, and the feature's
+            # source column says so then: its unusable days are left out, not counted.
+            if not spec.required:
+                continue
+            lost = [d for d in spec.window(day)[:-1] if reasons.get(d, NEVER_BUILT) != NEVER_BUILT]
             excluded.setdefault(day, []).extend(
                 f"{spec.table.name} {stored_as} {d}: {reasons[d]}" for d in lost
             )

@@ -124,15 +124,29 @@ def _verify(args: argparse.Namespace) -> int:
     if args.days is not None and args.days < 1:
         print("btc-assets verify: --days must be at least 1", file=sys.stderr)
         return USAGE
-    lake, symbol = Lake(settings.lake_dir), (args.symbol or settings.symbol).upper()
+    lake = Lake(settings.lake_dir)
+    basket = [s for s in settings.symbols if not args.symbol or s.perp == args.symbol.upper()]
+    if not basket:
+        print(f"btc-assets verify: {args.symbol} is not in the basket (BTC_ASSETS_SYMBOLS: "
+              f"{', '.join(s.perp for s in settings.symbols)})", file=sys.stderr)  # fmt: skip
+        return USAGE
     now = clock.now_utc()
     chosen = [tables[n] for n in args.table] if args.table else list(tables.values())
-    reports = [verify_table(lake, t, symbol, args.days, now, settings.env) for t in chosen]
+    # Spot tables hold a member under its spot pair; a perp without one has none.
+    names = [
+        (t, name)
+        for t in chosen
+        for name in dict.fromkeys(s.spot if t.market == "spot" else s.perp for s in basket)
+        if name
+    ]
+    reports = [verify_table(lake, t, name, args.days, now, settings.env) for t, name in names]
     window = f"the {args.days} UTC days ending yesterday" if args.days else "first to last day"
-    print(f"lake {settings.lake_dir}  symbol {symbol}  window: {window}  "
+    shown = ", ".join(s.perp for s in basket)
+    print(f"lake {settings.lake_dir}  symbols {shown}  window: {window}  "
           f"now {now:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     rows = [r.row() for r in reports]
-    header = ("table", "days", "coverage", "gaps", "longest", "corrupt", "last ts (UTC)", "lag")
+    header = ("table", "symbol", "days", "coverage", "gaps", "longest", "corrupt",
+              "last ts (UTC)", "lag")  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for line in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())

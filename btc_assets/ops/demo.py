@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     end = clock.today_utc() - timedelta(days=1)
     start = max(end - timedelta(days=args.days - 1), settings.start_date)
-    dataset = defs.resources["dataset"]
-    members = ", ".join(m.perp for m in dataset.symbols)  # type: ignore[union-attr]
+    members = ", ".join(s.perp for s in settings.symbols)
     print(f"btc_assets demo: {settings.env} mode, {members}, {start} .. {end}")
     try:
         demo_step.check(defs, settings)  # WAREHOUSE=bigquery: says what to set, early
@@ -85,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     tally = _check_tally(instance, daily.run_id)
     lake_root = settings.lake_dir
     print(f"\n{'asset':<26}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
+    dataset = defs.resources["dataset"]
     lake = dataset.lake()  # type: ignore[union-attr]
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     for table in lake_tables(settings.bar_intervals):

@@ -61,7 +61,8 @@ class TableReport:
         last = "-" if self.last_ts is None else f"{self.last_ts:%Y-%m-%d %H:%M}"
         lag = "-" if self.last_ts is None else _duration(self.now - self.last_ts)
         days = f"{len(self.present_days)}/{len(self.window)}"
-        return (self.table, days, coverage, count, longest, str(len(self.corrupt)), last, lag)
+        return (self.table, self.symbol, days, coverage, count, longest, str(len(self.corrupt)),
+                last, lag)  # fmt: skip
 
     def problems(self) -> list[str]:
         name = f"{self.table} {self.symbol}"

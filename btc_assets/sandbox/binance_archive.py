@@ -180,6 +180,10 @@ class Variant:
     revision: int = 0
     revised_days: tuple[date, ...] = ()
     corrupt: bool = False
+    # The vendor's own history, as the REST routes serve it: (day, first minute, minutes)
+    # of 1m bars missing (gap) or printed with high and low swapped (bad_ohlc).
+    holes: tuple[tuple[date, int, int], ...] = ()
+    bad_prints: tuple[tuple[date, int, int], ...] = ()
 
 
 @lru_cache(maxsize=32)
@@ -205,6 +209,8 @@ def published_zip(seed: int, f: ArchiveFile, variant: Variant, key: str, listed:
             rows = _funding_rows(seed, f, key, day, variant.micros)
         else:
             rows = _metrics_rows(seed, f, key, day)
+        if f.kind == "klines" and f.minutes == 1:
+            rows = _history_faults(rows, day, variant)
         if day in cut:
             rows = rows[: max(0, len(rows) - cut[day])]
         if variant.revision and day in variant.revised_days and rows:
@@ -224,6 +230,19 @@ def published_zip(seed: int, f: ArchiveFile, variant: Variant, key: str, listed:
     return data[: len(data) // 2] if variant.corrupt else data
 
 
+def _history_faults(rows: list[str], day: date, variant: Variant) -> list[str]:
+    """A 1m day's rows (row i opens at minute i) with its bad prints and holes."""
+    rows = list(rows)
+    for bad_day, first, count in variant.bad_prints:
+        if bad_day == day:
+            for i in range(first, min(first + count, len(rows))):
+                fields = rows[i].split(",")
+                fields[2], fields[3] = fields[3], fields[2]
+                rows[i] = ",".join(fields)
+    gone = {i for d, first, count in variant.holes if d == day for i in range(first, first + count)}
+    return [row for i, row in enumerate(rows) if i not in gone] if gone else rows
+
+
 def variant_of(f: ArchiveFile, faults: Sequence[Fault]) -> Variant:
     hits = [x for x in faults if x.covers(f.days)]
     kinds = {x.kind for x in hits}
@@ -240,6 +259,10 @@ def variant_of(f: ArchiveFile, faults: Sequence[Fault]) -> Variant:
         micros="microseconds" in kinds, header=header, cut=cut,
         revision=max((x.revision for x in replaced), default=0), revised_days=revised,
         corrupt="corrupt_zip" in kinds,
+        holes=tuple((x.day, x.start_minute, x.minutes) for x in hits
+                    if x.kind == "gap" and x.day is not None),
+        bad_prints=tuple((x.day, x.start_minute, x.minutes) for x in hits
+                         if x.kind == "bad_ohlc" and x.day is not None),
     )  # fmt: skip
 
 

@@ -28,6 +28,9 @@ and a fault on ``X.zip`` also governs ``X.zip.CHECKSUM`` (both requests must see
 - ``microseconds``: every time in the CSV in µs (spot files from 2025 always are);
 - ``truncated_archive``: the last ``drop_rows`` rows of the day (each covered day without
   ``day``) are missing from an otherwise valid file;
+- ``gap`` / ``bad_ohlc`` on a 1m kline file: the vendor's history, as on the REST paths
+  (``day``, ``start_minute``, ``minutes``): those 1m rows are missing, or printed with high
+  and low swapped, in every file holding the day;
 - ``replaced``: the file was republished as ``revision`` N: the first row of each affected
   day has its third field (open price, funding rate or open interest) raised by N units of
   its last printed digit, and the zip is stamped N days later; new bytes, new checksum.
@@ -172,7 +175,7 @@ def _fault_from_dict(raw: Any, index: int) -> Fault:
         raise FaultPlanError(
             f"{where}: an archive fault's path is a data.binance.vision path ('/data/...') or '*'"
         )
-    if archive:
+    if archive and kind not in DAY_KINDS:
         values.setdefault("count", -1)  # the archive's published state, seen by every request
         misplaced = [name for name in _DAY_FIELDS[1:] if name in raw]
         if misplaced:

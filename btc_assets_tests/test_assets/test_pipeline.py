@@ -72,7 +72,7 @@ def test_range_run_materializes_checks_and_reuses(
     expected = {"binance_spot_klines_1m": 2, "binance_perp_klines_1m": 1, "binance_funding_rate": 1}
     for name, requests in expected.items():
         meta = _metadata(instance, name, DAYS[1])
-        assert (meta["source"].value, meta["http_requests"].value) == ("vendor", requests)
+        assert (meta["source"].value, meta["http_requests"].value) == ("rest", requests)
 
     # A second run reuses complete old days: no request, same bytes, and says so.
     before = {p: p.read_bytes() for p in (tmp_path / "lake").rglob("*.parquet")}
@@ -191,6 +191,6 @@ def test_corrupt_upstream_file_is_named_and_healed_by_a_rerun(
     # The raw asset sees the day is no longer complete and fetches it again.
     healed = run_range(instance, res, DAYS[0], DAYS[-1], BINANCE_SLICE)
     assert healed.success
-    assert _metadata(instance, "binance_perp_klines_1m", DAYS[2])["source"].value == "vendor"
+    assert _metadata(instance, "binance_perp_klines_1m", DAYS[2])["source"].value == "rest"
     assert _metadata(instance, "binance_perp_klines_1m", DAYS[1])["source"].value == "reused"
     lake.verify_day("binance_perp_klines_1m", "BTCUSDT", date.fromisoformat(DAYS[2]))

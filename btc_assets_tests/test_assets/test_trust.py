@@ -208,7 +208,7 @@ def test_a_gap_is_refetched_until_confirmed_then_reused_with_its_warning(
         check = _quality(result, BINANCE_SPOT[0], DAYS[0])
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     # Fetched, then re-fetched twice with the same answer (confirmed), then reused.
-    assert sources == [("vendor", 0), ("vendor", 1), ("vendor", 2), ("reused", None)]
+    assert sources == [("rest", 0), ("rest", 1), ("rest", 2), ("reused", None)]
     provenance = Lake(tmp_path / "lake").verify_day(BINANCE_SPOT[0], SYMBOL, as_day(DAYS[0]))
     assert provenance.provenance["confirmations"] == 2
     assert provenance.provenance["complete"] is False
@@ -225,7 +225,7 @@ def test_a_day_fetched_before_it_closed_is_fetched_again_after(
     assert partial.provenance["closed"] is False and partial.rows == 720
     pinned_clock(datetime(2024, 5, 4, 12, 0, tzinfo=UTC))  # two days later: out of the tail
     assert run_range(instance, res, DAYS[1], DAYS[1], BINANCE_SPOT).success
-    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[1])["source"] == "vendor"
+    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[1])["source"] == "rest"
     whole = lake.verify_day(BINANCE_SPOT[0], SYMBOL, as_day(DAYS[1]))
     assert whole.provenance["closed"] is True and whole.rows == 1440
     assert run_range(instance, res, DAYS[1], DAYS[1], BINANCE_SPOT).success
@@ -253,7 +253,7 @@ def test_live_never_reads_reuses_or_views_a_sandbox_day(
     assert "binance_spot_klines_1m" not in _views(tmp_path)
     refetched = run_range(instance, live, DAYS[0], DAYS[1], BINANCE_SPOT)
     assert refetched.success
-    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[0])["source"] == "vendor"  # not reused
+    assert latest_metadata(instance, BINANCE_SPOT[0], DAYS[0])["source"] == "rest"  # not reused
     written = Lake(tmp_path / "lake").verify_day(BINANCE_SPOT[0], SYMBOL, as_day(DAYS[0]))
     assert written.provenance["env"] == "live"
 

@@ -11,6 +11,7 @@ RAW_AND_BARS = {
     "binance_spot_klines_1m",
     "binance_perp_klines_1m",
     "binance_funding_rate",
+    "binance_metrics",
     "spot_klines_15m",
     "perp_klines_15m",
     "spot_klines_1h",  # BTC_ASSETS_INTERVALS' default: 15m,1h
@@ -84,6 +85,8 @@ def test_derived_tables_depend_on_their_sources() -> None:
         "binance_perp_klines_1m",
         "perp_klines_15m",
         "spot_klines_15m",
+        "binance_metrics",  # the substitutes for days CoinGlass has none of
+        "binance_funding_rate",
     }
     assert parents("qa_report") == {"bars_15m"}
 

@@ -115,9 +115,9 @@ def test_schema_drift_in_a_lake_day_refuses_that_day_only(
     result = load(instance, res, DAYS[0], DAYS[-1], BARS)
     assert not result.success
     text = failure_text(result)
-    assert f"1 day(s) refused ({DAYS[1]}:" in text
+    assert f"1 symbol-day(s) refused (BTCUSDT {DAYS[1]}:" in text
     assert "extra column(s) ['extra_col']" in text
-    assert "2 other day(s) were loaded" in text
+    assert "2 other symbol-day(s) were loaded" in text
     assert _loaded_partitions(result) == {DAYS[0], DAYS[2]}
     parity = [e for e in evaluations(result) if e.check_name == ROW_PARITY]
     assert {e.partition for e in parity} == {DAYS[0], DAYS[2]} and all(e.passed for e in parity)

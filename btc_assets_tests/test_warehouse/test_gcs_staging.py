@@ -45,6 +45,11 @@ def test_object_names_follow_the_seed_layout() -> None:
         staging_object("/team/raw/", "spot_klines", "1m", date(2024, 12, 31))
         == "team/raw/spot_klines/interval=1m/yyyy=2024/mm=12/dd=31/part-20241231.parquet"
     )
+    # With a basket, each symbol's day is its own object.
+    assert (
+        staging_object("raw", "bars_15m", "15m", date(2024, 3, 1), "ETHUSDT")
+        == "raw/bars_15m/interval=15m/symbol=ETHUSDT/yyyy=2024/mm=03/dd=01/part-20240301.parquet"
+    )
 
 
 def test_staged_objects_are_the_lake_files(
@@ -59,7 +64,7 @@ def test_staged_objects_are_the_lake_files(
         for key in DAYS:
             path = lake.day_file(lake_table, SYMBOL, day(key))
             uri = staging.stage(client, path, name, iv, day(key))  # type: ignore[attr-defined]
-            assert uri == f"gs://{bucket}/{staging_object('raw', name, iv, day(key))}"
+            assert uri == f"gs://{bucket}/{staging_object('raw', name, iv, day(key), 'BTCUSDT')}"
     names = {blob.name for blob in gcs_client.list_blobs(bucket, prefix="raw/")}
     assert names == set(_expected_objects())
     for name, (lake_table, key) in _expected_objects().items():
@@ -92,7 +97,9 @@ def test_load_from_gs_uri(
                 limit=1,
             ).records[0]
             meta = record.asset_materialization.metadata  # type: ignore[union-attr]
-            uri = f"gs://{bucket}/{staging_object('raw', name, LOADED[name][1], day(key))}"
+            uri = (
+                f"gs://{bucket}/{staging_object('raw', name, LOADED[name][1], day(key), 'BTCUSDT')}"
+            )
             assert meta["source_uri"].value == uri
             load_job_id = meta["bigquery_job_ids"].value.split(", ")[0]
             job = bq_client.get_job(load_job_id)

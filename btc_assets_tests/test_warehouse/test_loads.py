@@ -181,7 +181,7 @@ def test_failure_between_staging_and_transaction_leaves_the_day(
     assert not result.success
     assert staged == [95]  # the load itself had happened
     assert "injected: crash after the staging load" in failure_text(result)
-    assert "0 other day(s) were loaded" in failure_text(result)
+    assert "0 other symbol-day(s) were loaded" in failure_text(result)
     assert table_frame(bq_client, table_id).equals(before)
     assert _tables(bq_client, bq_dataset) == {"bars_15m"}  # staging dropped on the way out
 
