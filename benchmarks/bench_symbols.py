@@ -24,7 +24,21 @@ from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
-BASKET = ["BTCUSDT", "ETHUSDT", "XRPUSDT", "LTCUSDT", "TRXUSDT", "LINKUSDT", "ADAUSDT", "BNBUSDT", "DOGEUSDT", "SOLUSDT", "AVAXUSDT", "NEARUSDT", "1000PEPEUSDT"]  # fmt: skip
+BASKET = [
+    "BTCUSDT",
+    "ETHUSDT",
+    "XRPUSDT",
+    "LTCUSDT",
+    "TRXUSDT",
+    "LINKUSDT",
+    "ADAUSDT",
+    "BNBUSDT",
+    "DOGEUSDT",
+    "SOLUSDT",
+    "AVAXUSDT",
+    "NEARUSDT",
+    "1000PEPEUSDT",
+]
 
 
 def child(days: int, end: date) -> dict[str, object]:

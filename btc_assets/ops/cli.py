@@ -145,12 +145,21 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"lake {settings.lake_dir}  symbols {shown}  window: {window}  "
           f"now {now:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     rows = [r.row() for r in reports]
-    header = ("table", "symbol", "days", "coverage", "gaps", "longest", "corrupt",
-              "last ts (UTC)", "lag")  # fmt: skip
+    header = ("table", "days", "coverage", "gaps", "longest", "corrupt", "last ts (UTC)", "lag")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    for line in (header, *rows):
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
-    empty = [r.table for r in reports if not r.window]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(str(x).ljust(w) for x, w in zip(cells, widths, strict=True)).rstrip()
+
+    print(line(header))
+    by_symbol = len({r.symbol for r in reports}) > 1
+    for symbol in dict.fromkeys(r.symbol for r in reports):
+        if by_symbol:
+            print(f"-- {symbol}")
+        for report in reports:
+            if report.symbol == symbol:
+                print(line(report.row()))
+    empty = [f"{r.table} {r.symbol}" if by_symbol else r.table for r in reports if not r.window]
     problems = [p for r in reports if r.window for p in r.problems()]
     if empty:  # one line, not one per table: a young lake has many
         problems.append(f"{len(empty)} table(s) with no days in the lake: {', '.join(empty)}")

@@ -61,8 +61,7 @@ class TableReport:
         last = "-" if self.last_ts is None else f"{self.last_ts:%Y-%m-%d %H:%M}"
         lag = "-" if self.last_ts is None else _duration(self.now - self.last_ts)
         days = f"{len(self.present_days)}/{len(self.window)}"
-        return (self.table, self.symbol, days, coverage, count, longest, str(len(self.corrupt)),
-                last, lag)  # fmt: skip
+        return (self.table, days, coverage, count, longest, str(len(self.corrupt)), last, lag)
 
     def problems(self) -> list[str]:
         name = f"{self.table} {self.symbol}"

@@ -29,8 +29,8 @@ LOADED = {"bars_15m": ("bars_15m", "15m"), "spot_klines": ("binance_spot_klines_
 def _expected_objects() -> dict[str, tuple[str, str]]:
     """Object name -> (lake table, day) for every staged day."""
     return {
-        f"raw/{name}/interval={iv}/yyyy={k[:4]}/mm={k[5:7]}/dd={k[8:]}/part-{k.replace('-', '')}"
-        ".parquet": (lake_table, k)
+        f"raw/{name}/interval={iv}/symbol=BTCUSDT/yyyy={k[:4]}/mm={k[5:7]}/dd={k[8:]}/"
+        f"part-{k.replace('-', '')}.parquet": (lake_table, k)
         for name, (lake_table, iv) in LOADED.items()
         for k in DAYS
     }
@@ -63,8 +63,8 @@ def test_staged_objects_are_the_lake_files(
     for name, (lake_table, iv) in LOADED.items():
         for key in DAYS:
             path = lake.day_file(lake_table, SYMBOL, day(key))
-            uri = staging.stage(client, path, name, iv, day(key))  # type: ignore[attr-defined]
-            assert uri == f"gs://{bucket}/{staging_object('raw', name, iv, day(key), 'BTCUSDT')}"
+            uri = staging.stage(client, path, name, iv, day(key), SYMBOL)  # type: ignore[attr-defined]
+            assert uri == f"gs://{bucket}/{staging_object('raw', name, iv, day(key), SYMBOL)}"
     names = {blob.name for blob in gcs_client.list_blobs(bucket, prefix="raw/")}
     assert names == set(_expected_objects())
     for name, (lake_table, key) in _expected_objects().items():
