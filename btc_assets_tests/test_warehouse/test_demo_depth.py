@@ -105,7 +105,7 @@ def test_one_bad_print_blocks_its_day_at_every_depth_and_nothing_else(
 
     # The QA report names the bad day as left out.
     report = json.loads((tmp_path / "data" / "reports" / "p1_qa_core.json").read_text())
-    assert bad in report["left_out_days"]
+    assert f"BTCUSDT {bad}" in report["left_out_days"]  # symbol and day
 
     # BigQuery: loaded everywhere except the blocked day.
     def loaded(table: str) -> set[str]:
