@@ -115,7 +115,7 @@ def main() -> int:
         print(json.dumps(child(args.days, end)))
         return 0
     results = {}
-    for count in (1, args.symbols):
+    for count in dict.fromkeys((1, args.symbols)):  # --symbols 1: the one-symbol run only
         work = Path(tempfile.mkdtemp(prefix=f"btc_bench_symbols_{count}_"))
         home = work / "dagster_home"
         home.mkdir()
