@@ -128,10 +128,20 @@ def fetch_funding(resources: Any, member: Any, days: list[date]) -> Fetched:
     closed = floor_to_grid(clock.now_utc(), BAR)
     fetched = Fetched()
     reasons: dict[date, list[str]] = {day: [] for day in days}
-    todo = sorted(days)
+    # Days older than the plan's 15m history are not asked for: straight to Binance (asking
+    # for a span that starts there would have CoinGlass refuse the whole span).
+    first_served = client.first_full_day()
+    outside = [d for d in days if first_served is not None and d < first_served]
+    for day in outside:
+        reasons[day].append(
+            f"outside the CoinGlass plan's 15m history (first whole day {first_served}, "
+            "BTC_ASSETS_COINGLASS_HISTORY_DAYS)"
+        )
+    todo = sorted(d for d in days if d not in outside)
     for weighting in WEIGHTINGS:
         if todo:
             todo = coinglass_funding(client, weighting, member, todo, closed, fetched, reasons)
+    todo = sorted([*todo, *outside])
     fallback: dict[date, dict[str, Any]] = {}
     for first, last in spans(todo):
         start, end = day_bounds(first)[0], day_bounds(last)[1]

@@ -62,6 +62,8 @@ def test_features_cross_the_coinglass_history_edge_on_binance_substitutes(
     assert set(before["funding_source"]) == {"binance_settlement"}
     for column in ("price_source", "oi_source", "cvd_source", "share_source", "liq_source"):
         assert after[column].to_list() == ["coinglass"], column
+    # Funding inside the window is CoinGlass's own, even when the run's range starts outside.
+    assert after["funding_source"].to_list() == ["coinglass_oi_weight"]
     # A missing value stays null with its flag: no Binance liquidation feed.
     substituted = frame.filter(pl.col("liq_source") == "unavailable")
     assert substituted["liq_long_usd"].null_count() == substituted.height > 0
