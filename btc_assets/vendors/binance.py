@@ -199,36 +199,54 @@ class BinanceClient:
             self.futures, path, params, symbol, interval, start, end, FUTURES_LIMIT, weight
         )
 
+    def _forward_pages(
+        self,
+        path: str,
+        base: dict[str, Any],
+        first_ms: int,
+        last_ms: int,
+        limit: int,
+        budget: WeightBudget,
+        parse: Callable[[Any, str], pl.DataFrame],
+    ) -> list[pl.DataFrame]:
+        """Every page of ``[first_ms, last_ms]`` of a weight-0 USD-M endpoint with its own
+        request budget, oldest first: each page starts after the newest ``time_ms`` of the
+        last, until a short or empty page. ``parse`` turns rows into a frame with
+        ``time_ms``; its error is re-raised naming the request."""
+        cursor = first_ms
+        frames: list[pl.DataFrame] = []
+        while cursor <= last_ms:
+            params = {**base, "startTime": cursor, "endTime": last_ms, "limit": limit}
+            rows = self.futures.get_json(path, params, weight=0, budgets=[(budget, 1)], expect=list)
+            try:
+                frame = parse(rows, path)
+            except VendorResponseError as exc:
+                shown = self.futures.shown_params(params)
+                raise VendorResponseError(
+                    VENDOR, path, shown, status=200, message=exc.message
+                ) from None
+            if frame.height:
+                frames.append(frame)
+            if len(rows) < limit or not frame.height:
+                break
+            newest = int(frame["time_ms"].max())  # type: ignore[arg-type]
+            cursor = _advance(self.futures, path, params, cursor, newest + 1)
+        return frames
+
     def funding_rate(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Funding settlements with minute-rounded ``ts`` in ``(start, end]`` (FUNDING_SCHEMA)."""
         start_ms, end_ms = to_ms(start), to_ms(end)
         # fundingTime rounds to ts > start iff it is >= start + 30 s, and to ts <= end iff
         # it is < end + 30 s: this catches a settlement at `end` stamped a few ms late.
-        cursor, last = start_ms + MINUTE_MS // 2, end_ms + MINUTE_MS // 2 - 1
-        frames: list[pl.DataFrame] = []
-        while cursor <= last:
-            params = {
-                "symbol": symbol,
-                "startTime": cursor,
-                "endTime": last,
-                "limit": FUNDING_LIMIT,
-            }
-            rows = self.futures.get_json(
-                FUNDING_RATE, params, weight=0, budgets=[(self.funding_budget, 1)], expect=list
-            )
-            try:
-                frame = parse_funding_rows(rows, FUNDING_RATE)
-            except VendorResponseError as exc:
-                shown = self.futures.shown_params(params)
-                raise VendorResponseError(
-                    VENDOR, FUNDING_RATE, shown, status=200, message=exc.message
-                ) from None
-            if frame.height:
-                frames.append(frame)
-            if len(rows) < FUNDING_LIMIT or not frame.height:
-                break
-            newest = int(frame["time_ms"].max())  # type: ignore[arg-type]
-            cursor = _advance(self.futures, FUNDING_RATE, params, cursor, newest + 1)
+        frames = self._forward_pages(
+            FUNDING_RATE,
+            {"symbol": symbol},
+            start_ms + MINUTE_MS // 2,
+            end_ms + MINUTE_MS // 2 - 1,
+            FUNDING_LIMIT,
+            self.funding_budget,
+            parse_funding_rows,
+        )
         if not frames:
             return empty_frame(FUNDING_SCHEMA)
         out = (
@@ -257,28 +275,15 @@ class BinanceClient:
         """
         if period not in OI_PERIODS:
             raise ValueError(f"period {period!r} not supported; use one of {list(OI_PERIODS)}")
-        cursor, last = to_ms(start) + 1, to_ms(end)
-        frames: list[pl.DataFrame] = []
-        while cursor <= last:
-            params = {"symbol": symbol, "period": period, "startTime": cursor, "endTime": last,
-                      "limit": OI_LIMIT}  # fmt: skip
-            budgets = [(self.futures_data_budget, 1)]
-            rows = self.futures.get_json(
-                OPEN_INTEREST_HIST, params, weight=0, budgets=budgets, expect=list
-            )
-            try:
-                frame = parse_open_interest_rows(rows, OPEN_INTEREST_HIST)
-            except VendorResponseError as exc:
-                shown = self.futures.shown_params(params)
-                raise VendorResponseError(
-                    VENDOR, OPEN_INTEREST_HIST, shown, status=200, message=exc.message
-                ) from None
-            if frame.height:
-                frames.append(frame)
-            if len(rows) < OI_LIMIT or not frame.height:
-                break
-            newest = int(frame["time_ms"].max())  # type: ignore[arg-type]
-            cursor = _advance(self.futures, OPEN_INTEREST_HIST, params, cursor, newest + 1)
+        frames = self._forward_pages(
+            OPEN_INTEREST_HIST,
+            {"symbol": symbol, "period": period},
+            to_ms(start) + 1,
+            to_ms(end),
+            OI_LIMIT,
+            self.futures_data_budget,
+            parse_open_interest_rows,
+        )
         if not frames:
             return empty_frame(METRICS_SCHEMA)
         ratios = [c for c in METRICS_SCHEMA if "ratio" in c]
