@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from btc_assets.assets.coinglass_funding import fetch_funding
+from btc_assets.assets.coinglass_funding import fetch_funding, outside_plan
 from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset, spans, split_days
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import (
@@ -51,14 +51,8 @@ def _per_span(fetch_span: SpanFetch) -> FetchDays:
         cg = resources.coinglass
         client = cg.client()
         fetched = Fetched()
-        first_served = client.first_full_day()
-        outside = [d for d in days if first_served is not None and d < first_served]
-        for day in outside:
-            fetched.unavailable[day] = (
-                f"outside the CoinGlass plan's 15m history (the last {cg.history_days} days, "
-                f"BTC_ASSETS_COINGLASS_HISTORY_DAYS: first whole day {first_served}); "
-                "bars_15m takes this input from Binance for the day"
-            )
+        for day, why in outside_plan(client, days).items():
+            fetched.unavailable[day] = f"{why}; bars_15m takes this input from Binance for the day"
         for first, last in spans([d for d in days if d not in fetched.unavailable]):
             start, end = day_bounds(first)[0], day_bounds(last)[1]
             run = [d for d in days if first <= d <= last]

@@ -92,6 +92,18 @@ def coinglass_funding(
     return refused
 
 
+def outside_plan(client: CoinGlassClient, days: list[date]) -> dict[date, str]:
+    """The days older than the plan's 15m history window, never asked for, each with why."""
+    first = client.first_full_day()
+    if first is None:
+        return {}
+    why = (
+        f"outside the CoinGlass plan's 15m history (the last {client.history.days} days, "
+        f"BTC_ASSETS_COINGLASS_HISTORY_DAYS: first whole day {first})"
+    )
+    return {day: why for day in days if day < first}
+
+
 def binance_settlements_on_bars(
     binance: BinanceClient, symbol: str, start: datetime, closed: datetime
 ) -> pl.DataFrame:
@@ -130,13 +142,9 @@ def fetch_funding(resources: Any, member: Any, days: list[date]) -> Fetched:
     reasons: dict[date, list[str]] = {day: [] for day in days}
     # Days older than the plan's 15m history are not asked for: straight to Binance (asking
     # for a span that starts there would have CoinGlass refuse the whole span).
-    first_served = client.first_full_day()
-    outside = [d for d in days if first_served is not None and d < first_served]
-    for day in outside:
-        reasons[day].append(
-            f"outside the CoinGlass plan's 15m history (first whole day {first_served}, "
-            "BTC_ASSETS_COINGLASS_HISTORY_DAYS)"
-        )
+    outside = outside_plan(client, days)
+    for day, why in outside.items():
+        reasons[day].append(why)
     todo = sorted(d for d in days if d not in outside)
     for weighting in WEIGHTINGS:
         if todo:
