@@ -209,17 +209,17 @@ def read_gated(
     begin: windows reaching before it are short by construction (history starts there), not
     by exclusion.
     """
+    wanted = {
+        name: sorted({d for day in days for d in spec.window(day) if d >= first_day})
+        for name, spec in inputs.items()
+    }
     failures = {
-        name: day_failures(
-            context.instance,
-            [table_key(spec.table)],
-            sorted({d for day in days for d in spec.window(day) if d >= first_day}),
-        )
+        name: day_failures(context.instance, [table_key(spec.table)], wanted[name])
         for name, spec in inputs.items()
     }
     reads: dict[str, GatedRead] = {}
     for symbol in symbols:
-        reads[symbol.perp] = _read_symbol(lake, symbol, env, inputs, days, first_day, failures)
+        reads[symbol.perp] = _read_symbol(lake, symbol, env, inputs, days, wanted, failures)
         blocked = reads[symbol.perp].blocked
         if blocked:
             context.log.warning(
@@ -235,7 +235,7 @@ def _read_symbol(
     env: str,
     inputs: Mapping[str, Input],
     days: list[date],
-    first_day: date,
+    wanted: Mapping[str, list[date]],
     failures: Mapping[str, Mapping[date, list[Failure]]],
 ) -> GatedRead:
     blocked: dict[date, list[str]] = {}
@@ -243,14 +243,13 @@ def _read_symbol(
     frames: dict[str, pl.LazyFrame] = {}
     committed: dict[str, dict[date, DayWrite]] = {}
     for name, spec in inputs.items():
-        wanted = sorted({d for day in days for d in spec.window(day) if d >= first_day})
         stored_as = symbol.lake_symbol(spec.table)
         if stored_as is None:  # no such market for this member (a perp without spot)
             frames[name] = pl.LazyFrame(schema=dict(spec.table.schema))
             committed[name] = {}
             continue
         reasons, usable, frame = unusable_days(
-            None, lake, spec.table, stored_as, wanted, env, failures[name]
+            None, lake, spec.table, stored_as, wanted[name], env, failures[name]
         )
         committed[name] = usable
         for day in days:
