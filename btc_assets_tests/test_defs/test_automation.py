@@ -300,13 +300,14 @@ def _tick(name: str, instance: dg.DagsterInstance) -> Any:
     )
 
 
-def _started_live_run(instance: dg.DagsterInstance) -> str:
-    """A live run STARTED now (the start event sets its start time, as a worker's does)."""
+def _started_live_run(instance: dg.DagsterInstance, at: datetime | None = None) -> str:
+    """A live run STARTED now, or ``at`` (the start event sets its start time, as a worker's
+    does)."""
     job = defs.resolve_job_def(live_job.name)
     run = instance.create_run_for_job(job_def=job, run_config={})
     start = dg.DagsterEventType.PIPELINE_START.value
     instance.handle_run_event(
-        run.run_id, dg.DagsterEvent(event_type_value=start, job_name=job.name)
+        run.run_id, dg.DagsterEvent(event_type_value=start, job_name=job.name), update_timestamp=at
     )
     return run.run_id
 
@@ -331,19 +332,21 @@ def test_live_sensor_stops_waiting_for_a_run_in_flight_far_beyond_its_limit(
     pinned_clock: Callable[[datetime], None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    stuck = _started_live_run(instance)
+    # The run is back-dated rather than the clock moved forward: Dagster checks a run
+    # request's partition against the real date, and a clock pinned past midnight would ask
+    # for a partition that does not exist yet (this test failed in the last half hour of
+    # every UTC day).
     give_up_after = 2 * live_max_runtime_seconds(load_settings())
     wall = datetime.now(UTC)
-    pinned_clock(wall + timedelta(seconds=give_up_after - 60))
+    stuck = _started_live_run(instance, at=wall - timedelta(seconds=give_up_after + 60))
+    pinned_clock(wall - timedelta(seconds=120))  # the same run, 60 s short of the limit
     waiting = _tick("live_today", instance)
     assert not waiting.run_requests and stuck in (waiting.skip_message or "")
 
-    pinned_clock(wall + timedelta(seconds=give_up_after + 60))
+    pinned_clock(wall)  # 60 s past it
     (request,) = _tick("live_today", instance).run_requests or []
     warned = capsys.readouterr().err  # the sensor's context.log, as the daemon shows it
-    assert (
-        request.partition_key == (wall + timedelta(seconds=give_up_after + 60)).date().isoformat()
-    )
+    assert request.partition_key == wall.date().isoformat()
     assert stuck in warned and "run monitoring should have failed it" in warned
 
     # A queued run holds no worker: however old, the sensor waits, so runs never pile up.
