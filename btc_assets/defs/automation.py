@@ -169,10 +169,14 @@ def warehouse_inputs_changed(
 ) -> tuple[list[dg.AssetKey], str]:
     """Which of ``targets`` read an input materialized after them, and the run key to ask for.
 
-    One query for the asset records, one for the runs in flight. A target is left alone while
-    it is being built, or while any input it reads is (its last planned or recorded
-    materialization belongs to a run in flight): one refresh after a backfill, not one per
-    step. Storage ids, not timestamps, order the events: they are the event log's own order.
+    One query for the asset records, one for the runs in flight, one per target for where its
+    last run began. A target is left alone while it is being built, or while any input it
+    reads is (its last planned or recorded materialization belongs to a run in flight): one
+    refresh after a backfill, not one per step. A target is behind when an input was
+    materialized after the run that built it *began*, not after it ended: a writer that
+    started while the refresh was reading ends before it, and its days would otherwise be
+    left out of the views until some later write. Storage ids, not timestamps, order the
+    events: they are the event log's own order.
     """
     inputs = {target: sorted(graph.get(target).parent_keys) for target in targets}
     keys = sorted({*targets, *(k for parents in inputs.values() for k in parents)})
@@ -183,6 +187,17 @@ def warehouse_inputs_changed(
         entry = entries.get(key)
         return (entry.last_materialization_storage_id or 0) if entry else 0
 
+    def built_from(target: dg.AssetKey) -> int:
+        """The first event of the run behind ``target``'s last materialization: inputs
+        materialized before it were there to read."""
+        entry = entries.get(target)
+        record = entry.last_materialization_record if entry else None
+        if record is None:
+            return 0
+        run_id = record.event_log_entry.run_id
+        first = instance.get_records_for_run(run_id, limit=1).records if run_id else []
+        return first[0].storage_id if first else record.storage_id
+
     def busy(key: dg.AssetKey) -> bool:
         entry = entries.get(key)
         return entry is not None and entry.last_run_id in in_flight
@@ -192,7 +207,7 @@ def warehouse_inputs_changed(
         for target in targets
         if not busy(target)
         and not any(busy(k) for k in inputs[target])
-        and max((newest(k) for k in inputs[target]), default=0) > newest(target)
+        and max((newest(k) for k in inputs[target]), default=0) > built_from(target)
     ]
     newest_input = max((newest(k) for t in behind for k in inputs[t]), default=0)
     return behind, f"warehouse-{newest_input}-" + "-".join(t.to_user_string() for t in behind)

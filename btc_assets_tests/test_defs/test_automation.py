@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from dagster._core.events import StepMaterializationData
 
 from btc_assets import clock
 from btc_assets.defs.automation import (
@@ -404,6 +405,30 @@ def test_warehouse_waits_while_an_input_is_being_written(instance: dg.DagsterIns
     assert _requested(instance) == (set(), None)
     instance.report_run_failed(writing)  # ended, whatever its outcome: the lake may have changed
     assert _requested(instance)[0] == {"duckdb_catalog"}
+
+
+def test_warehouse_follows_a_write_that_ended_while_it_was_being_refreshed(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A refresh begins with the lake quiet; a live run writes while it reads and ends first.
+    The views were built from a lake without that write, though they were recorded after it."""
+    _materialize(instance, "binance_perp_klines_1m")
+    refresh = instance.create_run_for_job(
+        job_def=defs.resolve_job_def(catalog_job.name),
+        run_config={},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    assert _requested(instance) == (set(), None)  # the views are being built
+    _materialize(instance, "binance_perp_klines_1m")  # the concurrent writer, already done
+    built = dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name=catalog_job.name,
+        event_specific_data=StepMaterializationData(dg.AssetMaterialization("duckdb_catalog")),
+    )
+    instance.report_dagster_event(built, run_id=refresh.run_id)
+    instance.report_run_failed(refresh)  # ended (its outcome does not matter here)
+    keys, _ = _requested(instance)
+    assert keys == {"duckdb_catalog"}, "the write made during the refresh is not in the views"
 
 
 def test_warehouse_refresh_respects_the_automation_switch() -> None:
