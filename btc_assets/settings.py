@@ -130,6 +130,8 @@ class Settings:
     warehouse: WarehouseSettings
     vendor_max_wait_seconds: float = 120.0
     gap_confirmations: int = 2
+    # Basket members an asset works on at once (threads: vendor waits, zstd, sha256, fsync).
+    symbol_workers: int = 4
     # Bar intervals built from the 1m klines, shortest first; always holds 15m (bars_15m).
     bar_intervals: tuple[str, ...] = bar_intervals(DEFAULT_INTERVALS)
     # The basket (BTC_ASSETS_SYMBOLS). ``symbol`` above is its first perp, kept while the
@@ -218,6 +220,10 @@ class _Environment(BaseSettings):
     tail_days: WholeAboveZero = _var(
         "BTC_ASSETS_TAIL_DAYS", 2, "a whole number of days > 0 (recent days always re-fetched)"
     )
+    symbol_workers: WholeAboveZero = _var(
+        "BTC_ASSETS_SYMBOL_WORKERS", 4,
+        "a whole number > 0 (basket members each asset works on at once)",
+    )  # fmt: skip
     gap_confirmations: WholeAboveZero = _var(
         "BTC_ASSETS_GAP_CONFIRMATIONS",
         2,
@@ -420,6 +426,7 @@ def load_settings() -> Settings:
         sandbox_faults=read.sandbox_faults,
         vendor_max_wait_seconds=read.vendor_max_wait_seconds,
         gap_confirmations=read.gap_confirmations,
+        symbol_workers=read.symbol_workers,
         bar_intervals=tuple(read.bar_intervals.split(",")),
         warehouse=WarehouseSettings(
             kind=read.warehouse,

@@ -46,6 +46,8 @@ BAD_VALUES = [
     ("BTC_ASSETS_DATA_DIR", "", "set but empty"),
     ("BTC_ASSETS_TAIL_DAYS", "two", "a whole number of days > 0"),
     ("BTC_ASSETS_TAIL_DAYS", "0", "a whole number of days > 0"),
+    ("BTC_ASSETS_SYMBOL_WORKERS", "0", "basket members each asset works on at once"),
+    ("BTC_ASSETS_SYMBOL_WORKERS", "four", "a whole number > 0"),
     ("COINGLASS_REQUESTS_PER_MINUTE", "abc", "a whole number > 0"),
     ("COINGLASS_REQUESTS_PER_MINUTE", "0", "a whole number > 0"),
     ("COINGLASS_REQUESTS_PER_MINUTE", "-300", "a whole number > 0"),

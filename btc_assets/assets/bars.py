@@ -17,6 +17,7 @@ from btc_assets.assets.common import (
     run_symbols,
     table_key,
 )
+from btc_assets.concurrency import map_members
 from btc_assets.core.bars import bar_duration, resample
 from btc_assets.core.schema import BAR_SCHEMA, conform, partition_day_expr
 from btc_assets.core.tables import Table, resampled_tables
@@ -44,13 +45,18 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         lake, days = dataset.lake(), range_days(context)
         members = run_symbols(context, dataset.symbols)
         inputs = {"klines": Input(source)}
-        gated = read_gated(context, lake, members, dataset.env, inputs, days, DAILY_START)
-        done: list[SymbolDays] = []
+        gated = read_gated(
+            context, lake, members, dataset.env, inputs, days, DAILY_START, dataset.symbol_workers
+        )
+        # Two perps sharing a spot pair: one table of it, built once.
+        owners = {}
         for member in members:
             stored_as = member.lake_symbol(table)
-            if stored_as is None or any(sd.symbol == stored_as for sd in done):
-                continue  # two perps sharing a spot pair: one table of it
-            read = gated[member.perp]
+            if stored_as is not None:
+                owners.setdefault(stored_as, member)
+
+        def one(stored_as: str) -> SymbolDays:
+            read = gated[owners[stored_as].perp]
             klines = read.frames["klines"]
             bars = resample(klines, every).with_columns(_day=partition_day_expr()).collect()
             # Closed bars only: today's last bar may still be forming in the 1m input.
@@ -64,7 +70,9 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
                 provenance = derived_provenance(dataset.env, [source], day, as_of)
                 lake.write_day(table.name, stored_as, day, frame, provenance)
             metadata = {day: {"source": f"resampled from {source.name}"} for day in read.days}
-            done.append(SymbolDays(stored_as, metadata, blocked=read.blocked, as_of=as_of))
+            return SymbolDays(stored_as, metadata, blocked=read.blocked, as_of=as_of)
+
+        done = map_members(one, list(owners), dataset.symbol_workers)
         yield from record_days(
             context,
             table,
@@ -72,6 +80,7 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
             days,
             done,
             configured=dataset.lake_symbols(table),
+            workers=dataset.symbol_workers,
         )
 
     return _asset

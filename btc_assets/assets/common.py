@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from btc_assets import clock
+from btc_assets.concurrency import map_members
 from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import day_bounds, floor_to_grid, partition_day_expr
 from btc_assets.core.tables import Table
@@ -175,6 +176,7 @@ def record_days(
     evaluate: Evaluate | None = None,
     blocked_checks: Sequence[str] = (checks.QUALITY,),
     as_of: datetime | None = None,
+    workers: int = 1,
 ) -> Iterator[Any]:
     """Emit the step's output, the per-day checks and the check outputs for ``days``.
 
@@ -187,31 +189,43 @@ def record_days(
 
     Each day gets one materialization and one evaluation per check whatever the number of
     symbols, carrying each symbol's figures; ``configured`` symbols this run did not cover
-    keep the verdicts of their latest evaluation.
+    keep the verdicts of their latest evaluation. ``workers`` symbols are read back and
+    evaluated at once (``map_members``); ``evaluate`` must be safe to call from threads.
     """
     key = table_key(table)
-    day_parts: dict[date, dict[str, dict[str, Any]]] = {day: {} for day in days}
-    verdicts: dict[str, dict[date, dict[str, Verdict]]] = {}
-    total_rows = 0
-    for sd in done:
+
+    def one(sd: SymbolDays) -> tuple[int, dict[date, pl.DataFrame | None], dict[date, Any], Any]:
         good = [day for day in days if day not in sd.blocked]
         read = lake.read_days(table.name, sd.symbol, good, schema=dict(table.schema))
         frame = read.frame.collect()
-        total_rows += frame.height
         errors: dict[date, str | None] = {day: read.errors.get(day) for day in good}
         errors.update({day: "not written" for day in read.missing})
         parts = frame.with_columns(_day=partition_day_expr()).partition_by(
             "_day", as_dict=True, include_key=False
         )
-        for day in good:
-            day_parts[day][sd.symbol] = _day_metadata(
-                lake, table, sd, day, parts.get((day,)), read.committed.get(day)
-            )
+        frames = {day: parts.get((day,)) for day in good}
+        metadata = {
+            day: _day_metadata(lake, table, sd, day, frames[day], read.committed.get(day))
+            for day in good
+        }
         if evaluate is None:
             by_day = quality_by_day(table, frame.lazy(), good, sd.as_of or as_of)
             found = {checks.QUALITY: checks.day_verdicts(by_day, errors)}
         else:
             found = evaluate(sd.symbol, frame, errors)
+        return frame.height, frames, metadata, found
+
+    day_parts: dict[date, dict[str, dict[str, Any]]] = {day: {} for day in days}
+    previews: dict[date, pl.DataFrame | None] = {}
+    verdicts: dict[str, dict[date, dict[str, Verdict]]] = {}
+    total_rows = 0
+    for sd, (rows, frames, metadata, found) in zip(
+        done, map_members(one, list(done), workers), strict=True
+    ):
+        total_rows += rows
+        for day, day_metadata in metadata.items():
+            day_parts[day][sd.symbol] = day_metadata
+            previews.setdefault(day, frames[day])  # the day's first symbol shows its rows
         for check_name, per_day in found.items():
             for day, verdict in per_day.items():
                 verdicts.setdefault(check_name, {}).setdefault(day, {})[sd.symbol] = verdict
@@ -220,6 +234,11 @@ def record_days(
                 verdicts.setdefault(check_name, {}).setdefault(day, {})[sd.symbol] = (
                     checks.blocked_verdict(reasons)
                 )
+    for day, part in previews.items():
+        first = next(iter(day_parts[day].values()))
+        first["preview"] = dg.MetadataValue.md(
+            "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
+        )
     blocked = {(sd.symbol, day): why for sd in done for day, why in sd.blocked.items()}
     per_day = {day: merge_day_metadata(day_parts[day], blocked, day, len(done)) for day in days}
     yield from materialize_days(
@@ -261,9 +280,6 @@ def _day_metadata(
         "dagster/row_count": 0 if part is None else part.height,
         "lake_path": dg.MetadataValue.path(
             str(written.path if written else lake.day_dir(table.name, sd.symbol, day))
-        ),
-        "preview": dg.MetadataValue.md(
-            "(no rows)" if part is None else _markdown(part.head(PREVIEW_ROWS))
         ),
     }
     excluded = sd.excluded_lookback.get(day)

@@ -25,6 +25,7 @@ from btc_assets.assets.common import (
     table_key,
 )
 from btc_assets.assets.raw import split_days
+from btc_assets.concurrency import map_members
 from btc_assets.core.features import build_features
 from btc_assets.core.gates import (
     feature_quality_by_day,
@@ -108,24 +109,29 @@ def bars_15m(
 ) -> Iterator[Any]:
     lake, days = dataset.lake(), range_days(context)
     members = run_symbols(context, dataset.symbols)
-    gated = read_gated(context, lake, members, dataset.env, SOURCES, days, DAILY_START)
+    gated = read_gated(
+        context, lake, members, dataset.env, SOURCES, days, DAILY_START, dataset.symbol_workers
+    )
     sources = [spec.table for spec in SOURCES.values()]
-    done: list[SymbolDays] = []
-    built: dict[str, tuple[GatedRead, datetime | None]] = {}
-    for member in members:
-        read = gated[member.perp]
-        as_of = _build_symbol(lake, member.perp, read, dataset.env, sources)
-        built[member.perp] = (read, as_of)
-        metadata = {day: {"source": "core.features.build_features"} for day in read.days}
-        done.append(
-            SymbolDays(
-                member.perp,
-                metadata,
-                blocked=read.blocked,
-                excluded_lookback=read.excluded_lookback,
-                as_of=as_of,
-            )
+    perps = [member.perp for member in members]
+    reaches = map_members(
+        lambda perp: _build_symbol(lake, perp, gated[perp], dataset.env, sources),
+        perps,
+        dataset.symbol_workers,
+    )
+    built: dict[str, tuple[GatedRead, datetime | None]] = {
+        perp: (gated[perp], as_of) for perp, as_of in zip(perps, reaches, strict=True)
+    }
+    done = [
+        SymbolDays(
+            perp,
+            {day: {"source": "core.features.build_features"} for day in read.days},
+            blocked=read.blocked,
+            excluded_lookback=read.excluded_lookback,
+            as_of=as_of,
         )
+        for perp, (read, as_of) in built.items()
+    ]
 
     def evaluate(
         symbol: str, frame: pl.DataFrame, manifest_errors: Mapping[date, str | None]
@@ -164,6 +170,7 @@ def bars_15m(
         days,
         done,
         configured=dataset.lake_symbols(FEATURES),
+        workers=dataset.symbol_workers,
         evaluate=evaluate,
     )
 

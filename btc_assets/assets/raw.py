@@ -34,6 +34,7 @@ from btc_assets.assets.common import (
     run_symbols,
     table_key,
 )
+from btc_assets.concurrency import map_members
 from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import conform, day_bounds, partition_day_expr
 from btc_assets.core.tables import Table
@@ -233,7 +234,10 @@ def raw_asset(
             if name is not None:  # a perp without a spot pair has no spot tables
                 by_name.setdefault(name, member)
         origins = (url, *(other_origins(context.resources) if other_origins else ()))
-        for stored_as, member in by_name.items():
+
+        def one(stored_as: str) -> tuple[SymbolDays, int, list[str], str]:
+            """One member's days: reuse, re-check, fetch, write (no Dagster events here)."""
+            member = by_name[stored_as]
             previous = lake.read_days(table.name, stored_as, days).committed
             keep = {
                 day
@@ -243,12 +247,11 @@ def raw_asset(
                 and reusable(previous.get(day), dataset.env, origins, dataset.gap_confirmations)
             }
             again = recheck(context.resources, {d: previous[d] for d in keep}) if recheck else {}
-            for day, why in sorted(again.items()):
-                context.log.warning(f"{table.name} {stored_as} {day}: fetched again: {why}")
+            warnings = [f"{table.name} {stored_as} {day}: fetched again: {why}"
+                        for day, why in sorted(again.items())]  # fmt: skip
             keep -= set(again)
             stale = [day for day in days if day not in keep]
             fetched = fetch(context.resources, member, stale) if stale else Fetched()
-            requests += fetched.requests
             metadata, refused = _write_fetched(
                 lake, table, stored_as, fetched, stale, previous, base, fetch_started
             )
@@ -257,11 +260,25 @@ def raw_asset(
             for day, why in again.items():
                 if day in metadata:
                     metadata[day]["fetched_again"] = why
-            context.log.info(
+            summary = (
                 f"{table.name} {stored_as}: fetched {len(stale)} day(s) in "
                 f"{fetched.requests} request(s), reused {len(keep)}, refused {len(refused)}"
             )
-            done.append(SymbolDays(stored_as, metadata, blocked=refused))
+            return (
+                SymbolDays(stored_as, metadata, blocked=refused),
+                fetched.requests,
+                warnings,
+                summary,
+            )
+
+        for symbol_days, count, warnings, summary in map_members(
+            one, list(by_name), dataset.symbol_workers
+        ):
+            for warning in warnings:
+                context.log.warning(warning)
+            context.log.info(summary)
+            requests += count
+            done.append(symbol_days)
         yield from record_days(
             context,
             table,
@@ -269,6 +286,7 @@ def raw_asset(
             days,
             done,
             configured=dataset.lake_symbols(table),
+            workers=dataset.symbol_workers,
             range_metadata={"run_http_requests": requests},
             as_of=as_of,
         )

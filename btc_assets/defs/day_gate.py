@@ -33,6 +33,7 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 
+from btc_assets.concurrency import map_members
 from btc_assets.core.tables import Table
 from btc_assets.defs.checks import QUALITY, blocking_symbols, symbol_verdicts, table_key
 from btc_assets.defs.dagster_internals import failed_partitions, latest_evaluation
@@ -201,13 +202,14 @@ def read_gated(
     inputs: Mapping[str, Input],
     days: list[date],
     first_day: date,
+    workers: int = 1,
 ) -> dict[str, GatedRead]:
     """Gate ``days`` on ``inputs`` for each symbol and read what may be read, by perp symbol.
 
     A failed upstream day blocks only the symbols its evaluation names, so one symbol's bad
     day stops that symbol's dependents and no other. ``first_day`` is where the partitions
     begin: windows reaching before it are short by construction (history starts there), not
-    by exclusion.
+    by exclusion. ``workers`` symbols are verified and read at once (``map_members``).
     """
     wanted = {
         name: sorted({d for day in days for d in spec.window(day) if d >= first_day})
@@ -217,9 +219,13 @@ def read_gated(
         name: day_failures(context.instance, [table_key(spec.table)], wanted[name])
         for name, spec in inputs.items()
     }
-    reads: dict[str, GatedRead] = {}
+    found = map_members(
+        lambda symbol: _read_symbol(lake, symbol, env, inputs, days, wanted, failures),
+        list(symbols),
+        workers,
+    )
+    reads = {symbol.perp: read for symbol, read in zip(symbols, found, strict=True)}
     for symbol in symbols:
-        reads[symbol.perp] = _read_symbol(lake, symbol, env, inputs, days, wanted, failures)
         blocked = reads[symbol.perp].blocked
         if blocked:
             context.log.warning(

@@ -127,6 +127,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             env=settings.env,
             tail_days=settings.tail_days,
             gap_confirmations=settings.gap_confirmations,
+            symbol_workers=settings.symbol_workers,
         ),
         "sandbox": sandbox,
         "binance": BinanceResource(
