@@ -8,7 +8,7 @@ written (materializations and check evaluations), bars_15m days passing their ga
 the share of each feature column's sources. Not a test: no assertions.
 
     .venv/bin/python benchmarks/bench_symbols.py [--days 365] [--symbols 10]
-        [--latency-ms 0] [--workers 4]
+        [--latency-ms 0] [--workers N]
 
 ``--latency-ms 0`` (the default) is the harshest case for the ratio: the in-process sandbox
 builds every vendor answer (zips, JSON) in Python on the same two cores and under the same
@@ -29,6 +29,8 @@ import time
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+
+from btc_assets.settings import DEFAULT_SYMBOL_WORKERS
 
 BASKET = [
     "BTCUSDT",
@@ -123,8 +125,9 @@ def main() -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=4,
-        help="BTC_ASSETS_SYMBOL_WORKERS: basket members worked on at once",
+        default=DEFAULT_SYMBOL_WORKERS,
+        help="BTC_ASSETS_SYMBOL_WORKERS: basket members worked on at once (default: the "
+        "project's, the cores up to 4)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

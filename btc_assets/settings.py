@@ -20,6 +20,7 @@ The sandbox fault plan's JSON is checked by the Dagster layer, which may load th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -66,6 +67,9 @@ from btc_assets.vendors.hosts import (
 )
 
 Environment = Literal["sandbox", "live"]
+# Each member in flight holds its range of rows (a year of 1m bars is ~250 MB at its peak),
+# and beyond the cores threads add memory faster than speed on the vendor-free sandbox.
+DEFAULT_SYMBOL_WORKERS = max(1, min(4, os.cpu_count() or 1))
 Warehouse = Literal["duckdb", "bigquery"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +135,7 @@ class Settings:
     vendor_max_wait_seconds: float = 120.0
     gap_confirmations: int = 2
     # Basket members an asset works on at once (threads: vendor waits, zstd, sha256, fsync).
-    symbol_workers: int = 4
+    symbol_workers: int = DEFAULT_SYMBOL_WORKERS
     # Bar intervals built from the 1m klines, shortest first; always holds 15m (bars_15m).
     bar_intervals: tuple[str, ...] = bar_intervals(DEFAULT_INTERVALS)
     # The basket (BTC_ASSETS_SYMBOLS). ``symbol`` above is its first perp, kept while the
@@ -221,7 +225,7 @@ class _Environment(BaseSettings):
         "BTC_ASSETS_TAIL_DAYS", 2, "a whole number of days > 0 (recent days always re-fetched)"
     )
     symbol_workers: WholeAboveZero = _var(
-        "BTC_ASSETS_SYMBOL_WORKERS", 4,
+        "BTC_ASSETS_SYMBOL_WORKERS", DEFAULT_SYMBOL_WORKERS,
         "a whole number > 0 (basket members each asset works on at once)",
     )  # fmt: skip
     gap_confirmations: WholeAboveZero = _var(

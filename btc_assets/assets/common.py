@@ -200,12 +200,14 @@ def record_days(
         frame = read.frame.collect()
         errors: dict[date, str | None] = {day: read.errors.get(day) for day in good}
         errors.update({day: "not written" for day in read.missing})
-        parts = frame.with_columns(_day=partition_day_expr()).partition_by(
-            "_day", as_dict=True, include_key=False
-        )
-        frames = {day: parts.get((day,)) for day in good}
+        # Counts and the first rows of each day, not each day's copy: a year of 1m rows per
+        # member in flight is what bounds the step's memory.
+        by_day = frame.with_columns(_day=partition_day_expr()).group_by("_day", maintain_order=True)
+        counts = dict(by_day.len().iter_rows())
+        heads = by_day.head(PREVIEW_ROWS).partition_by("_day", as_dict=True, include_key=False)
+        frames = {day: heads.get((day,)) for day in good}
         metadata = {
-            day: _day_metadata(lake, table, sd, day, frames[day], read.committed.get(day))
+            day: _day_metadata(lake, table, sd, day, counts.get(day, 0), read.committed.get(day))
             for day in good
         }
         if evaluate is None:
@@ -272,12 +274,12 @@ def _day_metadata(
     table: Table,
     sd: SymbolDays,
     day: date,
-    part: pl.DataFrame | None,
+    rows: int,
     written: DayWrite | None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         **sd.metadata.get(day, {}),
-        "dagster/row_count": 0 if part is None else part.height,
+        "dagster/row_count": rows,
         "lake_path": dg.MetadataValue.path(
             str(written.path if written else lake.day_dir(table.name, sd.symbol, day))
         ),

@@ -144,7 +144,9 @@ def _write_fetched(
         row["day"]: row
         for row in quality_by_day(
             table,
-            pl.concat(frames.values()).lazy() if frames else pl.LazyFrame(schema=schema),
+            pl.concat(frames.values(), rechunk=False).lazy()
+            if frames
+            else pl.LazyFrame(schema=schema),
             stale,
             as_of,
         ).iter_rows(named=True)

@@ -45,7 +45,7 @@ class DatasetResource(dg.ConfigurableResource):
     tail_days: int = 2
     # An incomplete day is reused once this many re-fetches returned the very same data.
     gap_confirmations: int = 2
-    symbol_workers: int = 4  # basket members an asset works on at once
+    symbol_workers: int = 1  # basket members an asset works on at once (settings: by cores)
 
     def lake(self) -> Lake:
         return Lake(self.lake_root)
