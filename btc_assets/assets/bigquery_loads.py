@@ -22,12 +22,11 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from btc_assets.assets.common import (
+from btc_assets.assets.common import range_days, run_symbols
+from btc_assets.assets.day_metadata import (
     column_schema,
     materialize_days,
     merge_day_metadata,
-    range_days,
-    run_symbols,
     tag_blocked,
 )
 from btc_assets.core.schema import partition_day_expr

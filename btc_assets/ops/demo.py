@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from btc_assets import clock  # noqa: E402  (after the filters)
-from btc_assets.assets.common import BLOCKED_TAG_PREFIX  # noqa: E402
+from btc_assets.assets.day_metadata import BLOCKED_TAG_PREFIX  # noqa: E402
 from btc_assets.core.tables import lake_tables  # noqa: E402
 from btc_assets.defs.definitions import defs  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
@@ -42,7 +42,7 @@ def _check_tally(instance: dg.DagsterInstance, run_id: str) -> dict[str, Counter
 
 
 def _blocked(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, str]:
-    """What the runs tagged as blocked, per asset (see ``assets.common.tag_blocked``)."""
+    """What the runs tagged as blocked, per asset (see ``assets.day_metadata.tag_blocked``)."""
     found: dict[str, str] = {}
     for run_id in run_ids:
         run = instance.get_run_by_id(run_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from btc_assets.assets.common import BLOCKED_TAG_PREFIX
+from btc_assets.assets.day_metadata import BLOCKED_TAG_PREFIX
 from btc_assets.defs.checks import QUALITY
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import as_day, evaluations, resources, run_range
