@@ -15,10 +15,10 @@ request (a vendor round trip); the sandbox builds every answer (zips, JSON) on t
 cores, so its CPU time is in both figures. Prints requests and wall time per dataset and
 path, and the ratios.
 
-Measured 2026-11-27 (2 shared cores, 365 days 2025-11-01..2026-10-31, 80 ms): klines +
-funding 72 archive requests vs 1460 REST (20.3x), 36 s vs 228 s (6.3x) with 8 workers,
-33 s vs 191 s (5.7x) with 1. Metrics: 732 archive requests (daily zips only, 2 per day);
-REST reaches 3 of the 365 days.
+Measured 2026-11-28 (2 shared cores, 365 days 2025-11-01..2026-10-31, 80 ms, 8 workers):
+klines + funding 72 archive requests vs 1460 REST (20.3x), 8.4 s vs 170 s (20.1x); all four
+804 vs 1462 requests (1.8x), 16.6 s vs 170 s (10.3x). Metrics: 732 archive requests (daily
+zips only, each with its .CHECKSUM: 2 per day); REST reaches 2 of the 365 days.
 """
 
 from __future__ import annotations
