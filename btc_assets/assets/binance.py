@@ -139,6 +139,7 @@ def _fetcher(feed: Feed) -> FetchDays:
                         archive, feed, symbol, history, fetched, archive_origin(resources, feed)
                     )
                     archive_requests = archive.request_count
+        short = _short_archive_days(feed, fetched)
         for day in days:
             if day in fetched.frames or day in fetched.refused:
                 continue
@@ -156,10 +157,34 @@ def _fetcher(feed: Feed) -> FetchDays:
             fetched.day_metadata.setdefault(day, {})["http_requests"] = (
                 client.request_count - before
             )
+        for day, (frame, provenance) in short.items():
+            if fetched.frames[day].height < frame.height:  # REST has less: the archive stays
+                fetched.frames[day], fetched.provenance[day] = frame, provenance
+            else:
+                fetched.day_metadata[day]["archive_short_completed_by"] = "rest"
         fetched.requests = client.request_count + archive_requests
         return fetched
 
     return fetch
+
+
+def _short_archive_days(
+    feed: Feed, fetched: Fetched
+) -> dict[date, tuple[pl.DataFrame, dict[str, Any]]]:
+    """Take out the archive days with fewer rows than a full day that REST can reach, so
+    REST is asked for them; return what the archive gave, to keep should REST give less.
+
+    A truncated file is one case; the last day of a month from the monthly ``fundingRate``
+    file is another: its 00:00 settlement is the next month's first row, which no file has
+    until that month ends.
+    """
+    taken: dict[date, tuple[pl.DataFrame, dict[str, Any]]] = {}
+    for day, metadata in fetched.day_metadata.items():
+        reach = feed.rest_reach
+        reachable = reach is None or day_bounds(day)[0] >= clock.now_utc() - reach
+        if metadata.get("archive_short") and day in fetched.frames and reachable:
+            taken[day] = (fetched.frames.pop(day), fetched.provenance.pop(day))
+    return taken
 
 
 def _recheck(feed: Feed) -> Callable[[Any, Mapping[date, DayWrite]], dict[date, str]]:

@@ -73,6 +73,28 @@ def test_a_day_the_archive_lacks_comes_from_rest_and_says_so(
     assert "404" in meta["archive_unavailable"] and meta["http_requests"] == 2
 
 
+def test_a_short_archive_day_is_completed_from_rest_and_says_so(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """A file with fewer rows than its day (truncated here; the last day of a month's
+    funding file is the everyday case) is asked of REST, which has the whole day."""
+    cut = [{"kind": "truncated_archive", "path": SPOT_DAILY.format(DAYS[1]), "drop_rows": 100}]
+    result = run_range(instance, _archive(tmp_path, cut), DAYS[0], DAYS[-1], [SPOT])
+    assert result.success
+    lake = Lake(tmp_path / "lake")
+    day = as_day(DAYS[1])
+    stored = lake.read_days(SPOT, "BTCUSDT", [day])
+    assert stored.frame.collect().height == 1440  # the whole day, not the file's 1340 rows
+    assert stored.committed[day].provenance["source"] == "rest"
+    assert stored.committed[day].provenance["complete"] is True
+    meta = latest_metadata(instance, SPOT, DAYS[1])
+    assert meta["archive_short"] is True and meta["archive_rows"] == 1340
+    assert meta["archive_short_completed_by"] == "rest" and meta["http_requests"] == 2
+    assert _provenance(lake, SPOT, DAYS[2])["source"] == "archive"  # its neighbours stay
+    verdicts = {e.partition: e.passed for e in evaluations(result) if e.asset_key.path == [SPOT]}
+    assert verdicts[DAYS[1]] is True, "the completed day still fails its check"
+
+
 def test_a_checksum_mismatch_blocks_its_days_and_writes_nothing_of_them(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
