@@ -144,7 +144,7 @@ def _fetcher(feed: Feed) -> FetchDays:
             if day in fetched.frames or day in fetched.refused:
                 continue
             start, end = day_bounds(day)
-            if feed.rest_reach is not None and start < clock.now_utc() - feed.rest_reach:
+            if not _rest_reaches(feed, day):
                 why = fetched.day_metadata.get(day, {}).get("archive_unavailable", "not asked")
                 fetched.refused[day] = (
                     f"REST ({feed.rest_path}) keeps only the last {feed.rest_reach.days} days "
@@ -180,11 +180,15 @@ def _short_archive_days(
     """
     taken: dict[date, tuple[pl.DataFrame, dict[str, Any]]] = {}
     for day, metadata in fetched.day_metadata.items():
-        reach = feed.rest_reach
-        reachable = reach is None or day_bounds(day)[0] >= clock.now_utc() - reach
-        if metadata.get("archive_short") and day in fetched.frames and reachable:
+        if metadata.get("archive_short") and day in fetched.frames and _rest_reaches(feed, day):
             taken[day] = (fetched.frames.pop(day), fetched.provenance.pop(day))
     return taken
+
+
+def _rest_reaches(feed: Feed, day: date) -> bool:
+    """Does the feed's REST endpoint still serve ``day`` (``openInterestHist``: 30 days)?"""
+    reach = feed.rest_reach
+    return reach is None or day_bounds(day)[0] >= clock.now_utc() - reach
 
 
 def _recheck(feed: Feed) -> Callable[[Any, Mapping[date, DayWrite]], dict[date, str]]:

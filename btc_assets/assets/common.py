@@ -224,7 +224,7 @@ def record_days(
     for day, part in previews.items():
         first = next(iter(day_parts[day].values()))
         first["preview"] = dg.MetadataValue.md(
-            "(no rows)" if part is None else markdown_table(part.head(PREVIEW_ROWS))
+            "(no rows)" if part is None else markdown_table(part)  # already its first rows
         )
     blocked = {(sd.symbol, day): why for sd in done for day, why in sd.blocked.items()}
     per_day = {day: merge_day_metadata(day_parts[day], blocked, day, len(done)) for day in days}
