@@ -95,6 +95,23 @@ def test_a_short_archive_day_is_completed_from_rest_and_says_so(
     assert verdicts[DAYS[1]] is True, "the completed day still fails its check"
 
 
+def test_a_short_archive_day_stays_when_rest_has_even_fewer_rows(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    cut = [
+        {"kind": "truncated_archive", "path": SPOT_DAILY.format(DAYS[1]), "drop_rows": 100},
+        {"kind": "gap", "path": "/api/v3/klines", "day": DAYS[1], "start_minute": 600,
+         "minutes": 300},
+    ]  # fmt: skip
+    assert run_range(instance, _archive(tmp_path, cut), DAYS[0], DAYS[-1], [SPOT]).success
+    stored = Lake(tmp_path / "lake").read_days(SPOT, "BTCUSDT", [as_day(DAYS[1])])
+    assert stored.frame.collect().height == 1340  # the archive's rows, not REST's 1140
+    provenance = stored.committed[as_day(DAYS[1])].provenance
+    assert provenance["source"] == "archive" and provenance["complete"] is False
+    meta = latest_metadata(instance, SPOT, DAYS[1])
+    assert meta["archive_short"] is True and "archive_short_completed_by" not in meta
+
+
 def test_a_checksum_mismatch_blocks_its_days_and_writes_nothing_of_them(
     tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
