@@ -16,6 +16,19 @@ def epoch_seconds() -> float:
     return time.time()
 
 
+def run_from(start: float, speed: float = 1.0) -> None:
+    """Make this process's clock start at ``start`` (epoch seconds) and run ``speed`` times
+    faster than real time: an accelerated sandbox (``btc-assets stream --sandbox-clock``,
+    the stream benchmarks). Never used in live mode."""
+    global epoch_seconds
+    real0 = time.time()
+
+    def accelerated() -> float:
+        return start + (time.time() - real0) * speed
+
+    epoch_seconds = accelerated
+
+
 def now_utc() -> datetime:
     return datetime.fromtimestamp(epoch_seconds(), UTC)
 

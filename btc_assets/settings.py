@@ -21,7 +21,7 @@ The sandbox fault plan's JSON is checked by the Dagster layer, which may load th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +33,7 @@ from pydantic import (
     HttpUrl,
     ValidationError,
     ValidationInfo,
+    WebsocketUrl,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,12 @@ from btc_assets.vendors.hosts import (
     LIVE_COINGLASS_URL,
     LIVE_TELEGRAM_URL,
 )
+from btc_assets.vendors.hosts import (
+    LIVE_BINANCE_FUTURES_STREAM_URL as LIVE_FUTURES_STREAM_URL,
+)
+from btc_assets.vendors.hosts import (
+    LIVE_BINANCE_SPOT_STREAM_URL as LIVE_SPOT_STREAM_URL,
+)
 
 Environment = Literal["sandbox", "live"]
 # Each member in flight holds its range of rows (a year of 1m bars is ~250 MB at its peak),
@@ -80,6 +87,8 @@ SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
 SANDBOX_BINANCE_ARCHIVE_URL = "http://sandbox.data.binance.invalid"
 SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
 SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
+SANDBOX_BINANCE_SPOT_STREAM_URL = "ws://sandbox.stream.binance.invalid"
+SANDBOX_BINANCE_FUTURES_STREAM_URL = "ws://sandbox.fstream.binance.invalid/market"
 
 SANDBOX_FAULTS_SETTING = "BTC_ASSETS_SANDBOX_FAULTS"
 SYMBOLS_SETTING = "BTC_ASSETS_SYMBOLS"
@@ -107,6 +116,27 @@ class WarehouseSettings:
     bigquery_api_endpoint: str | None = None  # a local emulator; unset in production
     gcs_bucket: str | None = None  # unset: load from the local day file, no staging
     gcs_prefix: str = "raw"
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """The websocket collector (``btc-assets stream``) and how the live job uses its staging.
+
+    ``grace_seconds``: a candle closed longer ago than this must be staged for the live job
+    to build today from the staging area instead of REST. ``trigger_minutes``: the live
+    sensor asks for a run once every stream has moved this many closed minutes (or crossed
+    a 15-minute boundary). ``max_connection_hours``: connections are replaced before
+    Binance's 24 h limit.
+    """
+
+    spot_url: str = LIVE_SPOT_STREAM_URL
+    futures_url: str = LIVE_FUTURES_STREAM_URL
+    metrics_port: int = 9108
+    trigger_minutes: int = 5
+    grace_seconds: int = 30
+    max_connection_hours: float = 23.0
+    keep_days: int = 3
+    sandbox_faults: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,10 +176,16 @@ class Settings:
     # The sandbox's model of that limit, and the wait it adds to every request.
     sandbox_coinglass_history_days: int | None = None
     sandbox_latency_ms: int = 0
+    stream: StreamSettings = field(default_factory=StreamSettings)
 
     @property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"
+
+    @property
+    def stream_dir(self) -> Path:
+        """The collector's staging area (``stream/staging.py`` owns its layout)."""
+        return self.data_dir / "stream"
 
     @property
     def warehouse_path(self) -> Path:
@@ -191,7 +227,7 @@ URL = "an http(s) URL with a host, e.g. {}"
 EMPTY_MEANS_NONE = frozenset(
     {"bigquery_project", "google_cloud_project", "bigquery_api_endpoint", "gcs_bucket",
      "gcs_prefix", "sandbox_faults", "coinglass_history_days",
-     "sandbox_coinglass_history_days"}
+     "sandbox_coinglass_history_days", "sandbox_stream_faults"}
 )  # fmt: skip
 
 
@@ -295,6 +331,37 @@ class _Environment(BaseSettings):
         "BTC_ASSETS_SANDBOX_COINGLASS_HISTORY_DAYS", None,
         "a whole number of days >= 1 (the 15m history the sandbox's CoinGlass serves), "
         "or empty for no limit",
+    )  # fmt: skip
+    binance_spot_stream_url: WebsocketUrl | None = _var(
+        "BINANCE_SPOT_STREAM_URL",
+        None,
+        URL.format(LIVE_SPOT_STREAM_URL).replace("http(s)", "ws(s)"),
+    )
+    binance_futures_stream_url: WebsocketUrl | None = _var(
+        "BINANCE_FUTURES_STREAM_URL", None,
+        URL.format(LIVE_FUTURES_STREAM_URL).replace("http(s)", "ws(s)"),
+    )  # fmt: skip
+    stream_metrics_port: Annotated[int, Field(ge=0, le=65535)] = _var(
+        "BTC_ASSETS_STREAM_METRICS_PORT", 9108, "a TCP port 1-65535, or 0 for no metrics server"
+    )
+    stream_trigger_minutes: WholeAboveZero = _var(
+        "BTC_ASSETS_STREAM_TRIGGER_MINUTES", 5,
+        "a whole number of minutes > 0 (closed minutes the stream moves before a live run)",
+    )  # fmt: skip
+    stream_grace_seconds: WholeFromZero = _var(
+        "BTC_ASSETS_STREAM_GRACE_SECONDS", 30,
+        "a whole number of seconds >= 0 (how late a closed candle may reach the staging)",
+    )  # fmt: skip
+    stream_max_connection_hours: Annotated[float, Field(gt=0, le=24)] = _var(
+        "BTC_ASSETS_STREAM_MAX_CONNECTION_HOURS", 23.0,
+        "a number of hours in (0, 24] (a connection is replaced after it; Binance cuts at 24)",
+    )  # fmt: skip
+    stream_keep_days: WholeAboveZero = _var(
+        "BTC_ASSETS_STREAM_KEEP_DAYS", 3, "a whole number of days > 0 (staging kept)"
+    )
+    sandbox_stream_faults: str = _var(
+        "BTC_ASSETS_SANDBOX_STREAM_FAULTS", "",
+        "a JSON object of stream faults (see btc_assets/sandbox/binance_stream.py)",
     )  # fmt: skip
     sandbox_latency_ms: WholeFromZero = _var(
         "BTC_ASSETS_SANDBOX_LATENCY_MS", 0,
@@ -431,6 +498,22 @@ def load_settings() -> Settings:
         vendor_max_wait_seconds=read.vendor_max_wait_seconds,
         gap_confirmations=read.gap_confirmations,
         symbol_workers=read.symbol_workers,
+        stream=StreamSettings(
+            spot_url=_url(
+                read.binance_spot_stream_url,
+                LIVE_SPOT_STREAM_URL if live else SANDBOX_BINANCE_SPOT_STREAM_URL,
+            ),
+            futures_url=_url(
+                read.binance_futures_stream_url,
+                LIVE_FUTURES_STREAM_URL if live else SANDBOX_BINANCE_FUTURES_STREAM_URL,
+            ),
+            metrics_port=read.stream_metrics_port,
+            trigger_minutes=read.stream_trigger_minutes,
+            grace_seconds=read.stream_grace_seconds,
+            max_connection_hours=read.stream_max_connection_hours,
+            keep_days=read.stream_keep_days,
+            sandbox_faults=read.sandbox_stream_faults,
+        ),
         bar_intervals=tuple(read.bar_intervals.split(",")),
         warehouse=WarehouseSettings(
             kind=read.warehouse,

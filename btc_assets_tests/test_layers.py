@@ -62,9 +62,18 @@ def test_core_imports_only_polars_numpy_and_core() -> None:
 
 def test_vendors_know_http_and_json_not_dagster_settings_or_the_sandbox() -> None:
     allowed = re.compile(
-        r"^(httpx|polars|numpy|tenacity)(\.|$)|^btc_assets\.(vendors|core|clock)\b"
+        r"^(httpx|websockets|polars|numpy|tenacity)(\.|$)|^btc_assets\.(vendors|core|clock)\b"
     )
     assert not _violations("btc_assets.vendors", allowed)
+
+
+def test_the_stream_collector_knows_neither_dagster_nor_settings_nor_the_sandbox() -> None:
+    # The ops layer assembles it (ops/stream.py); the lake's writers never import it, the
+    # live job only reads its staging.
+    allowed = re.compile(
+        r"^(polars|prometheus_client)(\.|$)|^btc_assets\.(stream|vendors|core|clock)\b"
+    )
+    assert not _violations("btc_assets.stream", allowed)
 
 
 def test_lake_settings_and_clock_stay_below_dagster() -> None:

@@ -3,6 +3,7 @@
     btc-assets verify [--table T] [--days N]   what the lake holds: coverage, gaps, freshness
     btc-assets reset [-f]                      wipe the lake, reports, DuckDB and asset history
     btc-assets sandbox [--port N]              serve the offline vendor on a loopback port
+    btc-assets stream [--metrics-port N]       collect closed 1m candles from the websocket
 
 Runs, backfills and Dagster-only wipes are Dagster's commands (see ``btc-assets --help``).
 Paths come from ``settings.load_settings()``, the instance from ``DAGSTER_HOME``.
@@ -103,6 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--faults", help="JSON fault plan; default: BTC_ASSETS_SANDBOX_FAULTS")
     sandbox.add_argument("--seed", type=int, help="default: BTC_ASSETS_SANDBOX_SEED")
     sandbox.set_defaults(run=_sandbox)
+    stream = sub.add_parser(
+        "stream", help="collect closed 1m candles of every symbol from Binance's websocket",
+        description="Subscribes to the 1m kline streams of every configured symbol (spot and "
+        "USD-M), stages closed candles under data/stream for the live_today job, fills any "
+        "missed minute over REST, and serves Prometheus metrics. Runs until SIGTERM/Ctrl-C.",
+    )  # fmt: skip
+    stream.add_argument(
+        "--metrics-port", type=int, metavar="N",
+        help="default: BTC_ASSETS_STREAM_METRICS_PORT (0: no metrics server)",
+    )  # fmt: skip
+    stream.add_argument(
+        "--sandbox-clock", metavar="START@SPEED",
+        help="sandbox only: run the clock from START (ISO UTC) at SPEED times real time",
+    )  # fmt: skip
+    stream.set_defaults(run=_stream)
     return parser
 
 
@@ -163,6 +179,9 @@ def _verify(args: argparse.Namespace) -> int:
     problems = [p for r in reports if r.window for p in r.problems()]
     if empty:  # one line, not one per table: a young lake has many
         problems.append(f"{len(empty)} table(s) with no days in the lake: {', '.join(empty)}")
+    from btc_assets.ops.verify_stream import verify_stream
+
+    problems += verify_stream(settings, basket, now)
     if problems:
         print("\nproblems:")
         for problem in problems:
@@ -193,7 +212,8 @@ def _size(n: float) -> str:
 def reset_targets(settings: Settings) -> list[Path]:
     """The files and folders ``reset`` deletes, those that exist (DuckDB may leave a .wal)."""
     wal = settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal")
-    paths = [settings.lake_dir, settings.reports_dir, settings.warehouse_path, wal]
+    paths = [settings.lake_dir, settings.reports_dir, settings.warehouse_path, wal,
+             settings.stream_dir]  # fmt: skip
     return [p for p in paths if p.exists()]
 
 
@@ -253,6 +273,44 @@ def _confirmed(prompt: str) -> bool:
         print()
         return False
     return answer.strip().lower() in ("y", "yes")
+
+
+# --- stream ------------------------------------------------------------------------------
+
+
+def _stream(args: argparse.Namespace) -> int:
+    import logging
+
+    from btc_assets.ops.stream import run_stream
+
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per gap-fill request
+    if args.sandbox_clock:
+        if not settings.is_sandbox:
+            print("btc-assets stream: --sandbox-clock is for BTC_ASSETS_ENV=sandbox only",
+                  file=sys.stderr)  # fmt: skip
+            return USAGE
+        try:
+            clock.run_from(*_clock_option(args.sandbox_clock))
+        except ValueError as exc:
+            print(f"btc-assets stream: --sandbox-clock {args.sandbox_clock}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return USAGE
+    return run_stream(settings, args.metrics_port)
+
+
+def _clock_option(text: str) -> tuple[float, float]:
+    from datetime import datetime
+
+    start, _, speed = text.partition("@")
+    at = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        raise ValueError("START needs a UTC offset, e.g. 2026-12-06T10:00:00Z")
+    factor = float(speed or 1)
+    if not factor > 0:
+        raise ValueError("SPEED must be > 0")
+    return at.timestamp(), factor
 
 
 # --- sandbox -----------------------------------------------------------------------------

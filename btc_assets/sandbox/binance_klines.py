@@ -242,3 +242,17 @@ class KlineRoute:
                 rows.append(f"[{ot * unit},{a},{ct * unit},{b}{extra}]")
         body = ("[" + ",".join(apply_row_faults(rows, faults)) + "]").encode()
         return SandboxResponse.raw(200, body, headers)
+
+
+def kline_row(seed: int, symbol: str, market: Market, open_ms: int, now_ms: int) -> str:
+    """One 1m candle as the REST array's text, closed or (``now_ms`` before its close)
+    forming: the very row ``/klines`` serves, for the websocket to send."""
+    close_ms = open_ms + mk.MINUTE_MS - 1
+    if close_ms >= now_ms:
+        a, b = _forming(seed, symbol, market, open_ms, 1, max(now_ms, open_ms + 1))
+    else:
+        day = mk.day_of_ms(open_ms)
+        head, tail = _day_text(seed, symbol, day, market, 1)
+        pos = (open_ms - mk.EPOCH_MS - mk.day_index(day) * mk.DAY_MS) // mk.MINUTE_MS
+        a, b = head[pos], tail[pos]
+    return f"[{open_ms},{a},{close_ms},{b}]"

@@ -33,6 +33,7 @@ from btc_assets.core.schema import (
     to_ms,
 )
 from btc_assets.vendors.binance_parse import (
+    kline_frame,
     parse_funding_rows,
     parse_kline_rows,
     parse_open_interest_rows,
@@ -366,16 +367,10 @@ class BinanceClient:
             cursor = _advance(http, path, page, cursor, last_open + 1)
         if not frames:
             return empty_frame(KLINE_SCHEMA)
-        out = (
-            pl.concat(frames)
-            .filter(pl.col("close_ms") < now)  # the still-open candle would change later
-            .unique(subset="open_ms", keep="first", maintain_order=True)
-            .with_columns(
-                (pl.col("open_ms") + step).cast(pl.Datetime("ms", "UTC")).alias("ts"),
-                pl.lit(symbol).alias("symbol"),
-            )
-            .filter((pl.col("ts") > start) & (pl.col("ts") <= end))
-            .sort("ts")
+        # The still-open candle would change later: only closed ones.
+        closed = pl.concat(frames).filter(pl.col("close_ms") < now)
+        out = kline_frame(closed, symbol, step).filter(
+            (pl.col("ts") > start) & (pl.col("ts") <= end)
         )
         expected = max(0, (min(last_open_bound, now - step) - start_ms // step * step) // step + 1)
         if out.height < expected:
@@ -383,7 +378,7 @@ class BinanceClient:
                 "%s %s %s %s (%s, %s]: %d of %d bars (%d missing)", VENDOR, path, symbol,
                 interval, start, end, out.height, expected, expected - out.height,
             )  # fmt: skip
-        return conform(out, KLINE_SCHEMA)
+        return out
 
 
 def _refine(setting: str) -> Callable[[VendorError], VendorError]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from btc_assets.core.schema import KLINE_SCHEMA, conform
 from btc_assets.vendors.errors import VendorResponseError
 
 VENDOR = "binance"
@@ -102,6 +103,21 @@ def parse_kline_rows(rows: Any, endpoint: str) -> pl.DataFrame:
     return _parse(
         named, endpoint, ints=["trades"], times=["open_ms", "close_ms"], required=list(named)
     )
+
+
+def kline_frame(parsed: pl.DataFrame, symbol: str, step_ms: int) -> pl.DataFrame:
+    """Parsed klines (``parse_kline_rows``) → ``KLINE_SCHEMA``, labelled by close time, one
+    row per open time (the first seen), sorted. REST pages and the websocket's closed
+    candles both go through here, so a minute is the same row whichever way it came."""
+    out = (
+        parsed.unique(subset="open_ms", keep="first", maintain_order=True)
+        .with_columns(
+            (pl.col("open_ms") + step_ms).cast(pl.Datetime("ms", "UTC")).alias("ts"),
+            pl.lit(symbol).alias("symbol"),
+        )
+        .sort("ts")
+    )
+    return conform(out, KLINE_SCHEMA)
 
 
 def parse_funding_rows(rows: Any, endpoint: str) -> pl.DataFrame:
