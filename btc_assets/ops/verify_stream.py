@@ -20,7 +20,7 @@ STALE_STATE_S = 60  # the collector writes its state every 2 s
 class StreamRow:
     table: str
     symbol: str
-    staged: int
+    staged: int  # of the minutes due (closed over the grace ago)
     due: int
     gaps: int
     longest: int  # minutes
@@ -58,7 +58,7 @@ def stream_rows(
         last = staged.frame["ts"].max()
         sources = ", ".join(f"{k} {v}" for k, v in sorted(staged.sources.items()))
         rows.append(
-            StreamRow(table, symbol, staged.frame.height, due, runs, longest,
+            StreamRow(table, symbol, due - len(missing), due, runs, longest,
                       int(last.timestamp() * 1000) if last is not None else None, sources)  # type: ignore[union-attr]
         )  # fmt: skip
     return rows

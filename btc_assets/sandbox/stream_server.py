@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.sync.server import ServerConnection, serve
 
 from btc_assets.sandbox.binance_stream import SandboxStream, ServerClosed, StreamDropped
@@ -43,8 +44,12 @@ def serve_sandbox_stream(
         try:
             while True:
                 try:
-                    message = feed.recv(timeout=0.5)
+                    message = feed.recv(timeout=0.2)
                 except TimeoutError:
+                    # A silent feed (stalled, unrouted) never sends, so it must look for
+                    # itself whether the client left or the server is shutting down.
+                    if connection.state is not State.OPEN:
+                        raise ConnectionClosed(None, None) from None
                     continue
                 connection.send(message)
         except StreamDropped:

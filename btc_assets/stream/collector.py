@@ -213,11 +213,19 @@ class StreamCollector:
         frame = kline_frame(parse_kline_rows([update.row], origin), target.symbol, MINUTE_MS)
         self._stage(target, frame, "ws", origin)
 
-    def fill_gaps(self, targets: Sequence[StreamTarget], reason: str) -> int:
-        """Stage over REST every candle due (closed ``grace_ms`` ago) and missing; return
-        how many were filled."""
+    def fill_gaps(
+        self, targets: Sequence[StreamTarget], reason: str, connected_ms: int | None = None
+    ) -> int:
+        """Stage over REST every candle due and missing; return how many were filled.
+
+        Due: closed ``grace_ms`` ago (the websocket may still be delivering it), or, right
+        after connecting, closed before the connection opened (it never comes on it).
+        """
         now = clock.epoch_ms()
-        due_through = (now - self.grace_ms) // MINUTE_MS * MINUTE_MS - MINUTE_MS
+        cut = (
+            now - self.grace_ms if connected_ms is None else max(connected_ms, now - self.grace_ms)
+        )
+        due_through = cut // MINUTE_MS * MINUTE_MS - MINUTE_MS
         today = day_of_open(now)
         filled = 0
         with self._fill_lock:  # one sweep at a time: two would ask REST for the same minutes
@@ -293,14 +301,16 @@ class StreamCollector:
                 attempt += 1
                 continue
             # Candles that closed while we were away never come on the new connection.
-            self.fill_gaps(group, "after connecting")
+            self.fill_gaps(group, "after connecting", conn.connected_since_ms)
             opened = last_message = time.monotonic()
             try:
                 while not stop.is_set():
                     if time.monotonic() - opened >= self.max_connection_age_s:
                         sock = self._rollover(url, sock, conn, market, origin)
                         opened = last_message = time.monotonic()
-                        self.fill_gaps(group, "after rolling the connection over")
+                        self.fill_gaps(
+                            group, "after rolling the connection over", conn.connected_since_ms
+                        )
                     try:
                         text = sock.recv(timeout=min(1.0, self.stall_seconds))
                     except TimeoutError:

@@ -46,8 +46,9 @@ def websocket_connector(open_timeout: float = 10.0) -> Connector:
 
     def open_connection(url: str) -> StreamSocket:
         # Our own pings as well: a half-open TCP connection is found within a minute.
-        return connect(url, open_timeout=open_timeout, ping_interval=20, ping_timeout=20,
-                       close_timeout=2, max_size=2**20)  # fmt: skip
+        # legacy=True: a plain connection object (the collector closes it itself).
+        return connect(url, legacy=True, open_timeout=open_timeout, ping_interval=20,
+                       ping_timeout=20, close_timeout=2, max_size=2**20)  # fmt: skip
 
     return open_connection
 

@@ -79,8 +79,14 @@ def running(collector: StreamCollector) -> Iterator[threading.Event]:
     try:
         yield stop
     finally:
+        STOPPED[str(collector.staging.root)] = clock.epoch_ms()
         stop.set()
         thread.join(timeout=10)
+
+
+# When each staging root's collector was last stopped (data clock): a test judges the
+# staging as of then, not as of a clock that kept running during teardown.
+STOPPED: dict[str, int] = {}
 
 
 def truth(market: str, symbol: str, day_start: datetime, end: datetime) -> pl.DataFrame:

@@ -23,6 +23,7 @@ from btc_assets.stream.metrics import serve_metrics
 from btc_assets.stream.staging import Staging, healthy_day
 from btc_assets_tests.test_stream.helpers import (
     START,
+    STOPPED,
     accelerate,
     make_collector,
     running,
@@ -40,7 +41,10 @@ def _day_start() -> object:
 def assert_staged_equals_rest(root: Path, table: str, market: str) -> pl.DataFrame:
     staged = Staging(root).staged_day(table, "BTCUSDT", START.date())
     assert staged is not None
-    frame, why, missing = healthy_day(staged, env="sandbox", now_ms=clock.epoch_ms() - 2_000)
+    # Every candle closed half a sandbox minute before the collector stopped (a sweep's
+    # period at 60x) must be there.
+    stopped = STOPPED.get(str(root), clock.epoch_ms())
+    frame, why, missing = healthy_day(staged, env="sandbox", now_ms=stopped - 35_000)
     assert frame is not None, why
     assert not missing
     expected = truth(market, "BTCUSDT", _day_start(), staged.frame["ts"].max())
