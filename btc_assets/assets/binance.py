@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -27,6 +28,7 @@ from btc_assets.assets.raw import FetchDays, Fetched, raw_asset
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import BINANCE_TABLES, FUNDING, METRICS, PERP_1M, SPOT_1M, Table
 from btc_assets.lake import DayWrite
+from btc_assets.stream.staging import Staging, wait_for_healthy_day
 from btc_assets.vendors.binance import (
     FUNDING_RATE,
     FUTURES_KLINES,
@@ -54,15 +56,16 @@ class Feed:
     rest_futures: bool  # on the USD-M host (else spot)
     archive: ArchiveDataset
     rest_reach: timedelta | None = None  # how far back REST serves this feed
+    streamed: bool = False  # today may come from the websocket's staging area
 
 
 FEEDS = {
     f.table.name: f
     for f in (
         Feed(SPOT_1M, lambda c, s, a, b: c.spot_klines(s, "1m", a, b), SPOT_KLINES, False,
-             ArchiveDataset.SPOT_KLINES_1M),
+             ArchiveDataset.SPOT_KLINES_1M, streamed=True),
         Feed(PERP_1M, lambda c, s, a, b: c.futures_klines(s, "1m", a, b), FUTURES_KLINES, True,
-             ArchiveDataset.UM_KLINES_1M),
+             ArchiveDataset.UM_KLINES_1M, streamed=True),
         Feed(FUNDING, lambda c, s, a, b: c.funding_rate(s, a, b), FUNDING_RATE, True,
              ArchiveDataset.UM_FUNDING_RATE),
         Feed(METRICS, lambda c, s, a, b: c.open_interest_hist(s, a, b), OPEN_INTEREST_HIST,
@@ -139,6 +142,8 @@ def _fetcher(feed: Feed) -> FetchDays:
                         archive, feed, symbol, history, fetched, archive_origin(resources, feed)
                     )
                     archive_requests = archive.request_count
+        if feed.streamed and today in days:
+            _from_stream(resources.dataset, feed, symbol, today, fetched)
         short = _short_archive_days(feed, fetched)
         for day in days:
             if day in fetched.frames or day in fetched.refused:
@@ -166,6 +171,32 @@ def _fetcher(feed: Feed) -> FetchDays:
         return fetched
 
     return fetch
+
+
+def _from_stream(dataset: Any, feed: Feed, symbol: str, day: date, fetched: Fetched) -> None:
+    """Today from the collector's staging when it holds every closed candle (no REST call),
+    recorded as ``source: stream``; otherwise the reason goes in the day's metadata and
+    REST takes the day."""
+    if not dataset.stream_root:
+        return
+    frame, why, staged = wait_for_healthy_day(
+        Staging(dataset.stream_root), feed.table.name, symbol, day, env=dataset.env,
+        grace_ms=dataset.stream_grace_seconds * 1000, now_ms=clock.epoch_ms,
+    )  # fmt: skip
+    if frame is None or staged is None:
+        fetched.day_metadata.setdefault(day, {})["stream_unused"] = why
+        return
+    url = urlsplit(staged.origin)
+    fetched.frames[day] = frame
+    fetched.provenance[day] = {
+        "source": "stream",
+        "origin": staged.origin,
+        "host": url.netloc,
+        "endpoint": url.path,
+        "stream_sources": staged.sources,  # ws, and rest for minutes the collector filled
+    }
+    fetched.day_metadata[day] = {"http_requests": 0, "stream": why,
+                                 "stream_sources": staged.sources}  # fmt: skip
 
 
 def _short_archive_days(

@@ -55,6 +55,20 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "sum_taker_long_short_vol_ratio": pl.Float64(),
 }
 
+# Binance USD-M commission rates of the account, one snapshot per symbol and UTC day. ts = when
+# the snapshot was taken (the endpoint gives only the current rate, so a day without one
+# holds a row with null fees and ``note`` saying why, stamped at the end of the day); fees in
+# basis points (0.0002 -> 2.0), negative for a rebate; ``source`` = where the values came from
+# (null when there are none).
+EXCHANGE_FEE_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "ts": TS,
+    "maker_bps": pl.Float64(),
+    "taker_bps": pl.Float64(),
+    "source": pl.String(),
+    "note": pl.String(),
+}
+
 OHLC_COLUMNS = ("open", "high", "low", "close")
 VOLUME_COLUMNS = ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")
 # Amounts that can never be negative, in whichever table carries them.

@@ -21,6 +21,7 @@ from btc_assets.core.schema import (
     COINGLASS_OI_SCHEMA,
     COINGLASS_PRICE_SCHEMA,
     COINGLASS_TAKER_SCHEMA,
+    EXCHANGE_FEE_SCHEMA,
     FEATURE_SCHEMA,
     FUNDING_SCHEMA,
     KLINE_SCHEMA,
@@ -74,6 +75,16 @@ METRICS = Table(
     required=("sum_open_interest", "sum_open_interest_value"),
 )
 BINANCE_TABLES = (SPOT_1M, PERP_1M, FUNDING, METRICS)
+# Not among BINANCE_TABLES (the market-data feeds, fetched by raw_asset): a signed account
+# endpoint with its own asset (assets/exchange_fees.py). One row per symbol and day.
+EXCHANGE_FEES = Table(
+    "exchange_fees",
+    EXCHANGE_FEE_SCHEMA,
+    None,
+    "Binance USD-M commission rates of the account (GET /fapi/v1/commissionRate, signed), in "
+    "basis points: one snapshot per symbol and UTC day, ts = when it was taken. A day with no "
+    "snapshot (a past day, no credentials, a refusal) has null fees and a note saying why.",
+)
 
 # --- CoinGlass v4 (raw)
 PRICE = Table(
@@ -189,4 +200,10 @@ RAW_TABLES = (*BINANCE_TABLES, *COINGLASS_TABLES)
 def lake_tables(intervals: Iterable[str]) -> tuple[Table, ...]:
     """Every table in the lake with bars of ``intervals`` (``Settings.bar_intervals``), in the
     order the demo and ``verify`` list them."""
-    return (*BINANCE_TABLES, *resampled_tables(intervals), *COINGLASS_TABLES, FEATURES)
+    return (
+        *BINANCE_TABLES,
+        EXCHANGE_FEES,
+        *resampled_tables(intervals),
+        *COINGLASS_TABLES,
+        FEATURES,
+    )

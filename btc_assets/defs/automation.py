@@ -3,8 +3,10 @@
 - ``tail_refresh`` (schedule): daily at ``BTC_ASSETS_TAIL_REFRESH_CRON`` (UTC), one run over
   the last N complete days (``BTC_ASSETS_TAIL_DAYS``) of every daily table. Those days are
   inside the tail window, so the raw feeds re-fetch them (vendors publish late and revise).
-- ``live_today`` (sensor): every ``BTC_ASSETS_LIVE_INTERVAL_SECONDS`` it refreshes today's
-  partial partition with closed bars, unless the previous live run is still going. A live run
+- ``live_today`` (sensor): refreshes today's partial partition with closed bars once the
+  stream collector's staging has moved ``BTC_ASSETS_STREAM_TRIGGER_MINUTES`` closed minutes
+  (or crossed a 15-minute boundary), and every ``BTC_ASSETS_LIVE_INTERVAL_SECONDS``
+  regardless (no collector: REST polling), unless the previous live run is still going. A live run
   carries ``dagster/max_runtime`` (``live_max_runtime_seconds``), so the daemon's run
   monitoring fails one whose worker died unnoticed (its code server died with it) instead of
   leaving it STARTED; should monitoring be off, the sensor stops waiting for a run in flight
@@ -27,6 +29,7 @@
 Everything is off by default and switched on with ``BTC_ASSETS_AUTOMATION=on`` (or in the UI).
 """
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -40,6 +43,8 @@ from btc_assets.defs.checks import table_key
 from btc_assets.defs.dagster_internals import AssetJob, failed_executions
 from btc_assets.defs.resources import DatasetResource, TelegramResource
 from btc_assets.settings import Settings
+from btc_assets.stream.collector import stream_targets
+from btc_assets.stream.staging import Staging
 
 FRESHNESS = "freshness"
 TRIGGER_TAG = "btc_assets/trigger"
@@ -63,6 +68,11 @@ MAX_RUNTIME_TAG = "dagster/max_runtime"
 # does not stop the live refresh for long.
 LIVE_MIN_RUNTIME_LIMIT = 600
 IN_FLIGHT_LOOKUP = 20  # live runs in flight read per tick; more than one means trouble
+# How often the live sensor looks at the stream staging (a few SQLite reads).
+STREAM_POLL_SECONDS = 15
+STREAM_BOUNDARY_MS = 15 * 60_000
+MINUTE_MS = 60_000
+LIVE_REASON_TAG = "btc_assets/live_reason"
 
 
 def _status(settings: Settings) -> dg.DefaultScheduleStatus:
@@ -124,20 +134,47 @@ def waits_for_live_run(status: dg.DagsterRunStatus, age_s: float, give_up_after:
     return status == dg.DagsterRunStatus.QUEUED or age_s <= give_up_after
 
 
+def stream_moved(before: int | None, now: int | None, trigger_minutes: int) -> bool:
+    """Has the stream staging moved enough since the last live run to ask for another:
+    ``trigger_minutes`` closed minutes, or across a 15-minute boundary (a new bars_15m row)?"""
+    if now is None:
+        return False
+    if before is None:
+        return True
+    step = STREAM_BOUNDARY_MS
+    return now - before >= trigger_minutes * MINUTE_MS or now // step > before // step
+
+
 def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
     interval = settings.live_interval_seconds
     # Twice the limit monitoring enforces (limit + one poll): see waits_for_live_run.
     give_up_after = 2 * live_max_runtime_seconds(settings)
+    staging = Staging(settings.stream_dir)
+    pairs = [(t.table, t.symbol) for t in stream_targets(settings.symbols)]
+    trigger = settings.stream.trigger_minutes
 
     @dg.sensor(
         name="live_today",
         job=job,
-        minimum_interval_seconds=interval,
+        minimum_interval_seconds=min(interval, STREAM_POLL_SECONDS),
         default_status=_sensor_status(settings),
-        description="Keep today's partial partition current with closed bars; skip while the "
-        "previous live run is still going (runs never pile up).",
+        description="Keep today's partial partition current with closed bars: a run once the "
+        f"stream staging has moved {trigger} closed minute(s) or crossed a 15-minute "
+        f"boundary, and every {interval} s regardless; skip while the previous live run is "
+        "still going (runs never pile up).",
     )
     def live_today(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        now = clock.now_utc()
+        watermark = staging.watermark(pairs, now.date())
+        moved = stream_moved(cursor.get("watermark"), watermark, trigger)
+        due = now.timestamp() - cursor.get("requested_s", 0) >= interval
+        if not (moved or due):
+            behind = (watermark - cursor["watermark"]) // MINUTE_MS if watermark else 0
+            return dg.SkipReason(
+                f"stream moved {behind} closed minute(s) since the last live run (asks at "
+                f"{trigger}); next timed run within {interval} s"
+            )
         records = context.instance.get_run_records(
             filters=dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=IN_FLIGHT_LOOKUP
         )
@@ -153,12 +190,12 @@ def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
                 f"over twice its {give_up_after // 2} s limit: run monitoring should have "
                 "failed it (is run_monitoring enabled in dagster.yaml?); not waiting for it"
             )
-        now = clock.now_utc()
+        context.update_cursor(json.dumps({"watermark": watermark, "requested_s": now_s}))
         slot = int(now.timestamp()) // interval
         return dg.RunRequest(
-            run_key=f"live-{slot}",
+            run_key=f"live-stream-{watermark}" if moved else f"live-{slot}",
             partition_key=now.date().isoformat(),
-            tags={TRIGGER_TAG: "live_today"},
+            tags={TRIGGER_TAG: "live_today", LIVE_REASON_TAG: "stream" if moved else "interval"},
         )
 
     return live_today

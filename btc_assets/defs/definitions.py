@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -10,6 +12,7 @@ from btc_assets.assets.bigquery_loads import bigquery_assets, bigquery_job
 from btc_assets.assets.binance import binance_assets
 from btc_assets.assets.coinglass import coinglass_assets
 from btc_assets.assets.duckdb_catalog import duckdb_catalog_asset
+from btc_assets.assets.exchange_fees import exchange_fees
 from btc_assets.assets.features import bars_15m
 from btc_assets.assets.reports import qa_report
 from btc_assets.core.tables import RAW_TABLES, kline_aliases, lake_tables
@@ -24,6 +27,7 @@ from btc_assets.defs.automation import (
     live_max_runtime_seconds,
 )
 from btc_assets.defs.resources import (
+    BinanceAccountResource,
     BinanceResource,
     CoinGlassResource,
     DatasetResource,
@@ -69,7 +73,14 @@ catalog_job = dg.define_asset_job(
 )
 
 
-def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar]:
+def _optional_secret(name: str) -> dg.EnvVar | None:
+    """``dg.EnvVar(name)`` if the variable is set, else None. An unset EnvVar fails the
+    resource's init, and so every run; a secret only one optional asset needs (the Binance
+    account's, for the fee snapshots) lets that asset skip instead. Only presence is read."""
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else None
+
+
+def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar | None]:
     """Live secrets only ever come from the environment; the sandbox's are not secrets, and
     are imported only in sandbox mode (live mode imports nothing of the sandbox)."""
     if not settings.is_sandbox:
@@ -77,6 +88,8 @@ def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar]:
             "coinglass_key": dg.EnvVar("COINGLASS_API_KEY"),
             "telegram_token": dg.EnvVar("TELEGRAM_BOT_TOKEN"),
             "telegram_chat": dg.EnvVar("TELEGRAM_CHAT_ID"),
+            "binance_key": _optional_secret("BINANCE_API_KEY"),
+            "binance_secret": _optional_secret("BINANCE_API_SECRET"),
         }
     from btc_assets.sandbox import credentials
 
@@ -84,6 +97,8 @@ def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar]:
         "coinglass_key": credentials.SANDBOX_COINGLASS_KEY,
         "telegram_token": credentials.SANDBOX_TELEGRAM_TOKEN,
         "telegram_chat": credentials.SANDBOX_TELEGRAM_CHAT_ID,
+        "binance_key": credentials.SANDBOX_BINANCE_API_KEY,
+        "binance_secret": credentials.SANDBOX_BINANCE_API_SECRET,
     }
 
 
@@ -128,6 +143,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             tail_days=settings.tail_days,
             gap_confirmations=settings.gap_confirmations,
             symbol_workers=settings.symbol_workers,
+            stream_root=str(settings.stream_dir),
+            stream_grace_seconds=settings.stream.grace_seconds,
         ),
         "sandbox": sandbox,
         "binance": BinanceResource(
@@ -135,6 +152,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
             futures_base_url=settings.binance_futures_base_url,
             archive_base_url=settings.binance_archive_base_url,
             use_archive=settings.binance_archive,
+            max_wait_seconds=settings.vendor_max_wait_seconds,
+            sandbox=sandbox,
+        ),
+        "binance_account": BinanceAccountResource(
+            futures_base_url=settings.binance_futures_base_url,
+            api_key=secrets["binance_key"],
+            api_secret=secrets["binance_secret"],
             max_wait_seconds=settings.vendor_max_wait_seconds,
             sandbox=sandbox,
         ),
@@ -164,6 +188,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 all_assets = [
     *binance_assets,
+    exchange_fees,
     *bar_assets(SETTINGS.bar_intervals),
     *coinglass_assets,
     bars_15m,

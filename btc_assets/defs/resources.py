@@ -16,6 +16,7 @@ from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.binance_archive import ArchiveClient
+from btc_assets.vendors.binance_signed import BinanceAccountClient
 from btc_assets.vendors.coinglass import CoinGlassClient
 from btc_assets.vendors.hosts import LIVE_BINANCE_ARCHIVE_URL
 from btc_assets.vendors.telegram import TelegramClient
@@ -46,6 +47,9 @@ class DatasetResource(dg.ConfigurableResource):
     # An incomplete day is reused once this many re-fetches returned the very same data.
     gap_confirmations: int = 2
     symbol_workers: int = 1  # basket members an asset works on at once (settings: by cores)
+    # The stream collector's staging area: today's 1m klines come from it when it is whole.
+    stream_root: str | None = None
+    stream_grace_seconds: int = 30  # a candle closed this long ago must be staged
 
     def lake(self) -> Lake:
         return Lake(self.lake_root)
@@ -111,6 +115,37 @@ class BinanceResource(dg.ConfigurableResource):
         return ArchiveClient(
             self.archive_base_url,
             transport=self.sandbox.transport(),
+            max_retries=self.max_retries,
+            max_wait_seconds=self.max_wait_seconds,
+        )
+
+
+class BinanceAccountResource(dg.ConfigurableResource):
+    """Binance's signed USD-M endpoints (the account's fees). Key and secret come only from
+    ``BINANCE_API_KEY`` / ``BINANCE_API_SECRET`` (``dg.EnvVar``) in live; None when unset, and
+    the assets that need them skip with a warning instead of failing the run."""
+
+    futures_base_url: str
+    api_key: str | None = None
+    api_secret: str | None = None
+    recv_window_ms: int = 5000
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+    max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
+    sandbox: SandboxResource
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool((self.api_key or "").strip() and (self.api_secret or "").strip())
+
+    def client(self) -> BinanceAccountClient:
+        return BinanceAccountClient(
+            self.futures_base_url,
+            self.api_key,
+            self.api_secret,
+            transport=self.sandbox.transport(),
+            recv_window_ms=self.recv_window_ms,
+            timeout=self.timeout_seconds,
             max_retries=self.max_retries,
             max_wait_seconds=self.max_wait_seconds,
         )

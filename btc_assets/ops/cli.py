@@ -316,19 +316,29 @@ def _clock_option(text: str) -> tuple[float, float]:
 # --- sandbox -----------------------------------------------------------------------------
 
 
-def sandbox_settings(base_url: str) -> dict[str, str]:
+def sandbox_settings(base_url: str, stream_urls: tuple[str, str] | None = None) -> dict[str, str]:
     """The environment that points the live clients at a served sandbox."""
     from btc_assets.sandbox.credentials import (
+        SANDBOX_BINANCE_API_KEY,
+        SANDBOX_BINANCE_API_SECRET,
         SANDBOX_COINGLASS_KEY,
         SANDBOX_TELEGRAM_CHAT_ID,
         SANDBOX_TELEGRAM_TOKEN,
     )
+
+    streams = {}
+    if stream_urls:
+        streams = {"BINANCE_SPOT_STREAM_URL": stream_urls[0],
+                   "BINANCE_FUTURES_STREAM_URL": stream_urls[1]}  # fmt: skip
 
     return {
         # live: the clients use these URLs rather than the in-process sandbox transport
         "BTC_ASSETS_ENV": "live",
         "BINANCE_SPOT_BASE_URL": base_url,
         "BINANCE_FUTURES_BASE_URL": base_url,
+        **streams,
+        "BINANCE_API_KEY": SANDBOX_BINANCE_API_KEY,
+        "BINANCE_API_SECRET": SANDBOX_BINANCE_API_SECRET,
         "COINGLASS_BASE_URL": base_url,
         "COINGLASS_API_KEY": SANDBOX_COINGLASS_KEY,
         "TELEGRAM_BASE_URL": base_url,
@@ -338,8 +348,10 @@ def sandbox_settings(base_url: str) -> dict[str, str]:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    from btc_assets.sandbox.binance_stream import SandboxStream
     from btc_assets.sandbox.faults import FaultPlan, FaultPlanError
     from btc_assets.sandbox.server import serve_sandbox
+    from btc_assets.sandbox.stream_server import serve_sandbox_stream
 
     settings = load_settings()
     seed = settings.sandbox_seed if args.seed is None else args.seed
@@ -358,9 +370,13 @@ def _sandbox(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `docker stop`, like Ctrl-C
     try:
-        with serve_sandbox(args.host, args.port, seed=seed, faults=faults) as base_url:
-            print(f"sandbox vendor on {base_url} (seed {seed}); Ctrl-C stops it. Set:")
-            for name, value in sandbox_settings(base_url).items():
+        with (
+            serve_sandbox(args.host, args.port, seed=seed, faults=faults) as base_url,
+            serve_sandbox_stream(SandboxStream(seed=seed), args.host) as stream_urls,
+        ):
+            print(f"sandbox vendor on {base_url}, its websocket on {stream_urls[1]} "
+                  f"(seed {seed}); Ctrl-C stops it. Set:")  # fmt: skip
+            for name, value in sandbox_settings(base_url, stream_urls).items():
                 print(f"export {name}={value}")
             sys.stdout.flush()
             try:

@@ -6,7 +6,8 @@
 - ``routes``       the registry vendor modules add their URL paths to
 - ``binance``      Binance spot / USD-M routes (one module per vendor; ``binance_common`` and
                    ``binance_klines`` are its helpers, ``binance_exchange_info`` its
-                   exchangeInfo routes); a new vendor module registers its
+                   exchangeInfo routes, ``binance_account`` the signed
+                   ``commissionRate``); a new vendor module registers its
                    routes and is imported by ``transport``
 - ``binance_archive`` data.binance.vision: daily/monthly zips + ``.CHECKSUM`` from the same
                    market (``binance_metrics``: the 5m open-interest and ratio model, also

@@ -19,6 +19,7 @@ import httpx
 
 from btc_assets.clock import epoch_ms
 from btc_assets.sandbox import binance as _binance  # noqa: F401  (registers its routes)
+from btc_assets.sandbox import binance_account as _account  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import binance_archive as _archive  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import binance_exchange_info as _exchange_info  # noqa: F401  (same)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)

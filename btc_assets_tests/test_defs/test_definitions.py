@@ -22,6 +22,7 @@ RAW_AND_BARS = {
     "coinglass_taker_volume",
     "coinglass_aggregated_taker",
     "coinglass_liquidations",
+    "exchange_fees",  # the account's fee snapshots (signed endpoint): quality check only
 }
 DAILY_TABLES = {*RAW_AND_BARS, "bars_15m"}
 # lake table -> its BigQuery load (group "bigquery"), see btc_assets/assets/bigquery_loads.py
