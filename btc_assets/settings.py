@@ -20,11 +20,9 @@ The sandbox fault plan's JSON is checked by the Dagster layer, which may load th
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -42,6 +40,28 @@ from btc_assets.core.bars import BINANCE_INTERVALS
 from btc_assets.core.symbols import SymbolSpec, parse_symbols, symbol_spec
 from btc_assets.core.symbols import coin_of as coin_of  # re-exported: assets import it here
 from btc_assets.core.tables import DEFAULT_INTERVALS, FEATURE_INTERVAL, bar_intervals
+
+# The dataclasses and names the rest of the code imports from here (settings_model.py).
+from btc_assets.settings_model import (
+    DEFAULT_SYMBOL_WORKERS,
+    DEFAULT_SYMBOLS,
+    LEGACY_SYMBOL_SETTING,
+    PROJECT_ROOT,
+    SANDBOX_BINANCE_ARCHIVE_URL,
+    SANDBOX_BINANCE_FUTURES_STREAM_URL,
+    SANDBOX_BINANCE_FUTURES_URL,
+    SANDBOX_BINANCE_SPOT_STREAM_URL,
+    SANDBOX_BINANCE_SPOT_URL,
+    SANDBOX_COINGLASS_URL,
+    SANDBOX_FAULTS_SETTING,
+    SANDBOX_TELEGRAM_URL,
+    SYMBOLS_SETTING,
+    Environment,
+    Settings,
+    StreamSettings,
+    Warehouse,
+    WarehouseSettings,
+)
 from btc_assets.settings_values import (
     BucketName,
     Cron,
@@ -73,135 +93,11 @@ from btc_assets.vendors.hosts import (
     LIVE_BINANCE_SPOT_STREAM_URL as LIVE_SPOT_STREAM_URL,
 )
 
-Environment = Literal["sandbox", "live"]
-# Each member in flight holds its range of rows (a year of 1m bars is ~250 MB at its peak),
-# and beyond the cores threads add memory faster than speed on the vendor-free sandbox.
-DEFAULT_SYMBOL_WORKERS = max(1, min(4, os.cpu_count() or 1))
-Warehouse = Literal["duckdb", "bigquery"]
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# The in-process sandbox answers on any host; these names make logs read well.
-SANDBOX_BINANCE_SPOT_URL = "http://sandbox.binance.invalid"
-SANDBOX_BINANCE_FUTURES_URL = "http://sandbox.fapi.binance.invalid"
-SANDBOX_BINANCE_ARCHIVE_URL = "http://sandbox.data.binance.invalid"
-SANDBOX_COINGLASS_URL = "http://sandbox.coinglass.invalid"
-SANDBOX_TELEGRAM_URL = "http://sandbox.telegram.invalid"
-SANDBOX_BINANCE_SPOT_STREAM_URL = "ws://sandbox.stream.binance.invalid"
-SANDBOX_BINANCE_FUTURES_STREAM_URL = "ws://sandbox.fstream.binance.invalid/market"
-
-SANDBOX_FAULTS_SETTING = "BTC_ASSETS_SANDBOX_FAULTS"
-SYMBOLS_SETTING = "BTC_ASSETS_SYMBOLS"
-LEGACY_SYMBOL_SETTING = "BTC_ASSETS_SYMBOL"  # the one-symbol form, before the basket
-DEFAULT_SYMBOLS = "BTCUSDT"
 _SHOWN_VALUE = 80  # characters of a bad value an error repeats (a fault plan can be long)
 
 
 class SettingsError(ValueError):
     """An environment variable has a value the project cannot use; ``str()`` names it."""
-
-
-@dataclass(frozen=True)
-class WarehouseSettings:
-    """Where loads go: the embedded DuckDB catalog (default) or BigQuery, staged on GCS.
-
-    Credentials are not here: Google's clients read them themselves (Application Default
-    Credentials: GOOGLE_APPLICATION_CREDENTIALS or ``gcloud auth application-default login``).
-    """
-
-    kind: Warehouse = "duckdb"
-    bigquery_project: str | None = None
-    bigquery_dataset: str = "btc_assets"
-    bigquery_location: str = "US"
-    bigquery_api_endpoint: str | None = None  # a local emulator; unset in production
-    gcs_bucket: str | None = None  # unset: load from the local day file, no staging
-    gcs_prefix: str = "raw"
-
-
-@dataclass(frozen=True)
-class StreamSettings:
-    """The websocket collector (``btc-assets stream``) and how the live job uses its staging.
-
-    ``grace_seconds``: a candle closed longer ago than this must be staged for the live job
-    to build today from the staging area instead of REST. ``trigger_minutes``: the live
-    sensor asks for a run once every stream has moved this many closed minutes (or crossed
-    a 15-minute boundary). ``max_connection_hours``: connections are replaced before
-    Binance's 24 h limit.
-    """
-
-    spot_url: str = LIVE_SPOT_STREAM_URL
-    futures_url: str = LIVE_FUTURES_STREAM_URL
-    metrics_port: int = 9108
-    trigger_minutes: int = 5
-    grace_seconds: int = 30
-    max_connection_hours: float = 23.0
-    keep_days: int = 3
-    sandbox_faults: str = ""
-
-
-@dataclass(frozen=True)
-class Settings:
-    env: Environment
-    symbol: str
-    start_date: date
-    data_dir: Path
-    tail_days: int
-    binance_spot_base_url: str
-    binance_futures_base_url: str
-    binance_archive_base_url: str
-    binance_archive: bool
-    coinglass_base_url: str
-    coinglass_exchange: str
-    coinglass_exchange_list: str
-    coinglass_requests_per_minute: int
-    telegram_base_url: str
-    tail_refresh_cron: str
-    live_interval_seconds: int
-    freshness_slack_minutes: int
-    automation_on: bool
-    sandbox_seed: int
-    sandbox_faults: str
-    warehouse: WarehouseSettings
-    vendor_max_wait_seconds: float = 120.0
-    gap_confirmations: int = 2
-    # Basket members an asset works on at once (threads: vendor waits, zstd, sha256, fsync).
-    symbol_workers: int = DEFAULT_SYMBOL_WORKERS
-    # Bar intervals built from the 1m klines, shortest first; always holds 15m (bars_15m).
-    bar_intervals: tuple[str, ...] = bar_intervals(DEFAULT_INTERVALS)
-    # The basket (BTC_ASSETS_SYMBOLS). ``symbol`` above is its first perp, kept while the
-    # callers move to ``symbols``.
-    symbols: tuple[SymbolSpec, ...] = (symbol_spec(DEFAULT_SYMBOLS),)
-    # How far back (days from now) the CoinGlass plan serves 15m history; None: no limit.
-    coinglass_history_days: int | None = None
-    # The sandbox's model of that limit, and the wait it adds to every request.
-    sandbox_coinglass_history_days: int | None = None
-    sandbox_latency_ms: int = 0
-    stream: StreamSettings = field(default_factory=StreamSettings)
-
-    @property
-    def lake_dir(self) -> Path:
-        return self.data_dir / "lake"
-
-    @property
-    def stream_dir(self) -> Path:
-        """The collector's staging area (``stream/staging.py`` owns its layout)."""
-        return self.data_dir / "stream"
-
-    @property
-    def warehouse_path(self) -> Path:
-        return self.data_dir / "warehouse.duckdb"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.data_dir / "reports"
-
-    @property
-    def is_sandbox(self) -> bool:
-        return self.env == "sandbox"
-
-    @property
-    def coin(self) -> str:
-        return coin_of(self.symbol)
 
 
 def _intervals(value: str) -> str:

@@ -81,7 +81,12 @@ def test_lake_settings_and_clock_stay_below_dagster() -> None:
     # through the value checks of settings_values
     for module, more, ours in (
         ("btc_assets.lake", "", ""),
-        ("btc_assets.settings", "|pydantic|pydantic_settings|croniter", "|settings_values"),
+        (
+            "btc_assets.settings",
+            "|pydantic|pydantic_settings|croniter",
+            "|settings_values|settings_model",
+        ),
+        ("btc_assets.settings_model", "", ""),
         ("btc_assets.settings_values", "|pydantic|croniter", ""),
         ("btc_assets.clock", "", ""),
     ):
