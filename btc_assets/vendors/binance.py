@@ -147,7 +147,7 @@ class BinanceClient:
                 VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
                 backoff_base=backoff_base, backoff_cap=backoff_cap,
                 max_wait_seconds=max_wait_seconds, headers=headers, limiter=limiter, sleep=sleep,
-                clock=clock, base_url_setting=setting, error_hook=_refine(setting),
+                clock=clock, base_url_setting=setting, error_hook=binance_error_hook(setting),
                 transient_codes=TRANSIENT_CODES,
             )  # fmt: skip
 
@@ -381,7 +381,7 @@ class BinanceClient:
         return out
 
 
-def _refine(setting: str) -> Callable[[VendorError], VendorError]:
+def binance_error_hook(setting: str) -> Callable[[VendorError], VendorError]:
     """Turn Binance's generic failures into errors that say what to do."""
 
     def refine(err: VendorError) -> VendorError:

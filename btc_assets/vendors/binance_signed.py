@@ -36,7 +36,7 @@ from btc_assets.vendors.binance import (
     TRANSIENT_CODES,
     VENDOR,
     WEIGHT_HEADER,
-    _refine,
+    binance_error_hook,
 )
 from btc_assets.vendors.errors import (
     MASK,
@@ -143,7 +143,7 @@ def _signed_refine(err: VendorError) -> VendorError:
             f"the request for {symbol} was stamped outside Binance's recvWindow: this "
             "host's clock is off the server's",
         )
-    return _refine(URL_SETTING)(err)
+    return binance_error_hook(URL_SETTING)(err)
 
 
 class BinanceAccountClient(SessionClient):
