@@ -374,8 +374,8 @@ def _sandbox(args: argparse.Namespace) -> int:
             serve_sandbox(args.host, args.port, seed=seed, faults=faults) as base_url,
             serve_sandbox_stream(SandboxStream(seed=seed), args.host) as stream_urls,
         ):
-            print(f"sandbox vendor on {base_url}, its websocket on {stream_urls[1]} "
-                  f"(seed {seed}); Ctrl-C stops it. Set:")  # fmt: skip
+            print(f"sandbox vendor on {base_url} (seed {seed}), its kline websocket on "
+                  f"{stream_urls[1]}; Ctrl-C stops it. Set:")  # fmt: skip
             for name, value in sandbox_settings(base_url, stream_urls).items():
                 print(f"export {name}={value}")
             sys.stdout.flush()

@@ -17,6 +17,7 @@ import dagster as dg
 import httpx
 import polars as pl
 import pytest
+from websockets.sync.client import connect as websocket_connect
 
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import FUNDING, PERP_1M, SPOT_1M
@@ -255,6 +256,11 @@ def test_sandbox_serves_until_ctrl_c(tmp_path: Path) -> None:
                              json={"chat_id": SANDBOX_TELEGRAM_CHAT_ID, "text": "up"})  # fmt: skip
         assert klines.status_code == 200 and len(klines.json()) == 2
         assert sent.json()["ok"] is True
+        futures_ws = lines[0].split()[-5].rstrip(";")  # "... websocket on ws://...; Ctrl-C"
+        assert futures_ws.startswith("ws://127.0.0.1:") and futures_ws.endswith("/market")
+        with websocket_connect(f"{futures_ws}/stream?streams=btcusdt@kline_1m") as ws:
+            message = json.loads(ws.recv(timeout=5))  # a forming update comes every 250 ms
+        assert message["stream"] == "btcusdt@kline_1m" and message["data"]["e"] == "kline"
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=10) == 0, proc.stderr.read()  # type: ignore[union-attr]
         lines += proc.stdout.readlines()
@@ -264,5 +270,6 @@ def test_sandbox_serves_until_ctrl_c(tmp_path: Path) -> None:
         proc.stdout.close()
         proc.stderr.close()  # type: ignore[union-attr]
     assert f"export BINANCE_SPOT_BASE_URL={base_url}\n" in lines
+    assert f"export BINANCE_FUTURES_STREAM_URL={futures_ws}\n" in lines
     assert f"export TELEGRAM_BASE_URL={base_url}\n" in lines
     assert lines[-1] == "sandbox stopped\n"

@@ -141,7 +141,8 @@ def test_a_restart_resumes_from_the_staging_without_loss_or_duplicates(
     _run(second, 3)
     assert_staged_equals_rest(tmp_path, PERP, "perp")
     # The restart asked REST only for the minutes it missed, not the whole day again.
-    assert 2 <= second.status.targets[f"{PERP}/BTCUSDT"].rest_candles <= 6
+    # (3 s at 60x is 3 minutes; start-up on a loaded machine adds a few.)
+    assert 2 <= second.status.targets[f"{PERP}/BTCUSDT"].rest_candles <= 12
 
 
 def test_a_malformed_message_is_counted_and_its_minute_filled_by_the_sweep(

@@ -20,13 +20,14 @@ def test_the_collector_answers_the_servers_pings(
 ) -> None:
     accelerate(monkeypatch, START, 60)
     hub = SandboxStream(seed=7)
-    # The server pings every 0.2 s and drops a client silent for 0.5 s.
-    with serve_sandbox_stream(hub, ping_interval=0.2, ping_timeout=0.5) as (spot, futures):
+    # The server pings every 0.3 s and drops a client that has not answered within 2 s:
+    # without pongs the connection would be cut twice over in the 5 s below.
+    with serve_sandbox_stream(hub, ping_interval=0.3, ping_timeout=2.0) as (spot, futures):
         collector, _ = make_collector(
             tmp_path, hub=hub, connect=websocket_connector(), spot_url=spot, futures_url=futures
         )
         with running(collector):
-            time.sleep(4)
+            time.sleep(5)
     assert [c.number for c in hub.connections] == [1, 1]  # no connection was ever dropped
     assert all(c.reconnects == 0 for c in collector.status.connections)
     assert_staged_equals_rest(tmp_path, PERP, "perp")
