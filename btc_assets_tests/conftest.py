@@ -21,7 +21,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 # runs. So the project's own variables are cleared here, at collection, whatever the user
 # has exported; a test that needs one sets it with monkeypatch. Test-infra switches stay.
 PROJECT_VARIABLES = re.compile(
-    r"^(BTC_ASSETS_|BINANCE_|COINGLASS_|TELEGRAM_|BIGQUERY_|GCS_STAGING_)"
+    r"^(BTC_ASSETS_|BINANCE_|COINGLASS_|TELEGRAM_|BIGQUERY_|GCS_STAGING_|COINAPI_|FRED_"
+    r"|ALPHAVANTAGE_|CRYPTOQUANT_)"
     r"|^(WAREHOUSE|GOOGLE_CLOUD_PROJECT)$"
 )
 TEST_SWITCHES = {"BTC_ASSETS_FORCE_BQEMULATOR"}

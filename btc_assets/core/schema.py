@@ -255,3 +255,73 @@ DERIVED_FEATURES = (
     "oi_pctile_30d",
     "funding_pctile_30d",
 )
+
+# --- FRED observations: one row per (series_id, date, realtime_start), not [symbol, ts].
+# ``date`` is the observation date (what the value describes); ``realtime_start`` ..
+# ``realtime_end`` the real-time period in which FRED served this value (a vintage: ALFRED),
+# clipped by FRED to the requested window, 9999-12-31 while still current. ``value`` is null
+# and ``missing`` true where FRED printed "." (holidays of a daily series).
+FRED_OBSERVATION_SCHEMA: dict[str, pl.DataType] = {
+    "series_id": pl.String(),
+    "date": pl.Date(),
+    "value": pl.Float64(),
+    "missing": pl.Boolean(),
+    "realtime_start": pl.Date(),
+    "realtime_end": pl.Date(),
+}
+
+# --- Alpha Vantage daily series: one row per (symbol, date), not [symbol, ts]. ``symbol`` is
+# the equity's ticker (SPY) or the FX pair joined (EURUSD); ``date`` the session date in
+# ``time_zone`` as the vendor's Meta Data names it (US/Eastern for equities, UTC for FX).
+# ``volume`` in shares, null for FX (FX_DAILY serves none). Sorted oldest first.
+ALPHAVANTAGE_DAILY_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "date": pl.Date(),
+    "time_zone": pl.String(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+}
+
+# --- CryptoQuant daily on-chain metrics in long form: one row per (metric, exchange, date,
+# field), so every endpoint (one to four fields each) fits one table. ``date`` is the UTC day
+# the value describes (not when it was published: exchange flows are revised weekly, so the
+# point-in-time layer stamps availability); ``exchange`` is CRYPTOQUANT_NO_EXCHANGE for a
+# metric that is not per exchange (MPI). ``value`` is null where the vendor served null.
+CRYPTOQUANT_NO_EXCHANGE = "none"
+CRYPTOQUANT_DAILY_SCHEMA: dict[str, pl.DataType] = {
+    "metric": pl.String(),
+    "exchange": pl.String(),
+    "date": pl.Date(),
+    "field": pl.String(),
+    "value": pl.Float64(),
+}
+
+# --- CoinAPI (the cross-check of Binance hourly bars, and symbol metrics such as funding).
+# ``symbol_id`` is CoinAPI's id (BINANCE_SPOT_BTC_USDT, BINANCEFTS_PERP_BTC_USDT); the asset
+# layer maps it to the project's symbol. ts = ``time_period_end`` (the close, right-closed:
+# the 1HRS period [00:00, 01:00) is ts 01:00). Unique on [symbol_id, ts] (and metric_id).
+COINAPI_OHLCV_SCHEMA: dict[str, pl.DataType] = {
+    "symbol_id": pl.String(),
+    "ts": TS,
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+    "trades": pl.Int64(),
+}
+# first/last/min/max/sum of the metric's values inside the period, and how many there were.
+COINAPI_METRIC_SCHEMA: dict[str, pl.DataType] = {
+    "symbol_id": pl.String(),
+    "metric_id": pl.String(),
+    "ts": TS,
+    "first": pl.Float64(),
+    "last": pl.Float64(),
+    "min": pl.Float64(),
+    "max": pl.Float64(),
+    "sum": pl.Float64(),
+    "count": pl.Int64(),
+}

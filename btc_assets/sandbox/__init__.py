@@ -14,6 +14,14 @@
                    behind ``/futures/data/openInterestHist``)
 - ``coinglass``    CoinGlass v4 history routes (``coinglass_market``: its series, derived
                    from the same market)
+- ``binance_stream`` the kline websocket's feed (in-process connector); ``stream_server``
+                   serves it on loopback
+- ``coinapi``      CoinAPI OHLCV and metrics (``coinapi_market``: the same market's minutes)
+- ``fred``         FRED observations with vintages, on the Fed's calendar (``us_calendar``)
+- ``alphavantage`` Alpha Vantage daily equity and FX series (``alphavantage_market``), NYSE
+                   sessions
+- ``cryptoquant``  CryptoQuant daily BTC exchange flows, correlated with the market, revised
+                   weekly
 - ``telegram``     the Bot API's ``sendMessage``, with its chats
 - ``credentials``  the sandbox's own keys (not secrets), importable without the market
 - ``faults``       fault plans from JSON (``BTC_ASSETS_SANDBOX_FAULTS``)

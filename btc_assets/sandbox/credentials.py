@@ -11,3 +11,17 @@ SANDBOX_MIGRATED_CHAT_ID = "-123456789"  # an old group, upgraded to the supergr
 # A USD-M key pair: the sandbox checks the X-MBX-APIKEY header and the HMAC signature with them.
 SANDBOX_BINANCE_API_KEY = "sandbox-binance-api-key"
 SANDBOX_BINANCE_API_SECRET = "sandbox-binance-api-secret"
+# FRED checks the key's shape (32 lower-case alphanumerics) before looking it up.
+SANDBOX_FRED_API_KEY = "sandboxfredapikey000000000000001"
+# Alpha Vantage: a free key (25 requests per UTC day, compact output only) and a premium one
+# (outputsize=full and the premium functions, no daily quota).
+SANDBOX_ALPHAVANTAGE_KEY = "sandbox-alphavantage-key"
+SANDBOX_ALPHAVANTAGE_PREMIUM_KEY = "sandbox-alphavantage-premium-key"
+# CryptoQuant Bearer tokens: a Professional plan (every endpoint) and a basic one that the
+# sandbox refuses the plan-gated indicators (403, e.g. MPI).
+SANDBOX_CRYPTOQUANT_TOKEN = "sandbox-cryptoquant-token"
+SANDBOX_CRYPTOQUANT_BASIC_TOKEN = "sandbox-cryptoquant-basic-token"
+# CoinAPI keys (X-CoinAPI-Key): a plan with OHLCV and metrics, and one without the metrics
+# endpoint (403). Each has its own daily credit quota (bucket "coinapi").
+SANDBOX_COINAPI_KEY = "sandbox-coinapi-key"
+SANDBOX_COINAPI_OHLCV_ONLY_KEY = "sandbox-coinapi-ohlcv-only-key"

@@ -18,11 +18,15 @@ from urllib.parse import parse_qsl
 import httpx
 
 from btc_assets.clock import epoch_ms
+from btc_assets.sandbox import alphavantage as _alphavantage  # noqa: F401  (registers routes)
 from btc_assets.sandbox import binance as _binance  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import binance_account as _account  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import binance_archive as _archive  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import binance_exchange_info as _exchange_info  # noqa: F401  (same)
+from btc_assets.sandbox import coinapi as _coinapi  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)
+from btc_assets.sandbox import cryptoquant as _cryptoquant  # noqa: F401  (registers routes)
+from btc_assets.sandbox import fred as _fred  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import telegram as _telegram  # noqa: F401  (registers its routes)
 from btc_assets.sandbox.faults import (
     ARCHIVE_KINDS,

@@ -310,14 +310,14 @@ class VendorHttpClient:
             failed = expect is not None and not isinstance(answer, expect)
         if not failed:
             return answer
-        code, message = _vendor_message(answer)
+        code, message = self.vendor_message(answer)
         if code is None and message is None:
             wanted = f"a JSON {expect.__name__}" if expect is not None else "a data answer"
             message = f"expected {wanted}, got {self.redact(response.text[:120])!r}"
             raise self._error(
                 VendorResponseError, path, display, method, status=200, message=message
             )
-        self._fail(response, answer, code, message, path, display, method)
+        self.raise_failure(response, answer, code, message, path, display, method)
 
     def _refuse(
         self, response: httpx.Response, path: str, params: Mapping[str, Any], method: str = "GET"
@@ -327,10 +327,22 @@ class VendorHttpClient:
             body = response.json()
         except ValueError:
             body = None
-        code, message = _vendor_message(body)
-        self._fail(response, body, code, message, path, params, method)
+        code, message = self.vendor_message(body)
+        self.raise_failure(response, body, code, message, path, params, method)
 
-    def _fail(
+    # --- what a vendor's session may override (its own error habits), calling super() -----
+
+    def vendor_message(self, body: Any) -> tuple[int | str | None, str | None]:
+        """The (code, message) an error body carries; override where a vendor nests them
+        (CryptoQuant's ``status``)."""
+        return _vendor_message(body)
+
+    def add_secret(self, value: str) -> None:
+        """One more value to mask wherever it appears (a token a vendor echoes on its own)."""
+        if value:
+            self._secrets.add(value)
+
+    def raise_failure(
         self,
         response: httpx.Response,
         body: Any,
@@ -341,7 +353,11 @@ class VendorHttpClient:
         method: str,
     ) -> NoReturn:
         """Raise the failure ``response`` carries: :class:`Transient` for a retryable status
-        or a transient vendor code, else the final :class:`VendorError` (never retried)."""
+        or a transient vendor code, else the final :class:`VendorError` (never retried).
+
+        A vendor whose statuses or texts mean something else (CoinAPI's final 550, Alpha
+        Vantage's throttle vs. spent quota inside HTTP 200) overrides this, raises what it
+        knows, and calls ``super().raise_failure`` for the rest."""
         status = response.status_code
         if message is None and status != 200:
             message = response.reason_phrase or response.text[:200].strip()
