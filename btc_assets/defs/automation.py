@@ -44,7 +44,7 @@ from btc_assets.defs.dagster_internals import AssetJob, failed_executions
 from btc_assets.defs.resources import DatasetResource, TelegramResource
 from btc_assets.settings import Settings
 from btc_assets.stream.collector import stream_targets
-from btc_assets.stream.staging import Staging
+from btc_assets.stream.staging import MINUTE_MS, Staging
 
 FRESHNESS = "freshness"
 TRIGGER_TAG = "btc_assets/trigger"
@@ -71,7 +71,6 @@ IN_FLIGHT_LOOKUP = 20  # live runs in flight read per tick; more than one means 
 # How often the live sensor looks at the stream staging (a few SQLite reads).
 STREAM_POLL_SECONDS = 15
 STREAM_BOUNDARY_MS = 15 * 60_000
-MINUTE_MS = 60_000
 LIVE_REASON_TAG = "btc_assets/live_reason"
 
 

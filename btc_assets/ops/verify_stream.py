@@ -11,7 +11,13 @@ from typing import Any
 
 from btc_assets.settings import Settings
 from btc_assets.stream.collector import stream_targets
-from btc_assets.stream.staging import MINUTE_MS, Staging, day_start_ms
+from btc_assets.stream.staging import (
+    MINUTE_MS,
+    Staging,
+    day_start_ms,
+    last_due_open,
+    minute_runs,
+)
 
 STALE_STATE_S = 60  # the collector writes its state every 2 s
 
@@ -40,7 +46,7 @@ class StreamRow:
 def stream_rows(
     staging: Staging, pairs: list[tuple[str, str]], day: date, now_ms: int, grace_ms: int
 ) -> list[StreamRow]:
-    due_through = (now_ms - grace_ms) // MINUTE_MS * MINUTE_MS - MINUTE_MS
+    due_through = last_due_open(now_ms - grace_ms)
     rows = []
     for table, symbol in pairs:
         staged = staging.staged_day(table, symbol, day)
@@ -50,15 +56,12 @@ def stream_rows(
             rows.append(StreamRow(table, symbol, 0, due, 1 if due else 0, due, None, "-"))
             continue
         missing = staged.missing_opens(due_through)
-        runs, longest, previous, length = 0, 0, None, 0
-        for o in missing:
-            length = length + 1 if previous is not None and o == previous + MINUTE_MS else 1
-            runs += length == 1
-            longest, previous = max(longest, length), o
+        runs = minute_runs(missing)
+        longest = max(((b - a) // MINUTE_MS + 1 for a, b in runs), default=0)
         last = staged.frame["ts"].max()
         sources = ", ".join(f"{k} {v}" for k, v in sorted(staged.sources.items()))
         rows.append(
-            StreamRow(table, symbol, due - len(missing), due, runs, longest,
+            StreamRow(table, symbol, due - len(missing), due, len(runs), longest,
                       int(last.timestamp() * 1000) if last is not None else None, sources)  # type: ignore[union-attr]
         )  # fmt: skip
     return rows

@@ -31,7 +31,14 @@ from typing import Any
 import polars as pl
 
 from btc_assets import clock
-from btc_assets.stream.staging import MINUTE_MS, Staging, day_of_open, day_start_ms
+from btc_assets.stream.staging import (
+    MINUTE_MS,
+    Staging,
+    day_of_open,
+    last_due_open,
+    minute_runs,
+    missing_in_day,
+)
 from btc_assets.vendors.binance_parse import kline_frame, parse_kline_rows
 from btc_assets.vendors.binance_stream import (
     Connector,
@@ -225,7 +232,7 @@ class StreamCollector:
         cut = (
             now - self.grace_ms if connected_ms is None else max(connected_ms, now - self.grace_ms)
         )
-        due_through = cut // MINUTE_MS * MINUTE_MS - MINUTE_MS
+        due_through = last_due_open(cut)
         today = day_of_open(now)
         filled = 0
         with self._fill_lock:  # one sweep at a time: two would ask REST for the same minutes
@@ -242,14 +249,10 @@ class StreamCollector:
         return filled
 
     def _fill_day(self, target: StreamTarget, day: date, due_through: int, reason: str) -> int:
-        start = day_start_ms(day)
-        last = min(due_through, start + 86_400_000 - MINUTE_MS)
-        if last < start:
-            return 0
         have = self.staging.staged_opens(target.table, target.symbol, day)
-        missing = [o for o in range(start, last + 1, MINUTE_MS) if o not in have]
+        missing = missing_in_day(have, day, due_through)
         filled = 0
-        for first, final in _runs(missing):
+        for first, final in minute_runs(missing):
             try:
                 frame = self.rest_fill(target, first, final)
             except VendorError as exc:
@@ -385,16 +388,6 @@ class StreamCollector:
         for t in threads:
             t.join(timeout=5)
         self.write_state()
-
-
-def _runs(opens: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for o in opens:
-        if runs and o == runs[-1][1] + MINUTE_MS:
-            runs[-1] = (runs[-1][0], o)
-        else:
-            runs.append((o, o))
-    return runs
 
 
 def _hhmm(ms: int) -> str:

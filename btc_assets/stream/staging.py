@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -64,6 +64,30 @@ def day_start_ms(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
+def last_due_open(cut_ms: int) -> int:
+    """The open time of the newest 1m candle closed by ``cut_ms``."""
+    return cut_ms // MINUTE_MS * MINUTE_MS - MINUTE_MS
+
+
+def missing_in_day(have: Collection[int], day: date, through_open_ms: int) -> list[int]:
+    """Open times from ``day``'s start to ``through_open_ms`` (within the day) not in
+    ``have``: what the collector asks REST for, and what the live job and verify count."""
+    start = day_start_ms(day)
+    last = min(through_open_ms, start + DAY_MS - MINUTE_MS)
+    return [o for o in range(start, last + 1, MINUTE_MS) if o not in have]
+
+
+def minute_runs(opens: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted open times as runs of consecutive minutes, (first, last) each."""
+    runs: list[tuple[int, int]] = []
+    for o in opens:
+        if runs and o == runs[-1][1] + MINUTE_MS:
+            runs[-1] = (runs[-1][0], o)
+        else:
+            runs.append((o, o))
+    return runs
+
+
 @dataclass(frozen=True)
 class StagedDay:
     """The closed candles staged for one (table, symbol, day)."""
@@ -80,16 +104,8 @@ class StagedDay:
     def missing_opens(self, through_open_ms: int) -> list[int]:
         """Open times of the minutes from the day's start to ``through_open_ms`` that are
         not staged."""
-        start = day_start_ms(self.day)
-        last = min(through_open_ms, start + DAY_MS - MINUTE_MS)
-        if last < start:
-            return []
-        have = set(
-            self.frame.select((pl.col("ts").dt.epoch("ms") - MINUTE_MS).alias("o"))
-            .get_column("o")
-            .to_list()
-        )
-        return [o for o in range(start, last + 1, MINUTE_MS) if o not in have]
+        have = set((self.frame["ts"].dt.epoch("ms") - MINUTE_MS).to_list())
+        return missing_in_day(have, self.day, through_open_ms)
 
 
 class Staging:
@@ -212,27 +228,28 @@ class Staging:
     def last_open_ms(self, table: str, symbol: str, day: date) -> int | None:
         """The newest staged candle's open time on ``day`` or the day before."""
         for d in (day, day - timedelta(days=1)):
-            path = self.path(table, symbol, d)
-            if path.exists():
-                with self._open(path, create=False) as db:
-                    (newest,) = db.execute("SELECT MAX(open_ms) FROM candles").fetchone()
-                if newest is not None:
-                    return int(newest)
+            newest = self._newest_open(table, symbol, d)
+            if newest is not None:
+                return newest
         return None
+
+    def _newest_open(self, table: str, symbol: str, day: date) -> int | None:
+        path = self.path(table, symbol, day)
+        if not path.exists():
+            return None
+        with self._open(path, create=False) as db:
+            (newest,) = db.execute("SELECT MAX(open_ms) FROM candles").fetchone()
+        return None if newest is None else int(newest)
 
     def watermark(self, pairs: Sequence[tuple[str, str]], day: date) -> int | None:
         """The close (ms) every (table, symbol) has staged through on ``day``: the oldest of
         their newest candles; None until each has one."""
         newest = []
         for table, symbol in pairs:
-            path = self.path(table, symbol, day)
-            if not path.exists():
-                return None
-            with self._open(path, create=False) as db:
-                (last,) = db.execute("SELECT MAX(open_ms) FROM candles").fetchone()
+            last = self._newest_open(table, symbol, day)
             if last is None:
                 return None
-            newest.append(int(last) + MINUTE_MS)
+            newest.append(last + MINUTE_MS)
         return min(newest) if newest else None
 
     def integrity(self, path: Path) -> str:
@@ -288,7 +305,7 @@ def healthy_day(
     where = f"stream staging of {staged.table} {staged.symbol} {staged.day}"
     if staged.env != env:
         return None, f"{where} was filled in env {staged.env!r}, this run is {env!r}", []
-    missing = staged.missing_opens(now_ms // MINUTE_MS * MINUTE_MS - MINUTE_MS)
+    missing = staged.missing_opens(last_due_open(now_ms))
     if missing:
         first = datetime.fromtimestamp(missing[0] / 1000, UTC)
         return (
