@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -40,6 +40,20 @@ from btc_assets.core.bars import BINANCE_INTERVALS
 from btc_assets.core.symbols import SymbolSpec, parse_symbols, symbol_spec
 from btc_assets.core.symbols import coin_of as coin_of  # re-exported: assets import it here
 from btc_assets.core.tables import DEFAULT_INTERVALS, FEATURE_INTERVAL, bar_intervals
+from btc_assets.settings_forecast import (
+    ALPHAVANTAGE_SYMBOLS_SETTING,
+    CRYPTOQUANT_FIELDS_SETTING,
+    DEFAULT_ALPHAVANTAGE_SYMBOLS,
+    DEFAULT_CRYPTOQUANT_FIELDS,
+    DEFAULT_FRED_SERIES,
+    FRED_SERIES_SETTING,
+    SANDBOX_ALPHAVANTAGE_URL,
+    SANDBOX_COINAPI_URL,
+    SANDBOX_CRYPTOQUANT_URL,
+    SANDBOX_FRED_URL,
+    ForecastSettings,
+    parse_series,
+)
 
 # The dataclasses and names the rest of the code imports from here (settings_model.py).
 from btc_assets.settings_model import (
@@ -80,10 +94,14 @@ from btc_assets.settings_values import (
     lower,
 )
 from btc_assets.vendors.hosts import (
+    LIVE_ALPHAVANTAGE_URL,
     LIVE_BINANCE_ARCHIVE_URL,
     LIVE_BINANCE_FUTURES_URL,
     LIVE_BINANCE_SPOT_URL,
+    LIVE_COINAPI_URL,
     LIVE_COINGLASS_URL,
+    LIVE_CRYPTOQUANT_URL,
+    LIVE_FRED_URL,
     LIVE_TELEGRAM_URL,
 )
 from btc_assets.vendors.hosts import (
@@ -113,6 +131,20 @@ def _intervals(value: str) -> str:
     if repeated:
         raise ValueError(f"{', '.join(repeated)} listed twice")
     return ",".join(bar_intervals(entries))
+
+
+def _series(vendor: str, setting: str) -> Any:
+    def check(value: str) -> str:
+        parse_series(vendor, value, setting)
+        return value
+
+    return check
+
+
+SERIES = (
+    "{} separated by commas, each optionally with :delay=DUR and :stale=DUR (DUR like 30m, "
+    "6h, 5d), e.g. {}:stale=5d"
+)
 
 
 def _var(name: str, default: Any, expected: str) -> Any:
@@ -269,6 +301,41 @@ class _Environment(BaseSettings):
         "a whole number of days >= 1 (how far back the CoinGlass plan serves 15m bars, "
         "e.g. 90 on Standard, 180 on Professional), or empty for no limit",
     )  # fmt: skip
+    coinapi_base_url: Url | None = _var("COINAPI_BASE_URL", None, URL.format(LIVE_COINAPI_URL))
+    fred_base_url: Url | None = _var("FRED_BASE_URL", None, URL.format(LIVE_FRED_URL))
+    alphavantage_base_url: Url | None = _var(
+        "ALPHAVANTAGE_BASE_URL", None, URL.format(LIVE_ALPHAVANTAGE_URL)
+    )
+    cryptoquant_base_url: Url | None = _var(
+        "CRYPTOQUANT_BASE_URL", None, URL.format(LIVE_CRYPTOQUANT_URL)
+    )
+    fred_series: Annotated[str, AfterValidator(_series("fred", FRED_SERIES_SETTING))] = _var(
+        FRED_SERIES_SETTING, DEFAULT_FRED_SERIES, SERIES.format("FRED series ids", "DGS10")
+    )
+    alphavantage_symbols: Annotated[
+        str, AfterValidator(_series("alphavantage", ALPHAVANTAGE_SYMBOLS_SETTING))
+    ] = _var(
+        ALPHAVANTAGE_SYMBOLS_SETTING, DEFAULT_ALPHAVANTAGE_SYMBOLS,
+        SERIES.format("equity or ETF tickers", "SPY"),
+    )  # fmt: skip
+    cryptoquant_fields: Annotated[
+        str, AfterValidator(_series("cryptoquant", CRYPTOQUANT_FIELDS_SETTING))
+    ] = _var(
+        CRYPTOQUANT_FIELDS_SETTING, DEFAULT_CRYPTOQUANT_FIELDS,
+        SERIES.format("CryptoQuant BTC fields", "netflow_total"),
+    )  # fmt: skip
+    cryptoquant_exchange: NonEmpty = _var(
+        "BTC_ASSETS_CRYPTOQUANT_EXCHANGE", "all_exchange",
+        "a CryptoQuant exchange, e.g. all_exchange or binance",
+    )  # fmt: skip
+    alphavantage_daily_limit: WholeAboveZero = _var(
+        "ALPHAVANTAGE_DAILY_LIMIT", 25,
+        "a whole number > 0 (the key's requests per day: 25 on a free key)",
+    )  # fmt: skip
+    alphavantage_outputsize: Literal["compact", "full"] = _var(
+        "ALPHAVANTAGE_OUTPUTSIZE", "compact",
+        "'compact' (the latest 100 sessions, free) or 'full' (all history, premium)",
+    )  # fmt: skip
     warehouse: Annotated[Warehouse, BeforeValidator(lower)] = _var(
         "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
     )
@@ -343,6 +410,31 @@ def _basket(read: _Environment) -> tuple[SymbolSpec, ...]:
     return parse_symbols(read.symbols or DEFAULT_SYMBOLS)
 
 
+def _forecast(read: _Environment, live: bool) -> ForecastSettings:
+    return ForecastSettings(
+        coinapi_base_url=_url(
+            read.coinapi_base_url, LIVE_COINAPI_URL if live else SANDBOX_COINAPI_URL
+        ),
+        fred_base_url=_url(read.fred_base_url, LIVE_FRED_URL if live else SANDBOX_FRED_URL),
+        alphavantage_base_url=_url(
+            read.alphavantage_base_url, LIVE_ALPHAVANTAGE_URL if live else SANDBOX_ALPHAVANTAGE_URL
+        ),
+        cryptoquant_base_url=_url(
+            read.cryptoquant_base_url, LIVE_CRYPTOQUANT_URL if live else SANDBOX_CRYPTOQUANT_URL
+        ),
+        fred_series=parse_series("fred", read.fred_series, FRED_SERIES_SETTING),
+        alphavantage_symbols=parse_series(
+            "alphavantage", read.alphavantage_symbols, ALPHAVANTAGE_SYMBOLS_SETTING
+        ),
+        cryptoquant_fields=parse_series(
+            "cryptoquant", read.cryptoquant_fields, CRYPTOQUANT_FIELDS_SETTING
+        ),
+        cryptoquant_exchange=read.cryptoquant_exchange,
+        alphavantage_daily_limit=read.alphavantage_daily_limit,
+        alphavantage_outputsize=read.alphavantage_outputsize,
+    )
+
+
 def load_settings() -> Settings:
     """Read and check every variable; raise :class:`SettingsError` naming each bad one."""
     try:
@@ -411,6 +503,7 @@ def load_settings() -> Settings:
             sandbox_faults=read.sandbox_stream_faults,
         ),
         bar_intervals=tuple(read.bar_intervals.split(",")),
+        forecast=_forecast(read, live),
         warehouse=WarehouseSettings(
             kind=read.warehouse,
             bigquery_project=project,

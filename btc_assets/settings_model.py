@@ -12,6 +12,7 @@ from typing import Literal
 
 from btc_assets.core.symbols import SymbolSpec, coin_of, symbol_spec
 from btc_assets.core.tables import DEFAULT_INTERVALS, bar_intervals
+from btc_assets.settings_forecast import ForecastSettings
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_FUTURES_STREAM_URL as LIVE_FUTURES_STREAM_URL,
 )
@@ -118,6 +119,7 @@ class Settings:
     sandbox_coinglass_history_days: int | None = None
     sandbox_latency_ms: int = 0
     stream: StreamSettings = field(default_factory=StreamSettings)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
 
     @property
     def lake_dir(self) -> Path:

@@ -304,7 +304,7 @@ def test_vendor_max_wait_reaches_both_rate_limited_resources(tmp_path: Path) -> 
         ("1d,1m,30m,15m", ("1m", "15m", "30m", "1d")),  # shortest first
     ],
 )
-def test_intervals_shortest_first_and_15m_always_built(
+def test_intervals_shortest_first_and_15m_1h_always_built(
     monkeypatch: pytest.MonkeyPatch, value: str | None, built: tuple[str, ...]
 ) -> None:
     if value is None:

@@ -64,6 +64,9 @@ class Fetched:
     # Days the vendor does not serve at all (outside its plan's history), and why: stored
     # empty with the reason, a warning, not a block (a substitute may stand in downstream).
     unavailable: dict[date, str] = field(default_factory=dict)
+    # Days not asked this time (a daily request budget spent, no key), and why: a stored
+    # day stays as it is; a day never stored is stored empty with the reason, as above.
+    kept: dict[date, str] = field(default_factory=dict)
 
 
 # (resources, basket member (``SymbolConfig``), days to fetch) -> Fetched
@@ -74,6 +77,9 @@ Origin = Callable[[Any], str]
 OtherOrigins = Callable[[Any], tuple[str, ...]]
 # (resources, the stored days about to be reused) -> those to fetch again, and why
 Recheck = Callable[[Any, Mapping[date, DayWrite]], dict[date, str]]
+# (resources) -> the names the table stores, each with what its fetch is given: the
+# published series (a FRED id, a ticker), where the basket members are the default
+Members = Callable[[Any], dict[str, Any]]
 
 
 def spans(days: list[date]) -> list[tuple[date, date]]:
@@ -156,12 +162,20 @@ def _write_fetched(
     for day in stale:
         frame, (start, end) = frames[day], day_bounds(day)
         closed = end <= fetch_started
+        if day in fetched.kept and day in previous:
+            metadata[day] = {"source": "kept", "not_fetched": fetched.kept[day]}
+            continue
+        if day in fetched.kept:
+            fetched.unavailable.setdefault(day, fetched.kept[day])
         if day in fetched.refused:
             refused[day] = [f"{table.name} {symbol} {day}: {fetched.refused[day]}"]
             continue
         # Bars come every minute or 15; events (funding) may be hours apart, so only a
         # closed day must have them.
-        has_bars = closed or (table.every is not None and fetch_started - start >= FIRST_BARS)
+        # A published table's day may hold nothing: no publication that day.
+        has_bars = not table.published and (
+            closed or (table.every is not None and fetch_started - start >= FIRST_BARS)
+        )
         if frame.is_empty() and has_bars and day not in fetched.unavailable:
             refused[day] = [
                 f"{table.name} {day}: {base['origin']} answered no rows for a day that has "
@@ -196,6 +210,23 @@ def _write_fetched(
     return metadata, refused
 
 
+def _names(
+    context: dg.AssetExecutionContext, table: Table, members: Members | None
+) -> dict[str, Any]:
+    """Each name the table stores, with what its fetch is given: one pass per name (two
+    perps may share a spot pair). The basket is checked against the exchange first."""
+    if members is not None:
+        return members(context.resources)
+    basket = run_symbols(context, context.resources.dataset.symbols)
+    check_basket(context.run.run_id, context.resources, basket)
+    by_name: dict[str, Any] = {}
+    for member in basket:
+        name = member.lake_symbol(table)
+        if name is not None:  # a perp without a spot pair has no spot tables
+            by_name.setdefault(name, member)
+    return by_name
+
+
 def raw_asset(
     table: Table,
     group: str,
@@ -204,7 +235,11 @@ def raw_asset(
     origin: Origin,
     other_origins: OtherOrigins | None = None,
     recheck: Recheck | None = None,
+    members: Members | None = None,
 ) -> dg.AssetsDefinition:
+    """The raw asset of ``table``: for each name it stores (the basket members' names in it,
+    or ``members``), reuse, fetch through ``fetch`` and write each day of the range."""
+
     @dg.asset(
         name=table.name,
         description=table.description,
@@ -212,14 +247,13 @@ def raw_asset(
         backfill_policy=SINGLE_RUN,
         group_name=group,
         kinds=LAKE_KINDS,
-        required_resource_keys={"dataset", "binance", *vendor_resources},
+        required_resource_keys={"dataset", *vendor_resources} | (set() if members else {"binance"}),
         check_specs=[checks.quality_check_spec(table_key(table))],
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
         dataset = context.resources.dataset
-        members = run_symbols(context, dataset.symbols)
-        check_basket(context.run.run_id, context.resources, members)  # before any fetch
+        by_name = _names(context, table, members)  # before any fetch: checks the basket
         fetch_started = clock.now_utc()
         # Every bar closed before the fetch starts must be there, today's included.
         as_of = fetch_started if clock.today_utc() in days else None
@@ -229,12 +263,6 @@ def raw_asset(
                 "host": urlsplit(url).netloc, "endpoint": urlsplit(url).path}  # fmt: skip
         done: list[SymbolDays] = []
         requests = 0
-        # One pass per name the table stores (two perps may share a spot pair).
-        by_name: dict[str, Any] = {}
-        for member in members:
-            name = member.lake_symbol(table)
-            if name is not None:  # a perp without a spot pair has no spot tables
-                by_name.setdefault(name, member)
         origins = (url, *(other_origins(context.resources) if other_origins else ()))
 
         def one(stored_as: str) -> tuple[SymbolDays, int, list[str], str]:
@@ -287,7 +315,7 @@ def raw_asset(
             lake,
             days,
             done,
-            configured=dataset.lake_symbols(table),
+            configured=list(by_name) if members else dataset.lake_symbols(table),
             workers=dataset.symbol_workers,
             range_metadata={"run_http_requests": requests},
             as_of=as_of,

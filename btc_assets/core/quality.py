@@ -368,6 +368,10 @@ def quality_by_day(
 ) -> pl.DataFrame:
     """The per-day figures of ``table``'s checks; ``as_of`` cuts today's partial partition:
     only bars closed by then are expected."""
+    if table.published:
+        from btc_assets.core.published_quality import published_quality_by_day
+
+        return published_quality_by_day(frame, days, table.key, table.required, as_of)
     if table.every is None:
         required = ["symbol", "ts", *table.required]
         return event_quality_by_day(frame.select(required), days, as_of=as_of)

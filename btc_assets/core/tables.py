@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from btc_assets.core.bars import BINANCE_INTERVALS, bar_duration
+from btc_assets.core.forecast_schema import (
+    ALPHAVANTAGE_SERIES_SCHEMA,
+    COINAPI_BAR_SCHEMA,
+    COINAPI_FUNDING_SCHEMA,
+    CRYPTOQUANT_SERIES_SCHEMA,
+    FRED_SERIES_SCHEMA,
+    PUBLISHED_KEYS,
+    JoinedSeries,
+    features_1h_schema,
+)
 from btc_assets.core.schema import (
     BAR_SCHEMA,
     COINGLASS_AGG_TAKER_SCHEMA,
@@ -42,6 +52,16 @@ class Table:
     # tables) its spot pair, which is what the rows are (1000PEPEUSDT's spot is PEPEUSDT).
     market: str = "perp"
     source: Table | None = None  # the table it is resampled from, for resampled bars
+    # The columns that identify a row; published tables (``core/forecast_schema.py``) have
+    # more than [symbol, ts]: one vintage publishes many observations at once.
+    key: tuple[str, ...] = ("symbol", "ts")
+
+    @property
+    def published(self) -> bool:
+        """A table of late-published values, stored by when they became known: a day may
+        hold no row at all (no publication that day), and its symbols are series, not the
+        basket (``market == "series"``)."""
+        return self.market == "series"
 
 
 # --- Binance (raw)
@@ -132,6 +152,7 @@ COINGLASS_TABLES = (PRICE, OPEN_INTEREST, FUNDING_CG, TAKER, AGG_TAKER, LIQUIDAT
 # of BTC_ASSETS_INTERVALS. The 1m klines are themselves the 1m bars: no resampled copy.
 SOURCE_INTERVAL = "1m"
 FEATURE_INTERVAL = "15m"  # bars_15m reads spot/perp_klines_15m: always built
+HOURLY_INTERVAL = "1h"  # features_1h reads spot/perp_klines_1h: always built too
 DEFAULT_INTERVALS = ("15m", "1h")
 _KLINE_SOURCES = {"spot": (SPOT_1M, "Binance spot"), "perp": (PERP_1M, "Binance USD-M perpetual")}
 
@@ -154,8 +175,9 @@ def resampled_table(market: str, interval: str) -> Table:
 
 
 def bar_intervals(intervals: Iterable[str]) -> tuple[str, ...]:
-    """The intervals to build, shortest first: ``intervals`` plus the feature table's 15m."""
-    wanted = {*intervals, FEATURE_INTERVAL}
+    """The intervals to build, shortest first: ``intervals`` plus the feature tables' 15m
+    and 1h."""
+    wanted = {*intervals, FEATURE_INTERVAL, HOURLY_INTERVAL}
     unknown = sorted(wanted - set(BINANCE_INTERVALS))
     if unknown:
         raise ValueError(f"not Binance intervals from 1m to 1d: {unknown}")
@@ -182,6 +204,8 @@ def kline_aliases(intervals: Iterable[str]) -> dict[str, Table]:
 
 SPOT_15M = resampled_table("spot", FEATURE_INTERVAL)
 PERP_15M = resampled_table("perp", FEATURE_INTERVAL)
+SPOT_1H = resampled_table("spot", HOURLY_INTERVAL)
+PERP_1H = resampled_table("perp", HOURLY_INTERVAL)
 
 # --- features
 FEATURES = Table(
@@ -194,16 +218,92 @@ FEATURES = Table(
     "Definitions in btc_assets/core/features.py.",
 )
 
+# --- forecasting sources (raw): CoinAPI's hourly cross-check, and the published series
+COINAPI_PERP_1H = Table(
+    "coinapi_perp_ohlcv_1h",
+    COINAPI_BAR_SCHEMA,
+    "1h",
+    "CoinAPI 1HRS OHLCV of the Binance USD-M perp (GET /v1/ohlcv/BINANCEFTS_PERP_<base>_"
+    "<quote>/history), ts = time_period_end: the cross-check of the Binance 1h bars.",
+)
+COINAPI_SPOT_1H = Table(
+    "coinapi_spot_ohlcv_1h",
+    COINAPI_BAR_SCHEMA,
+    "1h",
+    "CoinAPI 1HRS OHLCV of the Binance spot pair (GET /v1/ohlcv/BINANCE_SPOT_<base>_<quote>"
+    "/history), ts = time_period_end.",
+    market="spot",
+)
+COINAPI_FUNDING = Table(
+    "coinapi_funding_1h",
+    COINAPI_FUNDING_SCHEMA,
+    "1h",
+    "CoinAPI DERIVATIVES_FUNDING_RATE_CURRENT of the Binance perp, last value per hour (GET "
+    "/v1/metrics/symbol/history): the fallback of features_1h's funding_rate. A plan or "
+    "symbol CoinAPI does not serve (404) is stored empty as 'not served'.",
+    required=("funding_rate",),
+)
+FRED_SERIES = Table(
+    "fred_series",
+    FRED_SERIES_SCHEMA,
+    None,
+    "FRED observations by vintage (ALFRED realtime_start): partition D holds the values "
+    "first published, or revised, on D; ts = available_at. '.' is value null, missing true.",
+    market="series",
+    key=PUBLISHED_KEYS["fred_series"],
+)
+ALPHAVANTAGE_DAILY = Table(
+    "alphavantage_daily",
+    ALPHAVANTAGE_SERIES_SCHEMA,
+    None,
+    "Alpha Vantage TIME_SERIES_DAILY sessions (SPY as the S&P 500 proxy, a dollar ETF), "
+    "unadjusted; ts = available_at, the session's close plus the publication delay.",
+    market="series",
+    key=PUBLISHED_KEYS["alphavantage_daily"],
+)
+CRYPTOQUANT_FLOWS = Table(
+    "cryptoquant_flows",
+    CRYPTOQUANT_SERIES_SCHEMA,
+    None,
+    "CryptoQuant daily BTC exchange flows (netflow, reserve, inflow, outflow, whale ratio) "
+    "in long form; ts = available_at, the UTC day's close plus the publication delay; "
+    "revised says the value was fetched after the vendor re-clustered its wallets.",
+    market="series",
+    key=PUBLISHED_KEYS["cryptoquant_flows"],
+)
+PUBLISHED_TABLES = (FRED_SERIES, ALPHAVANTAGE_DAILY, CRYPTOQUANT_FLOWS)
+COINAPI_TABLES = (COINAPI_PERP_1H, COINAPI_SPOT_1H, COINAPI_FUNDING)
+FORECAST_SOURCE_TABLES = (*COINAPI_TABLES, *PUBLISHED_TABLES)
+
+FEATURES_1H_NAME = "features_1h"
+
+
+def features_1h_table(series: Iterable[JoinedSeries] = ()) -> Table:
+    """``features_1h`` with the columns of the configured joined series."""
+    return Table(
+        FEATURES_1H_NAME,
+        features_1h_schema(list(series)),
+        "1h",
+        "Hourly forecasting features per symbol: Binance perp/spot 1h bars, basis, returns, "
+        "realized volatility, the hourly roll-up of bars_15m (OI, funding, CVD, "
+        "liquidations), CoinAPI's cross-check, and macro / on-chain series joined as of "
+        "their publication (available_at <= ts), each with <series>_source and a null "
+        "reason. Definitions in btc_assets/core/hourly.py.",
+    )
+
+
 RAW_TABLES = (*BINANCE_TABLES, *COINGLASS_TABLES)
 
 
-def lake_tables(intervals: Iterable[str]) -> tuple[Table, ...]:
-    """Every table in the lake with bars of ``intervals`` (``Settings.bar_intervals``), in the
-    order the demo and ``verify`` list them."""
+def lake_tables(intervals: Iterable[str], series: Iterable[JoinedSeries] = ()) -> tuple[Table, ...]:
+    """Every table in the lake with bars of ``intervals`` (``Settings.bar_intervals``) and
+    the joined ``series`` of features_1h, in the order the demo and ``verify`` list them."""
     return (
         *BINANCE_TABLES,
         EXCHANGE_FEES,
         *resampled_tables(intervals),
         *COINGLASS_TABLES,
         FEATURES,
+        *FORECAST_SOURCE_TABLES,
+        features_1h_table(series),
     )

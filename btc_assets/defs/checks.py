@@ -61,6 +61,9 @@ INTEGRITY_FIGURES = (
     "non_monotonic",
     "null_values",
     "off_grid_rows",
+    # published tables (core/published_quality.py)
+    "published_early",
+    "off_clock_rows",
 )
 
 
@@ -120,7 +123,10 @@ def findings(row: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 
 def _coverage(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Coverage figures of a bar or event day, and what falls short of expectations."""
-    if "expected_bars" in row:
+    if "observations" in row:  # a published day: no expected count, nothing to fall short
+        figures = {"observations": row["observations"], "latest_event": row["latest_event"]}
+        warnings = []
+    elif "expected_bars" in row:
         expected, present = row["expected_bars"], row["present_bars"]
         figures = {
             "expected": expected,
@@ -145,13 +151,16 @@ def _coverage(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         warnings = (
             [] if expected is not None and present >= expected else [f"{present}/{expected} events"]
         )
-    ratio = row["coverage"]
-    figures["coverage_pct"] = None if ratio is None else round(100.0 * ratio, 4)
+    ratio = row.get("coverage")
+    if "coverage" in row:
+        figures["coverage_pct"] = None if ratio is None else round(100.0 * ratio, 4)
     figures["first_ts"], figures["last_ts"] = row["first_ts"], row["last_ts"]
     return figures, warnings
 
 
 def _summary(coverage: Mapping[str, Any]) -> str:
+    if "observations" in coverage:
+        return f"clean: {coverage['observations']} observation(s) published"
     return f"clean: {coverage['present']}/{coverage['expected']} present"
 
 

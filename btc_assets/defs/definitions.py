@@ -14,6 +14,7 @@ from btc_assets.assets.coinglass import coinglass_assets
 from btc_assets.assets.duckdb_catalog import duckdb_catalog_asset
 from btc_assets.assets.exchange_fees import exchange_fees
 from btc_assets.assets.features import bars_15m
+from btc_assets.assets.forecast_sources import forecast_source_assets
 from btc_assets.assets.reports import qa_report
 from btc_assets.core.tables import RAW_TABLES, kline_aliases, lake_tables
 from btc_assets.defs.automation import (
@@ -25,6 +26,13 @@ from btc_assets.defs.automation import (
     build_tail_refresh,
     build_warehouse_refresh,
     live_max_runtime_seconds,
+)
+from btc_assets.defs.forecast_resources import (
+    AlphaVantageResource,
+    CoinApiResource,
+    CryptoQuantResource,
+    FredResource,
+    forecast_resource,
 )
 from btc_assets.defs.resources import (
     BinanceAccountResource,
@@ -48,11 +56,15 @@ SETTINGS = load_settings()
 raw_freshness = build_freshness_checks(RAW_TABLES, SETTINGS)
 
 DAILY_TABLES = dg.AssetSelection.groups("binance", "bars", "coinglass", "features")
+# The forecasting sources publish daily (and Alpha Vantage allows 25 requests a day): the
+# daily job builds them, the live job every few minutes does not.
+FORECAST_TABLES = dg.AssetSelection.groups("forecast_sources", "forecast")
 # Freshness is about now, not about a historical range: only the live job evaluates it.
 daily_job = dg.define_asset_job(
     "btc_daily",
-    selection=DAILY_TABLES - dg.AssetSelection.checks(raw_freshness),
-    description="Every daily lake table of the range: raw feeds, resampled bars, features.",
+    selection=(DAILY_TABLES | FORECAST_TABLES) - dg.AssetSelection.checks(raw_freshness),
+    description="Every daily lake table of the range: raw feeds, resampled bars, features, "
+    "the forecasting sources and features_1h.",
 )
 live_job = dg.define_asset_job(
     "live_today",
@@ -90,6 +102,12 @@ def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar | None]:
             "telegram_chat": dg.EnvVar("TELEGRAM_CHAT_ID"),
             "binance_key": _optional_secret("BINANCE_API_KEY"),
             "binance_secret": _optional_secret("BINANCE_API_SECRET"),
+            # Each forecasting vendor is optional: without its key its feed records its
+            # days as not served, naming the variable, and the rest is built.
+            "coinapi_key": _optional_secret("COINAPI_API_KEY"),
+            "fred_key": _optional_secret("FRED_API_KEY"),
+            "alphavantage_key": _optional_secret("ALPHAVANTAGE_API_KEY"),
+            "cryptoquant_key": _optional_secret("CRYPTOQUANT_API_KEY"),
         }
     from btc_assets.sandbox import credentials
 
@@ -99,6 +117,10 @@ def _secrets(settings: Settings) -> dict[str, str | dg.EnvVar | None]:
         "telegram_chat": credentials.SANDBOX_TELEGRAM_CHAT_ID,
         "binance_key": credentials.SANDBOX_BINANCE_API_KEY,
         "binance_secret": credentials.SANDBOX_BINANCE_API_SECRET,
+        "coinapi_key": credentials.SANDBOX_COINAPI_KEY,
+        "fred_key": credentials.SANDBOX_FRED_API_KEY,
+        "alphavantage_key": credentials.SANDBOX_ALPHAVANTAGE_KEY,
+        "cryptoquant_key": credentials.SANDBOX_CRYPTOQUANT_TOKEN,
     }
 
 
@@ -123,6 +145,39 @@ def basket(settings: Settings) -> list[SymbolConfig]:
         SymbolConfig(perp=s.perp, spot=s.spot, coin=s.coin, coinglass_pair=s.coinglass_pair)
         for s in settings.symbols
     ]
+
+
+def forecast_resources(
+    settings: Settings, secrets: dict[str, str | dg.EnvVar | None], sandbox: SandboxResource
+) -> dict[str, object]:
+    """The forecasting sources' clients and their series."""
+    forecast, wait = settings.forecast, settings.vendor_max_wait_seconds
+    return {
+        "forecast": forecast_resource(forecast),
+        "coinapi": CoinApiResource(
+            base_url=forecast.coinapi_base_url, api_key=secrets["coinapi_key"],
+            max_wait_seconds=wait, sandbox=sandbox,
+        ),
+        "fred": FredResource(
+            base_url=forecast.fred_base_url, api_key=secrets["fred_key"],
+            max_wait_seconds=wait, sandbox=sandbox,
+        ),
+        "alphavantage": AlphaVantageResource(
+            base_url=forecast.alphavantage_base_url, api_key=secrets["alphavantage_key"],
+            daily_limit=forecast.alphavantage_daily_limit,
+            outputsize=forecast.alphavantage_outputsize,
+            # One count for every process of the deployment, per env (a sandbox run must
+            # not spend the live key's requests).
+            budget_file=str(settings.data_dir / "state" / f"alphavantage_{settings.env}.json"),
+            # The sandbox is a local process: no minute spacing needed there.
+            requests_per_minute=None if settings.is_sandbox else 5,
+            max_wait_seconds=wait, sandbox=sandbox,
+        ),
+        "cryptoquant": CryptoQuantResource(
+            base_url=forecast.cryptoquant_base_url, api_key=secrets["cryptoquant_key"],
+            exchange=forecast.cryptoquant_exchange, max_wait_seconds=wait, sandbox=sandbox,
+        ),
+    }  # fmt: skip
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -175,6 +230,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             sandbox=sandbox,
         ),
         "gates": QualityGatesResource(),
+        **forecast_resources(settings, secrets, sandbox),
         "telegram": TelegramResource(
             base_url=settings.telegram_base_url,
             token=secrets["telegram_token"],
@@ -192,6 +248,7 @@ all_assets = [
     *bar_assets(SETTINGS.bar_intervals),
     *coinglass_assets,
     bars_15m,
+    *forecast_source_assets,
     duckdb_catalog_asset(
         lake_tables(SETTINGS.bar_intervals), aliases=kline_aliases(SETTINGS.bar_intervals)
     ),

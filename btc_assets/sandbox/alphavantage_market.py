@@ -44,6 +44,8 @@ EQUITIES: dict[str, Spec] = {
     # The S&P 500 proxy (Alpha Vantage serves no index): ~1.1 %/day, risk-on with BTC.
     "SPY": Spec(500.0, _MID_2024, 0.08, 0.011, 0.35, 0.997, 2, volume=65e6),
     "QQQ": Spec(440.0, _MID_2024, 0.10, 0.014, 0.40, 0.997, 2, volume=40e6),
+    # The dollar-index ETF (the default dollar proxy): calm, and a little against BTC.
+    "UUP": Spec(28.5, _MID_2024, 0.0, 0.004, -0.15, 0.995, 2, volume=2e6),
 }
 FX_PAIRS: dict[tuple[str, str], Spec] = {
     # Dollar proxies: a weaker dollar (EURUSD up) goes a little with BTC up.

@@ -79,6 +79,21 @@ _PERIOD = re.compile(r"([1-9]\d*)(SEC|MIN|HRS|DAY)")
 _ID = re.compile(r"[A-Z0-9][A-Z0-9_.\-]*")  # symbol and metric ids: safe inside a URL path
 
 
+QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB")
+_EXCHANGE_IDS = {"spot": "BINANCE_SPOT", "perp": "BINANCEFTS_PERP"}
+
+
+def binance_symbol_id(symbol: str, market: str) -> str:
+    """CoinAPI's id of a Binance market: ``BINANCE_SPOT_BTC_USDT`` for the spot pair
+    BTCUSDT, ``BINANCEFTS_PERP_1000PEPE_USDT`` for the USD-M perp 1000PEPEUSDT (the
+    exchange id BINANCEFTS is third-party usage, vendor-apis.md 5)."""
+    for quote in QUOTES:
+        base = symbol.removesuffix(quote)
+        if base != symbol and base:
+            return f"{_EXCHANGE_IDS[market]}_{base}_{quote}"
+    raise ValueError(f"{symbol!r}: no known quote asset ({', '.join(QUOTES)}) ends it")
+
+
 def period_seconds(period_id: str) -> int:
     """Seconds of a CoinAPI period id that tiles a UTC day (``1HRS`` → 3600); ValueError
     for months, years and multi-day periods, whose boundaries are not epoch multiples."""
