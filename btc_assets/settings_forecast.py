@@ -42,10 +42,13 @@ SANDBOX_CRYPTOQUANT_URL = "http://sandbox.cryptoquant.invalid"
 # equity session closes at 16:00 New York, the UTC day ends for CryptoQuant.
 DEFAULT_DELAYS = {"fred": timedelta(0), "alphavantage": timedelta(hours=2),
                   "cryptoquant": timedelta(hours=3)}  # fmt: skip
-# A weekend plus a holiday for daily series; the broad dollar index is published weekly.
-DEFAULT_STALENESS = {"fred": timedelta(days=5), "alphavantage": timedelta(days=5),
+# Measured from the start of the described date. A daily FRED value of a Wednesday before a
+# Thursday holiday is followed by Friday's, published Monday and known Tuesday ~06:00 UTC:
+# 6.25 days. An equity session before Good Friday is followed by Monday's, known Monday
+# evening: under 5 days. The broad dollar index is published weekly.
+DEFAULT_STALENESS = {"fred": timedelta(days=7), "alphavantage": timedelta(days=6),
                      "cryptoquant": timedelta(days=3)}  # fmt: skip
-SERIES_STALENESS = {"DTWEXBGS": timedelta(days=10)}
+SERIES_STALENESS = {"DTWEXBGS": timedelta(days=12)}
 DEFAULT_FRED_SERIES = "DGS10,DTWEXBGS"
 DEFAULT_ALPHAVANTAGE_SYMBOLS = "SPY,UUP"
 DEFAULT_CRYPTOQUANT_FIELDS = "netflow_total,reserve,inflow_total,outflow_total,exchange_whale_ratio"

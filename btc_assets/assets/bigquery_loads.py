@@ -12,10 +12,16 @@ are recorded.
 Adding a table is one line in ``bigquery_assets``: ``bigquery_load_asset(SOME_TABLE)``. The
 resampled bar tables of ``Settings.bar_intervals`` are loaded under their lake names
 (``spot_klines_1h``); the 1m klines keep their BigQuery names ``spot_klines``/``perp_klines``.
+
+Published tables (``Table.published``: FRED, Alpha Vantage, CryptoQuant) store series, not
+basket members: they are loaded per series name (``DatasetResource.lake_symbols``), through
+the same gate. Parity counts rows, distinct keys (``Table.key``: a published table has many
+rows per ``[symbol, ts]``, one per observation a vintage published) and a sum of the table's
+value column (``PARITY_COLUMNS``).
 """
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -25,15 +31,33 @@ import polars as pl
 from btc_assets.assets.common import range_days, run_symbols
 from btc_assets.assets.day_metadata import (
     column_schema,
+    markdown_table,
     materialize_days,
     merge_day_metadata,
     tag_blocked,
 )
+from btc_assets.core.forecast_schema import JoinedSeries
 from btc_assets.core.schema import partition_day_expr
-from btc_assets.core.tables import FEATURES, PERP_1M, SPOT_1M, Table, resampled_tables
+from btc_assets.core.tables import (
+    ALPHAVANTAGE_DAILY,
+    COINAPI_FUNDING,
+    COINAPI_PERP_1H,
+    COINAPI_SPOT_1H,
+    CRYPTOQUANT_FLOWS,
+    FEATURES,
+    FEATURES_1H_NAME,
+    FORECAST_SOURCE_TABLES,
+    FRED_SERIES,
+    PERP_1M,
+    SPOT_1M,
+    Table,
+    features_1h_table,
+    resampled_tables,
+)
 from btc_assets.defs import checks
-from btc_assets.defs.day_gate import Input, gated_deps, read_gated
-from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
+from btc_assets.defs.checks import table_key
+from btc_assets.defs.day_gate import GatedRead, Input, day_failures, gated_deps, unusable_days
+from btc_assets.defs.partitions import DAILY, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.warehouse.bigquery import (
     DayFileError,
@@ -50,6 +74,20 @@ GROUP = "bigquery"
 # The first of these a table has is what parity sums: base volume for klines, USD volume
 # for the feature table (its CoinGlass bar volume; perp/spot base volumes are inputs).
 VOLUME_COLUMNS = ("volume", "volume_usd")
+# Tables whose parity sums another column: a published series' value (FRED's is null on a
+# holiday, and a null sums as nothing on both sides), a bar's close where the volume is
+# a by-product (CoinAPI's cross-check, Alpha Vantage sessions, features_1h), the funding
+# rate of CoinAPI's funding metric.
+PARITY_COLUMNS = {
+    FRED_SERIES.name: "value",
+    CRYPTOQUANT_FLOWS.name: "value",
+    ALPHAVANTAGE_DAILY.name: "close",
+    COINAPI_PERP_1H.name: "close",
+    COINAPI_SPOT_1H.name: "close",
+    COINAPI_FUNDING.name: "funding_rate",
+    FEATURES_1H_NAME: "close",
+}
+PREVIEW_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -68,26 +106,120 @@ class WarehouseTable:
         return self.source.every or "event"
 
     @property
-    def volume_column(self) -> str:
-        for column in VOLUME_COLUMNS:
+    def parity_column(self) -> str:
+        """The column whose per-day sum ``bq_row_parity`` compares."""
+        wanted = PARITY_COLUMNS.get(self.source.name)
+        candidates = (wanted,) if wanted else VOLUME_COLUMNS
+        for column in candidates:
             if column in self.source.schema:
                 return column
-        raise ValueError(f"{self.source.name} has none of {VOLUME_COLUMNS} to check parity on")
+        raise ValueError(f"{self.source.name} has none of {candidates} to check parity on")
+
+    @property
+    def row_key(self) -> tuple[str, ...]:
+        """The columns that identify a row (``Table.key``)."""
+        return self.source.key
 
 
-def _lake_figures(
-    lake_frame: pl.LazyFrame, table: WarehouseTable, days: list[date]
-) -> dict[date, tuple[int, float | None]]:
-    """Rows and volume sum per day, from the verified lake scan."""
-    column = table.volume_column
+Figures = dict[date, tuple[int, float | None, int]]  # day -> (rows, sum, distinct keys)
+
+
+def _lake_figures(lake_frame: pl.LazyFrame, table: WarehouseTable, days: list[date]) -> Figures:
+    """Rows, the parity column's sum and distinct keys per day, from the verified lake scan."""
+    column = table.parity_column
     frame = (
         lake_frame.filter(partition_day_expr().is_in(days))
         .group_by(partition_day_expr().alias("day"))
-        .agg(pl.len().alias("rows"), pl.col(column).sum().alias("volume"))
+        .agg(
+            pl.len().alias("rows"),
+            pl.col(column).sum().alias("total"),
+            pl.struct(list(table.row_key)).n_unique().alias("keys"),
+        )
         .collect()
     )
-    found = {row["day"]: (row["rows"], row["volume"]) for row in frame.iter_rows(named=True)}
-    return {day: found.get(day, (0, None)) for day in days}
+    found = {
+        row["day"]: (row["rows"], row["total"], row["keys"]) for row in frame.iter_rows(named=True)
+    }
+    return {day: found.get(day, (0, None, 0)) for day in days}
+
+
+def _parity(
+    table: WarehouseTable, lake_figures: Figures, warehouse_figures: Figures
+) -> dict[date, checks.Verdict]:
+    """``checks.parity_verdicts`` on rows and sums, and the distinct keys compared too: a
+    row there twice and another missing can leave the count, and a sum over nulls, alike."""
+    column, key = table.parity_column, ", ".join(table.row_key)
+    verdicts = checks.parity_verdicts(
+        {d: (rows, total) for d, (rows, total, _) in lake_figures.items()},
+        {d: (rows, total) for d, (rows, total, _) in warehouse_figures.items()},
+        column,
+    )
+    out: dict[date, checks.Verdict] = {}
+    for day, verdict in verdicts.items():
+        lake_keys = lake_figures[day][2]
+        bq_keys = warehouse_figures.get(day, (0, None, 0))[2]
+        metadata = {**verdict.metadata, "key": key, "bigquery_keys": bq_keys,
+                    "lake_keys": lake_keys}  # fmt: skip
+        if bq_keys == lake_keys:
+            out[day] = replace(verdict, metadata=metadata)
+            continue
+        problem = f"distinct ({key}): BigQuery {bq_keys}, lake {lake_keys}"
+        out[day] = replace(
+            verdict,
+            passed=False,
+            description=problem if verdict.passed else f"{verdict.description}; {problem}",
+            metadata=metadata,
+        )
+    return out
+
+
+def _stored_names(
+    context: dg.AssetExecutionContext, dataset: DatasetResource, source: Table
+) -> list[str]:
+    """The names ``source`` stores that this run loads: a published table's series (all of
+    them: the run's symbol tag names basket members), else the run's basket members' names."""
+    if source.published:
+        return dataset.lake_symbols(source)
+    members = run_symbols(context, dataset.symbols)
+    return list(dict.fromkeys(n for m in members if (n := m.lake_symbol(source))))
+
+
+def _gated_reads(
+    context: dg.AssetExecutionContext,
+    dataset: DatasetResource,
+    source: Table,
+    names: Sequence[str],
+    days: list[date],
+) -> dict[str, GatedRead]:
+    """The day gate (``day_gate``) for one same-day input, by the names the table stores:
+    what ``read_gated`` does per basket member, for names that need not be members (a
+    published table's series). A day is blocked for a name when its latest upstream
+    ``quality`` failed with ERROR naming it, its file does not verify, or another env
+    wrote it; one ``day_failures`` query for every name."""
+    lake = dataset.lake()
+    failures = day_failures(context.instance, [table_key(source)], days)
+    reads: dict[str, GatedRead] = {}
+    for name in names:
+        reasons, usable, frame = unusable_days(
+            None, lake, source, name, days, dataset.env, failures
+        )
+        blocked = {d: [f"{source.name} {name} {d} {reasons[d]}"] for d in days if d in reasons}
+        reads[name] = GatedRead(
+            days=[d for d in days if d not in blocked],
+            blocked=blocked,
+            frames={"lake": frame},
+            committed={"lake": usable},
+        )
+        if blocked:
+            context.log.warning(
+                f"{name}: {len(blocked)} day(s) blocked upstream, not loaded: "
+                + "; ".join(f"{d}: {' | '.join(why)}" for d, why in sorted(blocked.items()))
+            )
+    return reads
+
+
+def _preview(path: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_table(pl.read_parquet(path, n_rows=PREVIEW_ROWS)))
 
 
 def _day_metadata(load: DayLoad, lake_path: str) -> dict[str, Any]:
@@ -105,6 +237,7 @@ def _day_metadata(load: DayLoad, lake_path: str) -> dict[str, Any]:
         "destination_table": load.destination,
         "source_uri": source,
         "lake_path": dg.MetadataValue.path(lake_path),
+        "preview": _preview(lake_path),
     }
 
 
@@ -134,19 +267,26 @@ def _failure(
 def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefinition:
     """The asset ``bq_<name>`` loading lake table ``source`` into BigQuery table ``name``."""
     table = WarehouseTable(source, name or source.name)
-    volume_column = table.volume_column
+    parity_column = table.parity_column
+    row_key = list(table.row_key)
+    check_spec = checks.parity_check_spec(table.key, parity_column)
+    check_spec = check_spec._replace(
+        description=f"{check_spec.description} Distinct ({', '.join(row_key)}) must match too."
+    )
 
     @dg.asset(
         name=table.key.path[-1],
         description=f"Lake table {source.name} in BigQuery table {table.name} (DAY-partitioned "
-        "on ts, clustered by symbol): each day replaced atomically from its verified day file, "
-        "staged on GCS when GCS_STAGING_BUCKET is set.",
+        "on ts, clustered by symbol"
+        + (", the series" if source.published else "")
+        + "): each day replaced atomically from its verified day file, staged on GCS when "
+        "GCS_STAGING_BUCKET is set.",
         partitions_def=DAILY,
         backfill_policy=SINGLE_RUN,
         group_name=GROUP,
         kinds={"bigquery"},
         **gated_deps([Input(source)]),
-        check_specs=[checks.parity_check_spec(table.key, volume_column)],
+        check_specs=[check_spec],
     )
     def _load(
         context: dg.AssetExecutionContext,
@@ -155,12 +295,8 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
         gcs_staging: GcsStagingResource,
     ) -> Iterator[Any]:
         lake, days = dataset.lake(), range_days(context)
-        members = run_symbols(context, dataset.symbols)
-        names = list(dict.fromkeys(n for m in members if (n := m.lake_symbol(source))))
-        gated = read_gated(
-            context, lake, members, dataset.env, {"lake": Input(source)}, days, DAILY_START
-        )
-        reads = {n: gated[m.perp] for m in members if (n := m.lake_symbol(source))}
+        names = _stored_names(context, dataset, source)
+        reads = _gated_reads(context, dataset, source, names, days)
         loads: dict[str, dict[date, DayLoad]] = {name: {} for name in names}
         refused: dict[tuple[str, date], str] = {}
         error: Exception | None = None
@@ -192,7 +328,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             try:
                 for name in names:
                     warehouse[name] = day_figures(
-                        client, target, name, list(loads[name]), volume_column
+                        client, target, name, list(loads[name]), parity_column, row_key
                     )
             except Exception:
                 if error is None:
@@ -238,7 +374,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             if name in warehouse:
                 loaded = lake.read_days(source.name, name, list(loads[name]), dict(source.schema))
                 lake_figures = _lake_figures(loaded.frame, table, list(loads[name]))
-                found = checks.parity_verdicts(lake_figures, warehouse[name], volume_column)
+                found = _parity(table, lake_figures, warehouse[name])
                 for day, verdict in found.items():
                     verdicts.setdefault(day, {})[name] = verdict
             for day, reasons in reads[name].blocked.items():
@@ -254,13 +390,19 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
     return _load
 
 
-def bigquery_assets(intervals: Iterable[str]) -> list[dg.AssetsDefinition]:
-    """The load assets: 1m klines, the resampled bars of ``intervals``, the feature table."""
+def bigquery_assets(
+    intervals: Iterable[str], series: Iterable[JoinedSeries] = ()
+) -> list[dg.AssetsDefinition]:
+    """The load assets: 1m klines, the resampled bars of ``intervals``, the feature table,
+    the forecasting sources and ``features_1h`` with the columns of the joined ``series``
+    (``ForecastSettings.joined_series``)."""
     return [
         bigquery_load_asset(SPOT_1M, "spot_klines"),
         bigquery_load_asset(PERP_1M, "perp_klines"),
         *(bigquery_load_asset(table) for table in resampled_tables(intervals)),
         bigquery_load_asset(FEATURES),
+        *(bigquery_load_asset(table) for table in FORECAST_SOURCE_TABLES),
+        bigquery_load_asset(features_1h_table(series)),
     ]
 
 

@@ -79,7 +79,9 @@ def feature_quality_by_day(
         .with_columns(pl.col(counts).fill_null(0))
         .with_columns(
             gap_bars=pl.col("expected_bars") - pl.col("present_bars"),
-            derived_nulls=pl.sum_horizontal([f"{name}_nulls" for name in derived]),
+            derived_nulls=pl.sum_horizontal([f"{name}_nulls" for name in derived])
+            if derived
+            else pl.lit(0, pl.Int64),
             warm=pl.col("day").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC") >= warm_from,
         )
         .sort("day")

@@ -47,10 +47,13 @@ per hour ``ts`` in ``(start, end]`` whatever the inputs hold:
   ``<prefix>source`` is ``fred`` / ``alphavantage`` / ``cryptoquant``, or
   ``cryptoquant_revised`` when the joined row was fetched after the vendor's revision;
   null when the (first) value is null. ``<prefix>null_reason`` is as_of_join's (``nothing
-  published yet``, ``stale: ...``), else says why a joined value is null: the vendor served
-  none (FRED ``.``), or ``ret_1d`` had no previous session. A series missing from
-  ``published`` or without rows reads as nothing published yet. Rows with
-  ``available_at < event_time`` are not checked here (the raw layer refuses them).
+  published yet``, ``stale: ...``), else says why a joined value is null (``ret_1d`` had
+  no previous session). A row without a value (FRED ``.`` on a holiday) is not an
+  observation: the bar keeps the latest value known, within the staleness bound. A series
+  missing from ``published`` or without rows reads as nothing published yet, and so does a
+  row published longer than ``horizon`` before the bar (the look-back the asset reads, so
+  a day built alone equals the same day built in a range). Rows with ``available_at <
+  event_time`` are not checked here (the raw layer's gate refuses them).
 
 History: pass bars, ``bars_15m`` and CoinAPI rows from ``start - 24h`` (the 24h return and
 deltas), 1m klines from ``start - 24h`` too; the values of ``(start, end]`` are then those of
@@ -206,8 +209,17 @@ def _with_ret_1d(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def join_published(bars: pl.DataFrame, s: JoinedSeries, rows: pl.DataFrame | None) -> pl.DataFrame:
-    """``bars`` (with ``ts``) plus ``s.columns()``, joined point in time (module docstring)."""
+def join_published(
+    bars: pl.DataFrame,
+    s: JoinedSeries,
+    rows: pl.DataFrame | None,
+    horizon: timedelta | None = None,
+) -> pl.DataFrame:
+    """``bars`` (with ``ts``) plus ``s.columns()``, joined point in time (module docstring).
+
+    ``horizon``: a row published longer than this before a bar is not seen by it, as if
+    never published (``NOTHING_PUBLISHED``). The asset reads that much history, so a day
+    built alone equals the same day built inside a range (which holds older rows)."""
     if s.table not in _VENDORS:
         raise ValueError(f"{s.prefix}: unknown published table {s.table!r}")
     source, no_value = _VENDORS[s.table]
@@ -218,6 +230,11 @@ def join_published(bars: pl.DataFrame, s: JoinedSeries, rows: pl.DataFrame | Non
             pl.lit(NOTHING_PUBLISHED).alias(f"{p}null_reason")
         )
     raw = list(dict.fromkeys(("close",) if s.table == "alphavantage_daily" else s.values))
+    # A date the vendor served without a value (FRED "." on a holiday) is not an
+    # observation: the bar keeps the latest value known, within the staleness bound.
+    rows = rows.filter(pl.col(raw[0]).is_not_null() & pl.col(raw[0]).is_not_nan())
+    if rows.height == 0:
+        return join_published(bars, s, None)
     frame = rows.select(
         pl.col("event_time", "available_at").cast(TS), *[pl.col(v).cast(pl.Float64) for v in raw]
     )
@@ -242,10 +259,21 @@ def join_published(bars: pl.DataFrame, s: JoinedSeries, rows: pl.DataFrame | Non
     why = pl.when(first.is_null()).then(pl.lit(no_value))
     if "ret_1d" in s.values:
         why = why.when(pl.col(f"{p}ret_1d").is_null()).then(pl.lit(NO_PREVIOUS_SESSION))
-    return joined.with_columns(
+    out = joined.with_columns(
         pl.when(first.is_not_null()).then(label).alias(f"{p}source"),
         pl.coalesce(pl.col(f"{p}null_reason"), why).alias(f"{p}null_reason"),
     ).drop([f"{p}{c}" for c in extra])
+    if horizon is None:
+        return out
+    beyond = (pl.col("ts") - pl.col(f"{p}available_at")) > pl.lit(horizon)
+    forgotten = [c for c in s.columns() if not c.endswith("null_reason")]
+    return out.with_columns(
+        *[pl.when(beyond).then(None).otherwise(pl.col(c)).alias(c) for c in forgotten],
+        pl.when(beyond)
+        .then(pl.lit(NOTHING_PUBLISHED))
+        .otherwise(pl.col(f"{p}null_reason"))
+        .alias(f"{p}null_reason"),
+    )
 
 
 def build_features_1h(
@@ -262,6 +290,7 @@ def build_features_1h(
     series: Sequence[JoinedSeries],
     start: datetime,
     end: datetime,
+    horizon: timedelta | None = None,
 ) -> pl.DataFrame:
     """``features_1h_schema(series)`` for every hour ``ts`` in ``(start, end]``, sorted.
 
@@ -300,7 +329,7 @@ def build_features_1h(
     lagged = [
         _at(
             base.lazy(),
-            -k * HOUR,
+            k * HOUR,
             **{f"_close{k}": number("close"), f"_oi{k}": pl.col("oi_now")},
             **({"_funding24": pl.col("funding_rate")} if k == 24 else {}),
         )
@@ -333,6 +362,6 @@ def build_features_1h(
         .collect()
     )
     for s in series:
-        hourly = join_published(hourly, s, published.get(s.prefix))
+        hourly = join_published(hourly, s, published.get(s.prefix), horizon)
     schema = features_1h_schema(series)
     return hourly.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()]).sort("ts")

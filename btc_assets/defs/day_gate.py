@@ -282,3 +282,45 @@ def _read_symbol(
         committed=committed,
         excluded_lookback={d: v for d, v in excluded.items() if v and d in good},
     )
+
+
+@dataclass
+class PublishedRead:
+    """The published series an asset reads: per (table, series) the usable rows, and per
+    output day the look-back days left out (a bad file, a failed gate), with why."""
+
+    frames: dict[tuple[str, str], pl.LazyFrame]
+    excluded: dict[date, list[str]]
+    missing: dict[date, int]  # look-back days never built (sources not backfilled)
+
+
+def read_published(
+    context: dg.AssetExecutionContext,
+    lake: Lake,
+    env: str,
+    inputs: Sequence[Input],
+    names: Mapping[str, Sequence[str]],
+    days: list[date],
+    first_day: date,
+) -> PublishedRead:
+    """Gate and read published tables (``Table.published``), whose lake names are series,
+    not basket members: ``names`` maps each table to its series. Published inputs never
+    block a day (a value that is not known stays null with its reason downstream); what
+    was left out is returned per output day."""
+    frames: dict[tuple[str, str], pl.LazyFrame] = {}
+    excluded: dict[date, list[str]] = {}
+    missing: dict[date, int] = {}
+    for spec in inputs:
+        wanted = sorted({d for day in days for d in spec.window(day) if d >= first_day})
+        failures = day_failures(context.instance, [table_key(spec.table)], wanted)
+        for name in names.get(spec.table.name, ()):
+            reasons, _, frame = unusable_days(None, lake, spec.table, name, wanted, env, failures)
+            frames[(spec.table.name, name)] = frame
+            for day in days:
+                for d in spec.window(day):
+                    why = reasons.get(d)
+                    if why == NEVER_BUILT and d >= first_day:
+                        missing[day] = missing.get(day, 0) + 1
+                    elif why is not None:
+                        excluded.setdefault(day, []).append(f"{spec.table.name} {name} {d}: {why}")
+    return PublishedRead(frames, excluded, missing)

@@ -11,6 +11,7 @@ from datetime import date
 
 import dagster as dg
 import httpx
+from pydantic import Field
 
 from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
@@ -50,12 +51,17 @@ class DatasetResource(dg.ConfigurableResource):
     # The stream collector's staging area: today's 1m klines come from it when it is whole.
     stream_root: str | None = None
     stream_grace_seconds: int = 30  # a candle closed this long ago must be staged
+    # published table -> the series it stores (FRED ids, tickers, the CryptoQuant asset)
+    series: dict[str, list[str]] = Field(default_factory=dict)
 
     def lake(self) -> Lake:
         return Lake(self.lake_root)
 
     def lake_symbols(self, table: Table) -> list[str]:
-        """The names ``table`` stores the basket under, in basket order, once each."""
+        """The names ``table`` stores: the basket's, in basket order, once each; a
+        published table's series."""
+        if table.published:
+            return list(self.series.get(table.name, []))
         names = (s.lake_symbol(table) for s in self.symbols)
         return list(dict.fromkeys(n for n in names if n is not None))
 

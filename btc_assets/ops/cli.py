@@ -131,7 +131,9 @@ def _verify(args: argparse.Namespace) -> int:
     from btc_assets.ops.verify import verify_table
 
     settings = load_settings()
-    tables = {t.name: t for t in lake_tables(settings.bar_intervals)}
+    tables = {
+        t.name: t for t in lake_tables(settings.bar_intervals, settings.forecast.joined_series())
+    }
     unknown = sorted(set(args.table or ()) - set(tables))
     if unknown:
         print(f"btc-assets verify: unknown table(s) {unknown}; known: {sorted(tables)}",

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = defs.resources["dataset"]
     lake = dataset.lake()  # type: ignore[union-attr]
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    for table in lake_tables(settings.bar_intervals):
+    for table in lake_tables(settings.bar_intervals, settings.forecast.joined_series()):
         present: set[date] = set()
         rows = 0
         for symbol in dataset.lake_symbols(table):  # type: ignore[union-attr]

@@ -44,9 +44,12 @@ _BQ_TYPES: dict[type[pl.DataType], str] = {
     pl.Float64: "FLOAT64",
     pl.Int64: "INT64",
     pl.Boolean: "BOOL",
+    pl.Date: "DATE",  # vintage_date, session_date of the published tables
 }
 _LEGACY = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+# A symbol is inlined as a SQL string literal: a basket name, a FRED id, a ticker (BRK.B).
+_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # Loose on purpose: BigQuery itself says what is wrong with a project id; this only keeps
 # names that are inlined into SQL free of quotes, backticks and spaces.
 _PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -126,7 +129,14 @@ def bq_type(dtype: pl.DataType) -> str:
 
 def bq_schema(contract: Mapping[str, pl.DataType]) -> list[bigquery.SchemaField]:
     """The contract as BigQuery columns, in order. All NULLABLE: that is what Parquet says,
-    and a REQUIRED column would reject a day whose nulls the quality check already reports."""
+    and a REQUIRED column would reject a day whose nulls the quality check already reports.
+    Column names are inlined into SQL, so only plain identifiers get through (a joined
+    series named after a ticker such as BRK.B would give features_1h an ``av_brk.b_close``)."""
+    bad = [name for name in contract if not _NAME.match(name)]
+    if bad:
+        raise SchemaDriftError(
+            f"column(s) {bad} are not BigQuery column names (letters, digits, underscores)"
+        )
     return [bigquery.SchemaField(name, bq_type(dtype)) for name, dtype in contract.items()]
 
 
@@ -245,8 +255,10 @@ def transaction_script(
 ) -> str:
     """The day swap as one script. Literals, not query parameters: bqemulator cannot mix
     parameters into scripts, and every value here is a checked identifier or a date."""
-    if not symbol.isalnum():
-        raise BigQueryLoadError(f"symbol {symbol!r} is not alphanumeric")
+    if not _SYMBOL.match(symbol):
+        raise BigQueryLoadError(
+            f"symbol {symbol!r} is not alphanumeric (letters, digits and . _ - only)"
+        )
     start, end = day_bounds(day)
     cols = ", ".join(f"`{c}`" for c in columns)
     statements = [
@@ -352,20 +364,31 @@ def day_figures(
     symbol: str,
     days: Sequence[date],
     volume_column: str,
-) -> dict[date, tuple[int, float | None]]:
-    """Rows and the sum of ``volume_column`` per partition day, in one query for the range.
+    key: Sequence[str] = ("symbol", "ts"),
+) -> dict[date, tuple[int, float | None, int]]:
+    """Rows, the sum of ``volume_column`` and the number of distinct ``key`` values per
+    partition day, in one query for the range.
 
-    Days with no row are absent from BigQuery's answer and come back as ``(0, None)``.
+    ``key`` is the table's (``Table.key``): ``[symbol, ts]`` for bars, more for a published
+    table, where one vintage publishes many observations at the same ``ts``. Rows equal to
+    distinct keys means no row is there twice. Days with no row are absent from BigQuery's
+    answer and come back as ``(0, None, 0)``.
     """
     if not days:
         return {}
-    if not _NAME.match(volume_column):
-        raise BigQueryLoadError(f"{volume_column!r} is not a column name")
+    bad = [c for c in (volume_column, *key) if not _NAME.match(c)]
+    if bad:
+        raise BigQueryLoadError(f"{bad} are not column names")
     start, end = day_bounds(min(days))[0], day_bounds(max(days))[1]
+    by_key = ", ".join(f"`{c}`" for c in key)
+    # Per key first, then per day: standard SQL both emulators run (no COUNT(DISTINCT) over
+    # a tuple, which BigQuery only has through TO_JSON_STRING).
     sql = (
-        f"SELECT DATE(TIMESTAMP_SUB(ts, INTERVAL 1 MILLISECOND)) AS day, COUNT(*) AS n, "
+        "SELECT day, SUM(n) AS n, COUNT(*) AS n_keys, SUM(volume) AS volume FROM ("
+        "SELECT DATE(TIMESTAMP_SUB(ts, INTERVAL 1 MILLISECOND)) AS day, COUNT(*) AS n, "
         f"SUM(`{volume_column}`) AS volume FROM {target.sql} "
-        "WHERE symbol = @symbol AND ts > @start AND ts <= @end GROUP BY day"
+        "WHERE symbol = @symbol AND ts > @start AND ts <= @end "
+        f"GROUP BY day, {by_key}) GROUP BY day"
     )
     config = bigquery.QueryJobConfig(
         query_parameters=[
@@ -375,7 +398,7 @@ def day_figures(
         ]
     )
     found = {
-        row["day"]: (int(row["n"]), row["volume"])
+        row["day"]: (int(row["n"]), row["volume"], int(row["n_keys"]))
         for row in client.query(sql, job_config=config).result()
     }
-    return {day: found.get(day, (0, None)) for day in days}
+    return {day: found.get(day, (0, None, 0)) for day in days}
