@@ -143,7 +143,7 @@ def _lake_figures(lake_frame: pl.LazyFrame, table: WarehouseTable, days: list[da
     return {day: found.get(day, (0, None, 0)) for day in days}
 
 
-def _parity(
+def table_parity_verdicts(
     table: WarehouseTable, lake_figures: Figures, warehouse_figures: Figures
 ) -> dict[date, checks.Verdict]:
     """``checks.parity_verdicts`` on rows and sums, and the distinct keys compared too: a
@@ -158,8 +158,8 @@ def _parity(
     for day, verdict in verdicts.items():
         lake_keys = lake_figures[day][2]
         bq_keys = warehouse_figures.get(day, (0, None, 0))[2]
-        metadata = {**verdict.metadata, "key": key, "bigquery_keys": bq_keys,
-                    "lake_keys": lake_keys}  # fmt: skip
+        metadata = {**verdict.metadata, "key": key, "bigquery_keys": bq_keys}
+        metadata["lake_keys"] = lake_keys
         if bq_keys == lake_keys:
             out[day] = replace(verdict, metadata=metadata)
             continue
@@ -374,7 +374,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             if name in warehouse:
                 loaded = lake.read_days(source.name, name, list(loads[name]), dict(source.schema))
                 lake_figures = _lake_figures(loaded.frame, table, list(loads[name]))
-                found = _parity(table, lake_figures, warehouse[name])
+                found = table_parity_verdicts(table, lake_figures, warehouse[name])
                 for day, verdict in found.items():
                     verdicts.setdefault(day, {})[name] = verdict
             for day, reasons in reads[name].blocked.items():

@@ -59,7 +59,7 @@ from btc_assets.vendors.coinapi import (
     CoinApiNotServed,
     binance_symbol_id,
 )
-from btc_assets.vendors.cryptoquant import API_PREFIX, CATALOGUE, Metric
+from btc_assets.vendors.cryptoquant import API_PREFIX, CATALOGUE, CryptoQuantPlanError, Metric
 from btc_assets.vendors.errors import VendorRefused
 from btc_assets.vendors.fred import OBSERVATIONS
 
@@ -208,7 +208,9 @@ def _cryptoquant(resources: Any, member: Any, days: list[date]) -> Fetched:
             exchange = resource.exchange if CATALOGUE[metric].per_exchange else "all_exchange"
             try:
                 frame = client.daily(metric, since, last, exchange=exchange)
-            except VendorRefused as exc:  # not in the plan: the other endpoints still come
+            # Not in the plan (403): the other endpoints still come. A 400/404 (a wrong
+            # exchange, path or base URL) fails the step: stored empty it would be reused.
+            except CryptoQuantPlanError as exc:
                 refused.append(f"{metric}: {exc}")
                 continue
             parts.append(cryptoquant_rows(frame, setting.delay, fetched_at, CRYPTOQUANT_ASSET,

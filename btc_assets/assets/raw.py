@@ -130,6 +130,10 @@ def _confirmations(previous: DayWrite | None, frame: pl.DataFrame, complete: boo
     return int(previous.provenance.get("confirmations", 0)) + 1 if same else 0
 
 
+def _has_rows(written: DayWrite | None) -> bool:
+    return written is not None and int(written.provenance.get("rows", 0) or 0) > 0
+
+
 def _write_fetched(
     lake: Lake,
     table: Table,
@@ -165,6 +169,11 @@ def _write_fetched(
         if day in fetched.kept and day in previous:
             metadata[day] = {"source": "kept", "not_fetched": fetched.kept[day]}
             continue
+        if day in fetched.unavailable and _has_rows(previous.get(day)):
+            # A vendor that no longer serves a day it once did (the plan's window moved, a
+            # refusal on a forced re-run) does not erase what was stored.
+            metadata[day] = {"source": "kept", "not_fetched": fetched.unavailable[day]}
+            continue
         if day in fetched.kept:
             fetched.unavailable.setdefault(day, fetched.kept[day])
         if day in fetched.refused:
@@ -183,7 +192,9 @@ def _write_fetched(
             ]
             continue
         errors, warnings = checks.findings(figures[day])
-        complete = closed and not errors and not warnings
+        # A day not asked (no key, budget spent) is stored empty for now, never as whole:
+        # reuse would otherwise keep it empty once the vendor can be asked again.
+        complete = closed and not errors and not warnings and day not in fetched.kept
         provenance = {
             **base,
             **fetched.provenance.get(day, {}),

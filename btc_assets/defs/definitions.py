@@ -15,6 +15,7 @@ from btc_assets.assets.duckdb_catalog import duckdb_catalog_asset
 from btc_assets.assets.exchange_fees import exchange_fees
 from btc_assets.assets.features import bars_15m
 from btc_assets.assets.features_1h import features_1h_asset
+from btc_assets.assets.forecast_monitoring import forecast_monitoring_asset
 from btc_assets.assets.forecast_sources import CRYPTOQUANT_ASSET, forecast_source_assets
 from btc_assets.assets.reports import qa_report
 from btc_assets.core.tables import (
@@ -274,6 +275,7 @@ all_assets = [
         aliases=kline_aliases(SETTINGS.bar_intervals),
     ),
     qa_report,
+    forecast_monitoring_asset(SETTINGS.forecast.joined_series()),
     *bigquery_assets(SETTINGS.bar_intervals, SETTINGS.forecast.joined_series()),
 ]
 

@@ -63,17 +63,21 @@ def forecast_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
+def _lookahead_text(row: Mapping[str, int]) -> str:
+    """What a day's look-ahead is, each late series named with its row count."""
+    late = {k: v for k, v in row.items() if v and k != "lookahead_rows"}
+    return f"{row['lookahead_rows']} row(s) use a value published after their bar: " + ", ".join(
+        f"{k.removesuffix('_lookahead')} {v}" for k, v in late.items()
+    )
+
+
 def point_in_time_verdicts(figures: Mapping[date, Mapping[str, int]]) -> dict[date, Verdict]:
     verdicts = {}
     for day, row in figures.items():
-        late = {k: v for k, v in row.items() if v and k != "lookahead_rows"}
         verdicts[day] = Verdict(
             passed=not row["lookahead_rows"],
             severity=_ERROR,
-            description=(
-                f"{row['lookahead_rows']} row(s) use a value published after their bar: "
-                + ", ".join(f"{k.removesuffix('_lookahead')} {v}" for k, v in late.items())
-            )
+            description=_lookahead_text(row)
             if row["lookahead_rows"]
             else "no row uses a value published after its bar",
             metadata=dict(row),
@@ -84,12 +88,13 @@ def point_in_time_verdicts(figures: Mapping[date, Mapping[str, int]]) -> dict[da
 def with_lookahead(
     quality: Mapping[date, Verdict], figures: Mapping[date, Mapping[str, int]]
 ) -> dict[date, Verdict]:
-    """``quality`` verdicts failed with ERROR where a row looks ahead."""
+    """``quality`` verdicts failed with ERROR where a row looks ahead, naming the series (the
+    gate passes this description on as the cause of every day it blocks downstream)."""
     out = dict(quality)
     for day, verdict in quality.items():
         late = figures.get(day, {}).get("lookahead_rows", 0)
         if late:
-            why = f"{late} row(s) use a value published after their bar"
+            why = _lookahead_text(figures[day])
             out[day] = Verdict(
                 passed=False,
                 severity=_ERROR,

@@ -91,7 +91,14 @@ def _refine(err: VendorError) -> VendorError:
             f"FRED did not accept the key sent as api_key (not shown); set {KEY_SETTING} to "
             "the 32-character lower-case key of your FRED account",
         )
-    if "series does not exist" in text or err.status == 404:
+    if err.status == 404 and err.code is None and "series does not exist" not in text:
+        # No FRED error body: the path is not served here (a wrong base URL), not a
+        # refusal of the series, which would be stored as an empty day and reused.
+        return err.evolve(
+            VendorError,
+            f"{err.endpoint} is not served at this host; check {URL_SETTING}",
+        )
+    if "series does not exist" in text:
         return err.evolve(
             FredSeriesMissing,
             f"FRED has no series {series} at {err.endpoint}; check the series id (and "

@@ -24,13 +24,34 @@ RAW_AND_BARS = {
     "coinglass_liquidations",
     "exchange_fees",  # the account's fee snapshots (signed endpoint): quality check only
 }
-DAILY_TABLES = {*RAW_AND_BARS, "bars_15m"}
+FORECAST_SOURCES = {
+    "coinapi_perp_ohlcv_1h",
+    "coinapi_spot_ohlcv_1h",
+    "coinapi_funding_1h",
+    "fred_series",
+    "alphavantage_daily",
+    "cryptoquant_flows",
+}
+DAILY_TABLES = {*RAW_AND_BARS, "bars_15m", *FORECAST_SOURCES, "features_1h"}
 # lake table -> its BigQuery load (group "bigquery"), see btc_assets/assets/bigquery_loads.py
 BIGQUERY_LOADS = {
     "binance_spot_klines_1m": "bq_spot_klines",
     "binance_perp_klines_1m": "bq_perp_klines",
     "bars_15m": "bq_bars_15m",
     **{f"{m}_klines_{iv}": f"bq_{m}_klines_{iv}" for m in ("spot", "perp") for iv in ("15m", "1h")},
+    # the forecasting sources (published series per series name) and features_1h
+    **{
+        name: f"bq_{name}"
+        for name in (
+            "coinapi_perp_ohlcv_1h",
+            "coinapi_spot_ohlcv_1h",
+            "coinapi_funding_1h",
+            "fred_series",
+            "alphavantage_daily",
+            "cryptoquant_flows",
+            "features_1h",
+        )
+    },
 }
 
 
@@ -38,7 +59,8 @@ def test_definitions_load_with_the_expected_graph() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), "duckdb_catalog", "qa_report"}
+    reports = {"duckdb_catalog", "qa_report", "forecast_monitoring"}
+    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), *reports}
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert jobs >= {"btc_daily", "warehouse_catalog", "live_today"}
     assert defs.resolve_schedule_def("tail_refresh").cron_schedule == "30 0 * * *"
@@ -61,6 +83,14 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
     for name in RAW_AND_BARS - raw:
         assert checks_by_asset[name] == {"quality": True}, name
     assert checks_by_asset["bars_15m"] == {"quality": True, "reconciliation": False}
+    for name in FORECAST_SOURCES:
+        assert checks_by_asset[name] == {"quality": True}, name
+    assert checks_by_asset["features_1h"] == {
+        "quality": True,
+        "point_in_time": True,
+        "coinapi_reconciliation": False,
+        "sources": False,
+    }
     for name in DAILY_TABLES:
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def is not None
@@ -90,6 +120,27 @@ def test_derived_tables_depend_on_their_sources() -> None:
         "binance_funding_rate",
     }
     assert parents("qa_report") == {"bars_15m"}
+    assert parents("features_1h") == {
+        "perp_klines_1h",
+        "spot_klines_1h",
+        "binance_perp_klines_1m",
+        "bars_15m",
+        "coinapi_perp_ohlcv_1h",
+        "coinapi_spot_ohlcv_1h",
+        "coinapi_funding_1h",
+        "fred_series",
+        "alphavantage_daily",
+        "cryptoquant_flows",
+    }
+
+
+def test_the_forecast_tables_are_daily_but_not_live() -> None:
+    # Alpha Vantage allows 25 requests a day: the live job (every few minutes) must not ask.
+    daily = defs.resolve_job_def("btc_daily").asset_layer.selected_asset_keys
+    live = defs.resolve_job_def("live_today").asset_layer.selected_asset_keys
+    names = {*FORECAST_SOURCES, "features_1h"}
+    assert names <= {k.to_user_string() for k in daily}
+    assert not names & {k.to_user_string() for k in live}
 
 
 def test_bigquery_loads_are_gated_daily_assets_of_their_own_group() -> None:
@@ -130,11 +181,11 @@ def test_the_asset_graph_is_acyclic() -> None:
         visit(key, ())
 
 
-def test_other_intervals_give_their_tables_and_loads_and_always_15m() -> None:
+def test_other_intervals_give_their_tables_and_loads_and_always_15m_1h() -> None:
     intervals = ["1m", "4h", "1d"]
     names = {a.key.to_user_string(): a for a in bar_assets(intervals)}
-    assert set(names) == {
-        f"{m}_klines_{iv}" for m in ("spot", "perp") for iv in ("15m", "4h", "1d")
+    assert set(names) == {  # 15m and 1h always: bars_15m and features_1h read them
+        f"{m}_klines_{iv}" for m in ("spot", "perp") for iv in ("15m", "1h", "4h", "1d")
     }
     for table in resampled_tables(intervals):
         (dep,) = names[table.name].asset_deps[dg.AssetKey(table.name)]

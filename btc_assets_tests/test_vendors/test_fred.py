@@ -270,12 +270,15 @@ def test_unknown_series_is_refused_at_once() -> None:
     assert "FRED has no series NOSUCHSERIES" in str(err.value)
 
 
-def test_a_404_is_a_refusal_naming_the_series() -> None:
+def test_a_404_without_freds_body_is_a_wrong_host_not_a_refusal() -> None:
+    # A refusal is stored as an empty day and reused; a path the host does not serve (a
+    # wrong FRED_BASE_URL) must fail instead, naming the setting.
     fault = {"kind": "404", "path": OBSERVATIONS}
-    with served([fault]) as (client, sandbox, _), pytest.raises(FredSeriesMissing) as err:
+    with served([fault]) as (client, sandbox, _), pytest.raises(VendorError) as err:
         client.observations("DTWEXBGS", START, END)
+    assert not isinstance(err.value, FredSeriesMissing)
     assert sandbox.count() == 1 and "HTTP 404" in str(err.value)
-    assert "FRED has no series DTWEXBGS" in str(err.value) and "FRED_BASE_URL" in str(err.value)
+    assert "not served at this host" in str(err.value) and "FRED_BASE_URL" in str(err.value)
 
 
 def test_bad_arguments_fail_before_any_request() -> None:

@@ -154,7 +154,7 @@ def load(
 ) -> dg.ExecuteInProcessResult:
     """Materialize the BigQuery load assets over ``start .. end`` as one run."""
     return dg.materialize(
-        bigquery_assets(SETTINGS.bar_intervals),
+        bigquery_assets(SETTINGS.bar_intervals, SETTINGS.forecast.joined_series()),
         instance=instance,
         resources=res,
         selection=selection,

@@ -67,7 +67,8 @@ def test_lake_to_bigquery_three_days(
 ) -> None:
     res = bq_resources(tmp_path, warehouse(bq, bq_dataset))
     assert run_range(instance, res, DAYS[0], DAYS[-1]).success  # the lake, with its checks
-    result = load(instance, res, DAYS[0], DAYS[-1])
+    # The forecasting sources' loads: test_forecast_warehouse.py
+    result = load(instance, res, DAYS[0], DAYS[-1], [f"bq_{name}" for name in TABLES])
     assert result.success, failure_text(result)
 
     assert _tables(bq_client, bq_dataset) == set(TABLES)  # no staging table left behind
