@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from btc_assets.core.forecast_schema import JoinedSeries
+from btc_assets.core.forecast_schema import CRYPTOQUANT_ASSET, JoinedSeries
 from btc_assets.vendors.cryptoquant_catalogue import CATALOGUE, Metric
 from btc_assets.vendors.hosts import (
     LIVE_ALPHAVANTAGE_URL,
@@ -120,6 +120,14 @@ class ForecastSettings:
             for s in self.cryptoquant_fields
         ]
         return (*fred, *equities, *onchain)
+
+    def published_names(self) -> dict[str, list[str]]:
+        """What each published table stores: its series (``DatasetResource.series``)."""
+        return {
+            "fred_series": [s.name for s in self.fred_series],
+            "alphavantage_daily": [s.name for s in self.alphavantage_symbols],
+            "cryptoquant_flows": [CRYPTOQUANT_ASSET] if self.cryptoquant_fields else [],
+        }
 
     def exchange_of(self, field_name: str) -> str:
         per_exchange = CATALOGUE[_FIELD_METRIC[field_name]].per_exchange

@@ -32,7 +32,11 @@ import polars as pl
 
 from btc_assets import clock
 from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, spans, split_days
-from btc_assets.core.forecast_schema import COINAPI_BAR_SCHEMA, COINAPI_FUNDING_SCHEMA
+from btc_assets.core.forecast_schema import (
+    COINAPI_BAR_SCHEMA,
+    COINAPI_FUNDING_SCHEMA,
+    CRYPTOQUANT_ASSET,
+)
 from btc_assets.core.publication import (
     alphavantage_rows,
     cryptoquant_rows,
@@ -65,7 +69,6 @@ from btc_assets.vendors.fred import OBSERVATIONS
 
 GROUP = "forecast_sources"
 HOURLY = "1HRS"
-CRYPTOQUANT_ASSET = "BTC"
 # Observation dates asked with each vintage window: revisions of older dates change
 # nothing a bar sees (only the latest observation is joined).
 FRED_OBSERVATION_LOOKBACK = timedelta(days=366)

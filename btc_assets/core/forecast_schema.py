@@ -85,6 +85,9 @@ COINAPI_FUNDING_SCHEMA: dict[str, pl.DataType] = {
     "symbol_id": pl.String(),
 }
 
+# The name cryptoquant_flows stores its rows under (the asset its BTC endpoints describe).
+CRYPTOQUANT_ASSET = "BTC"
+
 # Values of the ``<series>_source`` columns of features_1h.
 FRED_SOURCE = "fred"
 ALPHAVANTAGE_SOURCE = "alphavantage"

@@ -51,8 +51,9 @@ per hour ``ts`` in ``(start, end]`` whatever the inputs hold:
   no previous session). A row without a value (FRED ``.`` on a holiday) is not an
   observation: the bar keeps the latest value known, within the staleness bound. A series
   missing from ``published`` or without rows reads as nothing published yet, and so does a
-  row published longer than ``horizon`` before the bar (the look-back the asset reads, so
-  a day built alone equals the same day built in a range). Rows with ``available_at <
+  row published longer than ``horizon`` before the bar; a bar joins only rows published
+  after its day began minus ``horizon`` (the look-back the asset reads, so a day built
+  alone equals the same day built in a range). Rows with ``available_at <
   event_time`` are not checked here (the raw layer's gate refuses them).
 
 History: pass bars, ``bars_15m`` and CoinAPI rows from ``start - 24h`` (the 24h return and
@@ -82,7 +83,7 @@ from btc_assets.core.forecast_schema import (
 )
 from btc_assets.core.percentile import ordered_sum, window_sum
 from btc_assets.core.pit import as_of_join, knowledge_timeline
-from btc_assets.core.schema import TS, UNAVAILABLE_SOURCE
+from btc_assets.core.schema import TS, UNAVAILABLE_SOURCE, partition_day_expr
 
 HOUR = timedelta(hours=1)
 LOOKBACK = timedelta(hours=24)
@@ -217,9 +218,10 @@ def join_published(
 ) -> pl.DataFrame:
     """``bars`` (with ``ts``) plus ``s.columns()``, joined point in time (module docstring).
 
-    ``horizon``: a row published longer than this before a bar is not seen by it, as if
-    never published (``NOTHING_PUBLISHED``). The asset reads that much history, so a day
-    built alone equals the same day built inside a range (which holds older rows)."""
+    ``horizon``: a row published longer than this before a bar, or before its day began
+    minus ``horizon``, is not seen by it, as if never published (``NOTHING_PUBLISHED``).
+    The asset reads that much history, so a day built alone equals the same day built
+    inside a range (which holds older rows)."""
     if s.table not in _VENDORS:
         raise ValueError(f"{s.prefix}: unknown published table {s.table!r}")
     source, no_value = _VENDORS[s.table]
@@ -244,12 +246,25 @@ def join_published(
     elif s.table == "cryptoquant_flows":
         frame = frame.with_columns(revised=rows["revised"].fill_null(False))
         extra = ["revised"]
+    by: list[str] = []
+    if horizon is not None:
+        # A day's bars see only the rows a run of that day alone reads (published after the
+        # day began, minus ``horizon``): each row is joined on every day it is in reach of.
+        # Otherwise a longer read could join a row beyond the horizon where the day alone
+        # joins an older observation's later revision.
+        bars = bars.with_columns(_day=partition_day_expr())
+        reach = pl.date_ranges(
+            partition_day_expr("available_at"), (pl.col("available_at") + horizon - _MS).dt.date()
+        )
+        frame = frame.with_columns(_day=reach).explode("_day")
+        by = ["_day"]
     joined = as_of_join(
         bars,
         frame,
         values=[*s.values, *extra],
         prefix=p,
         max_staleness=timedelta(hours=s.max_staleness_hours),
+        by=by,
     )
     first = pl.col(f"{p}{s.values[0]}")
     label = pl.lit(source)
@@ -262,7 +277,7 @@ def join_published(
     out = joined.with_columns(
         pl.when(first.is_not_null()).then(label).alias(f"{p}source"),
         pl.coalesce(pl.col(f"{p}null_reason"), why).alias(f"{p}null_reason"),
-    ).drop([f"{p}{c}" for c in extra])
+    ).drop([f"{p}{c}" for c in extra] + by)
     if horizon is None:
         return out
     beyond = (pl.col("ts") - pl.col(f"{p}available_at")) > pl.lit(horizon)

@@ -16,16 +16,9 @@ from btc_assets.assets.exchange_fees import exchange_fees
 from btc_assets.assets.features import bars_15m
 from btc_assets.assets.features_1h import features_1h_asset
 from btc_assets.assets.forecast_monitoring import forecast_monitoring_asset
-from btc_assets.assets.forecast_sources import CRYPTOQUANT_ASSET, forecast_source_assets
+from btc_assets.assets.forecast_sources import forecast_source_assets
 from btc_assets.assets.reports import qa_report
-from btc_assets.core.tables import (
-    ALPHAVANTAGE_DAILY,
-    CRYPTOQUANT_FLOWS,
-    FRED_SERIES,
-    RAW_TABLES,
-    kline_aliases,
-    lake_tables,
-)
+from btc_assets.core.tables import RAW_TABLES, kline_aliases, lake_tables
 from btc_assets.defs.automation import (
     MAX_RUNTIME_TAG,
     build_freshness_checks,
@@ -156,16 +149,6 @@ def basket(settings: Settings) -> list[SymbolConfig]:
     ]
 
 
-def published_series(settings: Settings) -> dict[str, list[str]]:
-    """What each published table stores, as ``DatasetResource.series``."""
-    forecast = settings.forecast
-    return {
-        FRED_SERIES.name: [s.name for s in forecast.fred_series],
-        ALPHAVANTAGE_DAILY.name: [s.name for s in forecast.alphavantage_symbols],
-        CRYPTOQUANT_FLOWS.name: [CRYPTOQUANT_ASSET] if forecast.cryptoquant_fields else [],
-    }
-
-
 def forecast_resources(
     settings: Settings, secrets: dict[str, str | dg.EnvVar | None], sandbox: SandboxResource
 ) -> dict[str, object]:
@@ -219,7 +202,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             symbol_workers=settings.symbol_workers,
             stream_root=str(settings.stream_dir),
             stream_grace_seconds=settings.stream.grace_seconds,
-            series=published_series(settings),
+            series=settings.forecast.published_names(),
         ),
         "sandbox": sandbox,
         "binance": BinanceResource(

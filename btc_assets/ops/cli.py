@@ -151,10 +151,17 @@ def _verify(args: argparse.Namespace) -> int:
     now = clock.now_utc()
     chosen = [tables[n] for n in args.table] if args.table else list(tables.values())
     # Spot tables hold a member under its spot pair; a perp without one has none.
+    series = settings.forecast.published_names()
     names = [
         (t, name)
         for t in chosen
-        for name in dict.fromkeys(s.spot if t.market == "spot" else s.perp for s in basket)
+        for name in (
+            # a published table's names are series, not members: all of them unless a
+            # symbol narrows the check to the basket's tables
+            (series.get(t.name, []) if not args.symbol else [])
+            if t.published
+            else dict.fromkeys(s.spot if t.market == "spot" else s.perp for s in basket)
+        )
         if name
     ]
     reports = [verify_table(lake, t, name, args.days, now, settings.env) for t, name in names]

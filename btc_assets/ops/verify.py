@@ -20,6 +20,7 @@ from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
 
 SHOWN = 3  # gaps, days and errors listed per table; the counts cover the rest
+PUBLISHED_INTEGRITY = ("duplicate_keys", "null_values", "published_early", "off_clock_rows")
 
 
 @dataclass
@@ -39,6 +40,9 @@ class TableReport:
     # Days written by another env (live vs sandbox), and files no manifest names.
     foreign: dict[date, str] = field(default_factory=dict)
     uncommitted: dict[date, list[str]] = field(default_factory=dict)
+    # Published tables: days whose rows break the contract (duplicate keys, nulls, a value
+    # known before its period began), with the figures.
+    broken: dict[date, str] = field(default_factory=dict)
     last_ts: datetime | None = None
 
     @property
@@ -78,6 +82,8 @@ class TableReport:
         if self.short_days:
             shown = [f"{d} ({p}/{e})" for d, p, e in self.short_days]
             out.append(f"{name}: {len(self.short_days)} day(s) short of events: {_some(shown)}")
+        out += [f"{name}: {day} breaks the contract: {why}"
+                for day, why in sorted(self.broken.items())]  # fmt: skip
         out += [f"{name}: {day} corrupt (its rows are not counted): {error}"
                 for day, error in sorted(self.corrupt.items())]  # fmt: skip
         out += [f"{name}: {day} {why} (its rows are not counted)"
@@ -93,7 +99,8 @@ def verify_table(
 ) -> TableReport:
     """The report of one table over the ``days`` UTC days ending yesterday, or (``None``)
     from its first to its last day present."""
-    report = TableReport(table.name, symbol, now, unit="bars" if table.every else "events")
+    unit = "bars" if table.every else "rows" if table.published else "events"
+    report = TableReport(table.name, symbol, now, unit=unit)
     present = lake.days_present(table.name, symbol)
     schema = dict(table.schema)
     report.last_ts = lake.last_ts(table.name, symbol)
@@ -123,7 +130,13 @@ def verify_table(
     good = [d for d in read.committed if d not in report.foreign]
     frame = lake.read_days(table.name, symbol, good, schema=schema).frame.collect().lazy()
     by_day = quality_by_day(table, frame, report.window)
-    if table.every is not None:
+    if table.published:  # no expected count: a day may publish nothing
+        report.present = int(by_day["rows"].sum())
+        for row in by_day.iter_rows(named=True):
+            bad = [f"{k}={row[k]}" for k in PUBLISHED_INTEGRITY if row[k]]
+            if bad:
+                report.broken[row["day"]] = ", ".join(bad)
+    elif table.every is not None:
         report.expected = int(by_day["expected_bars"].sum())
         report.present = int(by_day["present_bars"].sum())
         start, end = day_bounds(first)[0], day_bounds(last)[1]
