@@ -253,7 +253,8 @@ class _Environment(BaseSettings):
     bar_intervals: Annotated[str, AfterValidator(_intervals)] = _var(
         "BTC_ASSETS_INTERVALS", ",".join(DEFAULT_INTERVALS),
         f"distinct Binance intervals separated by commas, from {', '.join(BINANCE_INTERVALS)}; "
-        f"{FEATURE_INTERVAL} is always built (the feature table reads it), e.g. 15m,1h,4h,1d",
+        f"{FEATURE_INTERVAL} and 1h are always built (the feature tables read them), e.g. "
+        "15m,1h,4h,1d",
     )  # fmt: skip
     sandbox_coinglass_history_days: OptionalDays = _var(
         "BTC_ASSETS_SANDBOX_COINGLASS_HISTORY_DAYS", None,

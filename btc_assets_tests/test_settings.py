@@ -300,8 +300,9 @@ def test_vendor_max_wait_reaches_both_rate_limited_resources(tmp_path: Path) -> 
     ("value", "built"),
     [
         (None, ("15m", "1h")),
-        ("1d, 4h", ("15m", "4h", "1d")),  # 15m joins: bars_15m reads it
-        ("1d,1m,30m,15m", ("1m", "15m", "30m", "1d")),  # shortest first
+        # 15m and 1h join: bars_15m and features_1h read them
+        ("1d, 4h", ("15m", "1h", "4h", "1d")),
+        ("1d,1m,30m,15m", ("1m", "15m", "30m", "1h", "1d")),  # shortest first
     ],
 )
 def test_intervals_shortest_first_and_15m_1h_always_built(

@@ -226,9 +226,9 @@ def _names(
 ) -> dict[str, Any]:
     """Each name the table stores, with what its fetch is given: one pass per name (two
     perps may share a spot pair). The basket is checked against the exchange first."""
-    if members is not None:
+    basket = run_symbols(context, context.resources.dataset.symbols)  # refuses a bad tag
+    if members is not None:  # series shared by the basket: a symbol tag does not narrow them
         return members(context.resources)
-    basket = run_symbols(context, context.resources.dataset.symbols)
     check_basket(context.run.run_id, context.resources, basket)
     by_name: dict[str, Any] = {}
     for member in basket:

@@ -20,7 +20,7 @@ import pytest
 from websockets.sync.client import connect as websocket_connect
 
 from btc_assets.core.schema import day_bounds
-from btc_assets.core.tables import FUNDING, PERP_1M, SPOT_1M
+from btc_assets.core.tables import FRED_SERIES, FUNDING, PERP_1M, SPOT_1M
 from btc_assets.lake import Lake
 from btc_assets.ops.cli import main
 from btc_assets.sandbox.credentials import SANDBOX_TELEGRAM_CHAT_ID, SANDBOX_TELEGRAM_TOKEN
@@ -273,3 +273,30 @@ def test_sandbox_serves_until_ctrl_c(tmp_path: Path) -> None:
     assert f"export BINANCE_FUTURES_STREAM_URL={futures_ws}\n" in lines
     assert f"export TELEGRAM_BASE_URL={base_url}\n" in lines
     assert lines[-1] == "sandbox stopped\n"
+
+
+def test_verify_reads_published_tables_per_series_and_names_a_contract_break(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # FRED rows stored by when they became known: one series id per lake name, no expected
+    # count (a day may publish nothing); a row known before its period began breaks it.
+    lake = Lake(data_dir / "lake")
+    made = {"env": "sandbox"}
+    day = date(2024, 1, 3)
+    known = datetime(2024, 1, 3, 6, tzinfo=UTC)
+    good = pl.DataFrame(
+        {"symbol": ["DGS10"], "ts": [known], "event_time": [datetime(2024, 1, 2, tzinfo=UTC)],
+         "available_at": [known], "value": [4.0], "missing": [False],
+         "vintage_date": [date(2024, 1, 2)]},
+        schema=dict(FRED_SERIES.schema),
+    )  # fmt: skip
+    lake.write_day(FRED_SERIES.name, "DGS10", day, good, made)
+    early = good.with_columns(
+        symbol=pl.lit("DTWEXBGS"), event_time=pl.lit(known + timedelta(1))
+    ).cast(dict(FRED_SERIES.schema))
+    lake.write_day(FRED_SERIES.name, "DTWEXBGS", day, early, made)
+    code, out = verify(capsys, "--table", FRED_SERIES.name)
+    assert code == 1
+    assert "-- DGS10" in out and "-- DTWEXBGS" in out
+    assert "fred_series DTWEXBGS: 2024-01-03 breaks the contract: published_early=1" in out
+    assert "fred_series DGS10: 2024-01-03 breaks" not in out
