@@ -133,24 +133,10 @@ class ForecastSettings:
         per_exchange = CATALOGUE[_FIELD_METRIC[field_name]].per_exchange
         return self.cryptoquant_exchange if per_exchange else "none"
 
-    def delay(self, vendor: str, name: str) -> timedelta:
-        return _lookup(self._by_vendor(vendor), name).delay
-
-    def _by_vendor(self, vendor: str) -> tuple[SeriesSetting, ...]:
-        return {"fred": self.fred_series, "alphavantage": self.alphavantage_symbols,
-                "cryptoquant": self.cryptoquant_fields}[vendor]  # fmt: skip
-
 
 def metric_of(field_name: str) -> Metric:
     """The CryptoQuant endpoint that serves ``field_name``."""
     return _FIELD_METRIC[field_name]
-
-
-def _lookup(settings: tuple[SeriesSetting, ...], name: str) -> SeriesSetting:
-    for s in settings:
-        if s.name == name:
-            return s
-    raise KeyError(name)
 
 
 def duration(text: str) -> timedelta:

@@ -78,7 +78,8 @@ def test_each_list_parses_names_delays_and_staleness(monkeypatch: pytest.MonkeyP
     )
     # one request per endpoint, in catalogue order, whatever the fields' order
     assert [str(m) for m in forecast.cryptoquant_metrics()] == ["netflow", "reserve", "mpi"]
-    assert forecast.delay("alphavantage", "SPY") == 3 * H
+    (spy,) = [s for s in forecast.alphavantage_symbols if s.name == "SPY"]
+    assert spy.delay == 3 * H
 
 
 def test_a_zero_delay_is_allowed() -> None:

@@ -55,8 +55,7 @@ from btc_assets.core.tables import (
     resampled_tables,
 )
 from btc_assets.defs import checks
-from btc_assets.defs.checks import table_key
-from btc_assets.defs.day_gate import GatedRead, Input, day_failures, gated_deps, unusable_days
+from btc_assets.defs.day_gate import GatedRead, Input, gate_names, gated_deps
 from btc_assets.defs.partitions import DAILY, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.warehouse.bigquery import (
@@ -196,13 +195,9 @@ def _gated_reads(
     published table's series). A day is blocked for a name when its latest upstream
     ``quality`` failed with ERROR naming it, its file does not verify, or another env
     wrote it; one ``day_failures`` query for every name."""
-    lake = dataset.lake()
-    failures = day_failures(context.instance, [table_key(source)], days)
     reads: dict[str, GatedRead] = {}
-    for name in names:
-        reasons, usable, frame = unusable_days(
-            None, lake, source, name, days, dataset.env, failures
-        )
+    gated = gate_names(context.instance, dataset.lake(), source, names, days, dataset.env)
+    for name, (reasons, usable, frame) in gated.items():
         blocked = {d: [f"{source.name} {name} {d} {reasons[d]}"] for d in days if d in reasons}
         reads[name] = GatedRead(
             days=[d for d in days if d not in blocked],

@@ -19,8 +19,7 @@ from typing import Any
 import polars as pl
 
 from btc_assets.assets.coinglass_funding import fetch_funding, outside_plan
-from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset, spans, split_days
-from btc_assets.core.schema import day_bounds
+from btc_assets.assets.raw import FetchDays, Fetched, Origin, raw_asset, span_runs, split_days
 from btc_assets.core.tables import (
     AGG_TAKER,
     COINGLASS_TABLES,
@@ -53,11 +52,10 @@ def _per_span(fetch_span: SpanFetch) -> FetchDays:
         fetched = Fetched()
         for day, why in outside_plan(client, days).items():
             fetched.unavailable[day] = f"{why}; bars_15m takes this input from Binance for the day"
-        for first, last in spans([d for d in days if d not in fetched.unavailable]):
-            start, end = day_bounds(first)[0], day_bounds(last)[1]
-            run = [d for d in days if first <= d <= last]
+        for span in span_runs([d for d in days if d not in fetched.unavailable]):
+            run = span.days
             try:
-                frame = fetch_span(client, cg, member, start, end)
+                frame = fetch_span(client, cg, member, span.start, span.end)
             except VendorRefused as exc:  # a definite "no" (plan, symbol gated): not an outage
                 for day in run:
                     fetched.unavailable[day] = f"CoinGlass refused: {exc}"

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 
 from btc_assets import clock
-from btc_assets.assets.raw import Fetched, spans, split_days
+from btc_assets.assets.raw import Fetched, span_runs, split_days
 from btc_assets.core.features import grid
 from btc_assets.core.funding import SETTLEMENT_LOOKBACK, settlements_on_bars
 from btc_assets.core.schema import (
@@ -70,11 +70,11 @@ def coinglass_funding(
     (their reasons added). ``closed`` is the last closed bar: a day that has closed and has
     no row is "no history there"; today's partial day may only lag, so it is kept empty."""
     refused: list[date] = []
-    for first, last in spans(days):
-        start, end = day_bounds(first)[0], day_bounds(last)[1]
-        run = [d for d in days if first <= d <= last]
+    for span in span_runs(days):
+        run = span.days
         try:
-            frame = client.funding_history(member.perp, member.coin, start, end, weighting)
+            frame = client.funding_history(member.perp, member.coin, span.start, span.end,
+                                           weighting)  # fmt: skip
         except VendorError as exc:
             if not is_refusal(exc):
                 exc.add_note(NOT_A_REFUSAL)
@@ -151,10 +151,11 @@ def fetch_funding(resources: Any, member: Any, days: list[date]) -> Fetched:
             todo = coinglass_funding(client, weighting, member, todo, closed, fetched, reasons)
     todo = sorted([*todo, *outside])
     fallback: dict[date, dict[str, Any]] = {}
-    for first, last in spans(todo):
-        start, end = day_bounds(first)[0], day_bounds(last)[1]
-        run = [d for d in todo if first <= d <= last]
-        placed = binance_settlements_on_bars(binance, member.perp, start, min(end, closed))
+    for span in span_runs(todo):
+        run = span.days
+        placed = binance_settlements_on_bars(
+            binance, member.perp, span.start, min(span.end, closed)
+        )
         for day, rows in split_days(placed, run).items():
             fallback[day] = _fallback_metadata(rows, day, closed)
             fetched.frames[day] = rows.drop("settled_at")

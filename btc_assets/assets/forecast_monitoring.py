@@ -31,7 +31,7 @@ from btc_assets.core.hourly_figures import sources_by_day
 from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import COINAPI_TABLES, PUBLISHED_TABLES, Table, features_1h_table
-from btc_assets.defs.day_gate import NEVER_BUILT, Input, gated_deps, unusable_days
+from btc_assets.defs.day_gate import NEVER_BUILT, Input, gate_names, gated_deps
 from btc_assets.defs.forecast_resources import ForecastResource
 from btc_assets.defs.resources import DatasetResource
 
@@ -45,12 +45,13 @@ def _read(
 ) -> tuple[dict[str, pl.DataFrame], dict[str, str], dict[str, dict[date, str]]]:
     """Per stored name: its usable rows; what was left out and why; days stored empty
     with a reason (``unavailable`` in provenance: not served, outside the plan)."""
-    lake = dataset.lake()
     frames: dict[str, pl.DataFrame] = {}
     left_out: dict[str, str] = {}
     empty: dict[str, dict[date, str]] = {}
-    for name in dataset.lake_symbols(table):
-        out, usable, scan = unusable_days(context.instance, lake, table, name, days, dataset.env)
+    gated = gate_names(
+        context.instance, dataset.lake(), table, dataset.lake_symbols(table), days, dataset.env
+    )
+    for name, (out, usable, scan) in gated.items():
         left_out.update(
             {f"{name} {d}": why for d, why in sorted(out.items()) if why != NEVER_BUILT}
         )

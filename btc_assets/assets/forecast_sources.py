@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from btc_assets import clock
-from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, spans, split_days
+from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, span_runs, split_days
 from btc_assets.core.forecast_schema import (
     COINAPI_BAR_SCHEMA,
     COINAPI_FUNDING_SCHEMA,
@@ -75,34 +75,41 @@ FRED_OBSERVATION_LOOKBACK = timedelta(days=366)
 # A FRED vintage date is known at its end in Central time: up to 30 h after it began (UTC).
 FRED_LEAD = timedelta(hours=30)
 CRYPTOQUANT_LEAD = timedelta(days=1)
+# (the vendor's resource, the member or series, days to fetch) -> Fetched
+VendorFetch = Callable[[Any, Any, list[date]], Fetched]
 
 
-def _no_key(resource: Any, days: list[date]) -> Fetched | None:
-    """Every day kept (nothing asked) when the vendor's key is not set, saying which."""
-    if resource.has_key:
-        return None
-    why = f"{resource.key_setting} is not set: the vendor was not asked"
-    return Fetched(kept=dict.fromkeys(days, why))
+def _keyed(vendor: str) -> Callable[[VendorFetch], FetchDays]:
+    """A fetch that is given its vendor's resource, and is not called when the vendor's key
+    is not set: every day is then kept (nothing asked), saying which variable."""
+
+    def wrap(fetch: VendorFetch) -> FetchDays:
+        def keyed(resources: Any, member: Any, days: list[date]) -> Fetched:
+            resource = getattr(resources, vendor)
+            if not resource.has_key:
+                why = f"{resource.key_setting} is not set: the vendor was not asked"
+                return Fetched(kept=dict.fromkeys(days, why))
+            return fetch(resource, member, days)
+
+        return keyed
+
+    return wrap
 
 
 # --- CoinAPI -------------------------------------------------------------------------
 
 
 def _coinapi(market: str, frame_of: Callable[[CoinApiClient, str, Any, Any], pl.DataFrame]):
-    def fetch(resources: Any, member: Any, days: list[date]) -> Fetched:
-        resource = resources.coinapi
-        skipped = _no_key(resource, days)
-        if skipped is not None:
-            return skipped
+    @_keyed("coinapi")
+    def fetch(resource: Any, member: Any, days: list[date]) -> Fetched:
         client = resource.client()
         symbol = member.perp if market == "perp" else member.spot
         symbol_id = binance_symbol_id(symbol, market)
         fetched = Fetched()
-        for first, last in spans(days):
-            run = [d for d in days if first <= d <= last]
-            start, end = day_bounds(first)[0], day_bounds(last)[1]
+        for span in span_runs(days):
+            run = span.days
             try:
-                frame = frame_of(client, symbol_id, start, end)
+                frame = frame_of(client, symbol_id, span.start, span.end)
             except (CoinApiNotServed, CoinApiForbidden) as exc:
                 for day in run:
                     fetched.unavailable[day] = f"not served by CoinAPI: {exc}"
@@ -141,15 +148,12 @@ def _funding(client: CoinApiClient, symbol_id: str, start: Any, end: Any) -> pl.
 # --- published series ----------------------------------------------------------------
 
 
-def _fred(resources: Any, member: Any, days: list[date]) -> Fetched:
-    resource = resources.fred
-    skipped = _no_key(resource, days)
-    if skipped is not None:
-        return skipped
+@_keyed("fred")
+def _fred(resource: Any, member: Any, days: list[date]) -> Fetched:
     client = resource.client()
     fetched = Fetched()
-    for first, last in spans(days):
-        run = [d for d in days if first <= d <= last]
+    for span in span_runs(days):
+        run, last = span.days, span.days[-1]
         window_start, _ = event_days_for(run, member.delay, FRED_LEAD)
         # Rows FRED clips to the window's start were published on it or before: unknown
         # when, so dropped (the partition that holds them asks a window starting earlier).
@@ -166,11 +170,8 @@ def _fred(resources: Any, member: Any, days: list[date]) -> Fetched:
     return fetched
 
 
-def _alphavantage(resources: Any, member: Any, days: list[date]) -> Fetched:
-    resource = resources.alphavantage
-    skipped = _no_key(resource, days)
-    if skipped is not None:
-        return skipped
+@_keyed("alphavantage")
+def _alphavantage(resource: Any, member: Any, days: list[date]) -> Fetched:
     client = resource.client()
     try:
         sessions = client.daily(member.name)
@@ -193,18 +194,15 @@ def _alphavantage(resources: Any, member: Any, days: list[date]) -> Fetched:
     return fetched
 
 
-def _cryptoquant(resources: Any, member: Any, days: list[date]) -> Fetched:
-    resource = resources.cryptoquant
-    skipped = _no_key(resource, days)
-    if skipped is not None:
-        return skipped
+@_keyed("cryptoquant")
+def _cryptoquant(resource: Any, member: Any, days: list[date]) -> Fetched:
     client = resource.client()
     fetched_at = clock.now_utc()
     revised = frozenset(str(m) for m, spec in CATALOGUE.items() if spec.revised_weekly)
     fetched = Fetched()
     refused: list[str] = []
-    for first, last in spans(days):
-        run = [d for d in days if first <= d <= last]
+    for span in span_runs(days):
+        run, last = span.days, span.days[-1]
         parts = []
         for metric, setting in member.metrics:
             since, _ = event_days_for(run, setting.delay, CRYPTOQUANT_LEAD)

@@ -93,6 +93,27 @@ def spans(days: list[date]) -> list[tuple[date, date]]:
     return runs
 
 
+@dataclass(frozen=True)
+class SpanRun:
+    """A maximal run of consecutive days and the time window it covers, (start, end]."""
+
+    days: list[date]
+    start: datetime
+    end: datetime
+
+
+def span_runs(days: list[date]) -> list[SpanRun]:
+    """``spans`` with each run's days and bounds: what a per-span fetch asks for."""
+    return [
+        SpanRun(
+            [first + timedelta(days=i) for i in range((last - first).days + 1)],
+            day_bounds(first)[0],
+            day_bounds(last)[1],
+        )
+        for first, last in spans(days)
+    ]
+
+
 def split_days(frame: pl.DataFrame, days: list[date]) -> dict[date, pl.DataFrame]:
     """A range frame cut into partition days; a day without rows gets an empty frame."""
     parts = frame.with_columns(_day=partition_day_expr()).partition_by(

@@ -19,7 +19,7 @@ CoinAPI's hourly bars are ordinary bar tables (``COINAPI_BAR_SCHEMA``, ``[symbol
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -171,8 +171,3 @@ def features_1h_schema(series: Sequence[JoinedSeries]) -> dict[str, pl.DataType]
     for s in series:
         schema.update(s.columns())
     return schema
-
-
-def available_at_columns(columns: Iterable[str]) -> list[str]:
-    """The ``<prefix>available_at`` columns of a features_1h frame."""
-    return [c for c in columns if c.endswith("_available_at")]

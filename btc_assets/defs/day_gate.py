@@ -194,6 +194,21 @@ def unusable_days(
     return reasons, usable, lake.scan(usable.values(), dict(table.schema))  # without other envs
 
 
+def gate_names(
+    instance: dg.DagsterInstance,
+    lake: Lake,
+    table: Table,
+    names: Iterable[str],
+    days: Iterable[date],
+    env: str,
+) -> dict[str, tuple[dict[date, str], dict[date, DayWrite], pl.LazyFrame]]:
+    """``unusable_days`` of ``table`` for each of ``names`` (basket members or series),
+    with one ``day_failures`` query for all of them."""
+    days = sorted(set(days))
+    failures = day_failures(instance, [table_key(table)], days)
+    return {name: unusable_days(None, lake, table, name, days, env, failures) for name in names}
+
+
 def read_gated(
     context: dg.AssetExecutionContext,
     lake: Lake,
@@ -311,10 +326,11 @@ def read_published(
     excluded: dict[date, list[str]] = {}
     missing: dict[date, int] = {}
     for spec in inputs:
-        wanted = sorted({d for day in days for d in spec.window(day) if d >= first_day})
-        failures = day_failures(context.instance, [table_key(spec.table)], wanted)
-        for name in names.get(spec.table.name, ()):
-            reasons, _, frame = unusable_days(None, lake, spec.table, name, wanted, env, failures)
+        wanted = {d for day in days for d in spec.window(day) if d >= first_day}
+        gated = gate_names(
+            context.instance, lake, spec.table, names.get(spec.table.name, ()), wanted, env
+        )
+        for name, (reasons, _, frame) in gated.items():
             frames[(spec.table.name, name)] = frame
             for day in days:
                 for d in spec.window(day):
