@@ -24,6 +24,7 @@ vendor host, endpoint, fetch time, closed or partial...), committed with the dat
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -46,6 +47,8 @@ MANIFEST_HEADER = ("file", "rows", "bytes", "sha256", "provenance")
 # Days written before provenance was recorded have the first four columns only.
 LEGACY_MANIFEST_HEADER = MANIFEST_HEADER[:4]
 SUPERSEDED_GRACE = timedelta(hours=6)
+# Folders of the lake root that hold versioned artifacts (``artifacts.py``), not day tables.
+ARTIFACT_DIRS = ("datasets", "models")
 _HASH_CHUNK = 1 << 20
 _NAME_HASH = 16
 
@@ -69,6 +72,13 @@ def _write_parquet(df: pl.DataFrame, sink: BinaryIO) -> None:
         data_page_version="1.0",
         row_group_size=1 << 20,
     )
+
+
+def parquet_bytes(df: pl.DataFrame) -> bytes:
+    """``df`` as Parquet with the lake's fixed writer options (equal frames, equal bytes)."""
+    sink = io.BytesIO()
+    _write_parquet(df, sink)
+    return sink.getvalue()
 
 
 class LakeError(RuntimeError):
@@ -131,7 +141,11 @@ class Lake:
     def tables(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _visible(p))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _visible(p) and p.name not in ARTIFACT_DIRS
+        )
 
     def last_ts(self, table: str, symbol: str) -> datetime | None:
         """The newest ``ts`` of the newest day that verifies against its manifest (a corrupt
