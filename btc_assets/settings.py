@@ -71,6 +71,8 @@ from btc_assets.settings_model import (
     SANDBOX_TELEGRAM_URL,
     SYMBOLS_SETTING,
     Environment,
+    ModelSettings,
+    ServeSettings,
     Settings,
     StreamSettings,
     Warehouse,
@@ -145,6 +147,16 @@ SERIES = (
     "{} separated by commas, each optionally with :delay=DUR and :stale=DUR (DUR like 30m, "
     "6h, 5d), e.g. {}:stale=5d"
 )
+
+
+def _split(value: str) -> str:
+    try:
+        shares = [float(x) for x in value.split(",")]
+    except ValueError:
+        raise ValueError("not numbers separated by commas") from None
+    if len(shares) != 3 or any(not 0 < x < 1 for x in shares) or abs(sum(shares) - 1) > 1e-9:
+        raise ValueError("not three shares in (0, 1) adding up to 1")
+    return value
 
 
 def _var(name: str, default: Any, expected: str) -> Any:
@@ -337,6 +349,38 @@ class _Environment(BaseSettings):
         "ALPHAVANTAGE_OUTPUTSIZE", "compact",
         "'compact' (the latest 100 sessions, free) or 'full' (all history, premium)",
     )  # fmt: skip
+    model_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = _var(
+        "BTC_ASSETS_MODEL_NAME", "baseline_1h", "a model name: letters, digits, '_', '.', '-'"
+    )
+    training_window_days: Annotated[int, Field(ge=7)] = _var(
+        "BTC_ASSETS_TRAINING_WINDOW_DAYS", 730,
+        "a whole number of days >= 7 (features_1h days the training dataset covers)",
+    )  # fmt: skip
+    training_split: Annotated[str, AfterValidator(_split)] = _var(
+        "BTC_ASSETS_TRAINING_SPLIT", "0.70,0.15,0.15",
+        "three shares in (0, 1) adding up to 1: train,validation,test, e.g. 0.7,0.15,0.15",
+    )  # fmt: skip
+    training_embargo_hours: WholeFromZero = _var(
+        "BTC_ASSETS_TRAINING_EMBARGO_HOURS", 0,
+        "a whole number of hours >= 0 (dropped between splits beyond the 1 h label purge)",
+    )  # fmt: skip
+    model_min_edge_pct: Annotated[float, Field(ge=0, lt=100)] = _var(
+        "BTC_ASSETS_MODEL_MIN_EDGE_PCT", 1.0,
+        "a percentage in [0, 100) (how much lower than the best naive baseline's the model's "
+        "validation RMSE must be)",
+    )  # fmt: skip
+    serve_host: NonEmpty = _var("BTC_ASSETS_SERVE_HOST", "127.0.0.1", "a host or IP to bind")
+    serve_port: Annotated[int, Field(ge=1, le=65535)] = _var(
+        "BTC_ASSETS_SERVE_PORT", 8000, "a TCP port 1-65535"
+    )
+    serve_max_feature_age_minutes: WholeAboveZero = _var(
+        "BTC_ASSETS_SERVE_MAX_FEATURE_AGE_MINUTES", 120,
+        "a whole number of minutes > 0 (older newest features: /health/ready fails)",
+    )  # fmt: skip
+    serve_reload_seconds: Annotated[float, Field(gt=0, le=3600)] = _var(
+        "BTC_ASSETS_SERVE_RELOAD_SECONDS", 5.0,
+        "a number of seconds in (0, 3600] (how often the model and features are looked at)",
+    )  # fmt: skip
     warehouse: Annotated[Warehouse, BeforeValidator(lower)] = _var(
         "WAREHOUSE", "duckdb", "'duckdb' or 'bigquery'"
     )
@@ -505,6 +549,19 @@ def load_settings() -> Settings:
         ),
         bar_intervals=tuple(read.bar_intervals.split(",")),
         forecast=_forecast(read, live),
+        model=ModelSettings(
+            name=read.model_name,
+            window_days=read.training_window_days,
+            split=tuple(float(x) for x in read.training_split.split(",")),  # type: ignore[arg-type]
+            embargo_hours=read.training_embargo_hours,
+            min_edge_pct=read.model_min_edge_pct,
+        ),
+        serve=ServeSettings(
+            host=read.serve_host,
+            port=read.serve_port,
+            max_feature_age_minutes=read.serve_max_feature_age_minutes,
+            reload_seconds=read.serve_reload_seconds,
+        ),
         warehouse=WarehouseSettings(
             kind=read.warehouse,
             bigquery_project=project,

@@ -82,6 +82,40 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """The training dataset and the baseline model (``assets/model.py``).
+
+    ``window_days``: days of ``features_1h`` the dataset covers, ending with the newest day
+    built (a launchpad config can override it, or set explicit dates). ``split``: the train,
+    validation and test shares of the timeline. ``embargo_hours``: extra hours dropped
+    between splits beyond the 1 h label purge. ``min_edge_pct``: how much lower than the best
+    naive baseline's the model's validation RMSE must be for its check to pass.
+    """
+
+    name: str = "baseline_1h"
+    window_days: int = 730
+    split: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    embargo_hours: int = 0
+    min_edge_pct: float = 1.0
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """``btc-assets serve``: where it listens, and when it calls itself ready.
+
+    ``max_feature_age_minutes``: ``/health/ready`` fails when the newest usable features row
+    of any symbol closed longer ago. ``reload_seconds``: how often the model pointer and the
+    newest features are looked at again (a new version is picked up without a restart).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_feature_age_minutes: int = 120
+    reload_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     env: Environment
     symbol: str
@@ -120,6 +154,8 @@ class Settings:
     sandbox_latency_ms: int = 0
     stream: StreamSettings = field(default_factory=StreamSettings)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     @property
     def lake_dir(self) -> Path:

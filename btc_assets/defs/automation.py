@@ -84,6 +84,19 @@ def _sensor_status(settings: Settings) -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
 
 
+def build_weekly_retrain(job: AssetJob, settings: Settings) -> dg.ScheduleDefinition:
+    """Monday 03:00 UTC, after the tail refresh has rebuilt the weekend's closed days."""
+    return dg.ScheduleDefinition(
+        name="weekly_retrain",
+        cron_schedule="0 3 * * 1",
+        execution_timezone="UTC",
+        job=job,
+        default_status=_status(settings),
+        description="Rebuild the training dataset and retrain the baseline model; the "
+        "service picks the new version up without a restart.",
+    )
+
+
 def tail_days(end_exclusive: date, n: int) -> tuple[date, date]:
     """The last ``n`` complete days before ``end_exclusive``."""
     return end_exclusive - timedelta(days=n), end_exclusive - timedelta(days=1)

@@ -17,6 +17,7 @@ from btc_assets.assets.features import bars_15m
 from btc_assets.assets.features_1h import features_1h_asset
 from btc_assets.assets.forecast_monitoring import forecast_monitoring_asset
 from btc_assets.assets.forecast_sources import forecast_source_assets
+from btc_assets.assets.model import model_assets
 from btc_assets.assets.reports import qa_report
 from btc_assets.core.tables import RAW_TABLES, kline_aliases, lake_tables
 from btc_assets.defs.automation import (
@@ -27,6 +28,7 @@ from btc_assets.defs.automation import (
     build_run_failure_alerts,
     build_tail_refresh,
     build_warehouse_refresh,
+    build_weekly_retrain,
     live_max_runtime_seconds,
 )
 from btc_assets.defs.forecast_resources import (
@@ -36,6 +38,7 @@ from btc_assets.defs.forecast_resources import (
     FredResource,
     forecast_resource,
 )
+from btc_assets.defs.model_resources import model_resource
 from btc_assets.defs.resources import (
     BinanceAccountResource,
     BinanceResource,
@@ -84,6 +87,14 @@ catalog_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("warehouse", "reports"),
     description="DuckDB views over the lake, and the QA report.",
     executor_def=dg.in_process_executor,  # two light steps, after every live run
+)
+
+model_job = dg.define_asset_job(
+    "train_model",
+    selection=dg.AssetSelection.groups("model"),
+    description="The training dataset over its window, then the baseline model (promoted "
+    "for the prediction service).",
+    executor_def=dg.in_process_executor,  # two steps in sequence: one process is enough
 )
 
 
@@ -234,6 +245,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "gates": QualityGatesResource(),
         **forecast_resources(settings, secrets, sandbox),
+        "model": model_resource(settings.model),
         "telegram": TelegramResource(
             base_url=settings.telegram_base_url,
             token=secrets["telegram_token"],
@@ -260,14 +272,15 @@ all_assets = [
     qa_report,
     forecast_monitoring_asset(SETTINGS.forecast.joined_series()),
     *bigquery_assets(SETTINGS.bar_intervals, SETTINGS.forecast.joined_series()),
+    *model_assets(SETTINGS.forecast.joined_series()),
 ]
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=[raw_freshness],
     resources=build_resources(SETTINGS),
-    jobs=[daily_job, catalog_job, live_job, bigquery_job],
-    schedules=[build_tail_refresh(daily_job, SETTINGS)],
+    jobs=[daily_job, catalog_job, live_job, bigquery_job, model_job],
+    schedules=[build_tail_refresh(daily_job, SETTINGS), build_weekly_retrain(model_job, SETTINGS)],
     sensors=[
         build_live_today(live_job, SETTINGS),
         build_quality_alerts(SETTINGS),

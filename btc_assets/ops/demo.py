@@ -23,6 +23,7 @@ from btc_assets import clock  # noqa: E402  (after the filters)
 from btc_assets.assets.day_metadata import BLOCKED_TAG_PREFIX  # noqa: E402
 from btc_assets.core.tables import lake_tables  # noqa: E402
 from btc_assets.defs.definitions import defs  # noqa: E402
+from btc_assets.ops import demo_model  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
 from btc_assets.warehouse import demo_step  # noqa: E402  (after the filters)
 
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         instance=instance, run_config=QUIET, raise_on_error=False
     )
     bigquery = demo_step.load(defs, instance, settings, start, end, QUIET)
+    model = demo_model.train(defs, instance, settings, args.days, QUIET)
     elapsed = time.perf_counter() - began
     tally = _check_tally(instance, daily.run_id)
     lake_root = settings.lake_dir
@@ -104,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'duckdb_catalog':<26}{'':>6}{'':>10}  {'':<34}{settings.warehouse_path}")
     print(f"{'qa_report':<26}{'':>6}{'':>10}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
     print(bigquery.summary)
+    print(model.summary)
     blocked = _blocked(instance, [daily.run_id, *bigquery.run_ids])
     if blocked:
         print("\nblocked (asset: days not built because an input day failed its gate):")
         for asset, text in blocked.items():
             print(f"  {asset}: {text}")
-    ok = daily.success and catalog.success and bigquery.success
+    ok = daily.success and catalog.success and bigquery.success and model.success
     status = "succeeded" if ok else "FAILED"
     print(
         f"\nruns {status} in {elapsed:.1f} s (daily run {daily.run_id[:8]}, "

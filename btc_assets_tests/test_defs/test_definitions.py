@@ -32,6 +32,7 @@ FORECAST_SOURCES = {
     "alphavantage_daily",
     "cryptoquant_flows",
 }
+MODEL = {"training_dataset", "baseline_model"}
 DAILY_TABLES = {*RAW_AND_BARS, "bars_15m", *FORECAST_SOURCES, "features_1h"}
 # lake table -> its BigQuery load (group "bigquery"), see btc_assets/assets/bigquery_loads.py
 BIGQUERY_LOADS = {
@@ -60,9 +61,18 @@ def test_definitions_load_with_the_expected_graph() -> None:
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     reports = {"duckdb_catalog", "qa_report", "forecast_monitoring"}
-    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), *reports}
+    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), *reports, *MODEL}
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert jobs >= {"btc_daily", "warehouse_catalog", "live_today"}
+    assert jobs >= {"btc_daily", "warehouse_catalog", "live_today", "train_model"}
+    # the model is trained over a window by its own job, never per daily partition
+    daily = {
+        k.to_user_string()
+        for k in defs.resolve_job_def("btc_daily").asset_layer.executable_asset_keys
+    }
+    assert not daily & MODEL
+    train = defs.resolve_job_def("train_model").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in train} == MODEL
+    assert defs.resolve_schedule_def("weekly_retrain").job_name == "train_model"
     assert defs.resolve_schedule_def("tail_refresh").cron_schedule == "30 0 * * *"
     for sensor in ("live_today", "quality_alerts", "run_failure_alerts"):
         assert defs.resolve_sensor_def(sensor) is not None
@@ -76,7 +86,9 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
         checks_by_asset.setdefault(check_key.asset_key.to_user_string(), {})[check_key.name] = (
             node.blocking
         )
-    assert checks_by_asset.keys() == DAILY_TABLES | set(BIGQUERY_LOADS.values())
+    assert checks_by_asset.keys() == DAILY_TABLES | set(BIGQUERY_LOADS.values()) | MODEL
+    assert checks_by_asset["training_dataset"] == {"no_lookahead": True}
+    assert checks_by_asset["baseline_model"] == {"beats_naive_baselines": False}
     raw = {name for name in RAW_AND_BARS if name.startswith(("binance_", "coinglass_"))}
     for name in raw:
         assert checks_by_asset[name] == {"quality": True, "freshness": False}, name
