@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from btc_assets.lake import Lake
 from btc_assets.model.dataset import DATASET_NAME, dataset_store, load_dataset
 from btc_assets.model.registry import load_model, model_store
 from btc_assets.model.splits import SPLITS
+from btc_assets.ops.verify_model import verify_model
+from btc_assets.settings import load_settings
 from btc_assets_tests.test_assets.helpers import as_day, evaluations, resources, run_range
 
 SYMBOL = "BTCUSDT"
@@ -213,3 +215,15 @@ def test_a_launchpad_window_overrides_the_setting(built: Built, tmp_path: Path) 
     assert "start 2024-03-12 is after end 2024-03-06" in str(
         [e.event_specific_data for e in bad.all_events if e.is_step_failure]
     )
+
+
+def test_verify_traces_the_promoted_model_to_its_dataset(built: Built, tmp_path: Path) -> None:
+    data = _copy(built, tmp_path)
+    settings = replace(load_settings(), data_dir=data, env="sandbox")
+    lines, problems = verify_model(settings)
+    assert problems == [] and " loads " in lines[1]
+    dataset = dataset_store(data / "lake").read_current(DATASET_NAME)
+    assert dataset is not None
+    (dataset.directory / "train.parquet").write_bytes(b"rewritten")
+    _, problems = verify_model(settings)
+    assert any("train.parquet" in p and "mismatch" in p for p in problems), problems
