@@ -49,6 +49,8 @@ bench: install emulators
 	$(BIN)/python benchmarks/bench_backfill.py
 	$(BIN)/python benchmarks/bench_resample.py
 	$(BIN)/python benchmarks/bench_bigquery.py
+	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) data/lake data/reports data/warehouse.duckdb

@@ -4,6 +4,7 @@
     btc-assets reset [-f]                      wipe the lake, reports, DuckDB and asset history
     btc-assets sandbox [--port N]              serve the offline vendor on a loopback port
     btc-assets stream [--metrics-port N]       collect closed 1m candles from the websocket
+    btc-assets serve [--host H] [--port N]     predictions, newest features, metrics over HTTP
 
 Runs, backfills and Dagster-only wipes are Dagster's commands (see ``btc-assets --help``).
 Paths come from ``settings.load_settings()``, the instance from ``DAGSTER_HOME``.
@@ -119,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="sandbox only: run the clock from START (ISO UTC) at SPEED times real time",
     )  # fmt: skip
     stream.set_defaults(run=_stream)
+    serve = sub.add_parser(
+        "serve", help="serve predictions of the promoted model over HTTP (FastAPI)",
+        description="Serves /health/live, /health/ready, /predict, /predict/latest and /metrics "
+        "(see btc_assets/service). The model is reloaded when its CURRENT pointer moves.",
+    )  # fmt: skip
+    serve.add_argument("--host", help="default: BTC_ASSETS_SERVE_HOST (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default: BTC_ASSETS_SERVE_PORT (8000)")
+    serve.set_defaults(run=_serve)
     return parser
 
 
@@ -191,6 +200,11 @@ def _verify(args: argparse.Namespace) -> int:
     from btc_assets.ops.verify_stream import verify_stream
 
     problems += verify_stream(settings, basket, now)
+    from btc_assets.ops.verify_model import verify_model
+
+    model_lines, model_problems = verify_model(settings)
+    print("\n" + "\n".join(model_lines) if model_lines else "", end="\n" if model_lines else "")
+    problems += model_problems
     if problems:
         print("\nproblems:")
         for problem in problems:
@@ -320,6 +334,19 @@ def _clock_option(text: str) -> tuple[float, float]:
     if not factor > 0:
         raise ValueError("SPEED must be > 0")
     return at.timestamp(), factor
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from btc_assets.ops.serve import run_serve
+
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return run_serve(settings, args.host, args.port)
 
 
 # --- sandbox -----------------------------------------------------------------------------
