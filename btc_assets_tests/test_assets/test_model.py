@@ -60,9 +60,7 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
 
 
 def metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
-    [event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == name
-    ]
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == name]
     mat = event.event_specific_data.materialization  # type: ignore[union-attr]
     return {k: v.value for k, v in mat.metadata.items()}
 
