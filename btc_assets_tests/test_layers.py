@@ -76,6 +76,24 @@ def test_the_stream_collector_knows_neither_dagster_nor_settings_nor_the_sandbox
     assert not _violations("btc_assets.stream", allowed)
 
 
+def test_the_model_knows_neither_dagster_nor_settings() -> None:
+    allowed = re.compile(
+        r"^(polars|numpy|xgboost|matplotlib)(\.|$)"
+        r"|^btc_assets\.(model|core|artifacts|lake)\b"
+    )
+    assert not _violations("btc_assets.model", allowed)
+    assert not _violations("btc_assets.artifacts", re.compile(r"^btc_assets\.lake$"))
+
+
+def test_the_service_knows_neither_dagster_nor_settings() -> None:
+    # ops/serve.py assembles it and hands it features_1h's gate as a plain callable
+    allowed = re.compile(
+        r"^(fastapi|starlette|prometheus_client|polars|numpy|xgboost)(\.|$)"
+        r"|^btc_assets\.(service|model|artifacts|lake|core|clock)\b"
+    )
+    assert not _violations("btc_assets.service", allowed)
+
+
 def test_lake_settings_and_clock_stay_below_dagster() -> None:
     # settings also reads and checks the environment with pydantic-settings and croniter,
     # through the value checks of settings_values
