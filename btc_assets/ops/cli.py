@@ -307,7 +307,10 @@ def _stream(args: argparse.Namespace) -> int:
     from btc_assets.ops.stream import run_stream
 
     settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Ours at INFO (model swaps, refusals); the libraries' chatter (alembic, Dagster's
+    # instance) only when it is a warning.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("btc_assets").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per gap-fill request
     if args.sandbox_clock:
         if not settings.is_sandbox:
@@ -345,7 +348,10 @@ def _serve(args: argparse.Namespace) -> int:
     from btc_assets.ops.serve import run_serve
 
     settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Ours at INFO (model swaps, refusals); the libraries' chatter (alembic, Dagster's
+    # instance) only when it is a warning.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("btc_assets").setLevel(logging.INFO)
     return run_serve(settings, args.host, args.port)
 
 
