@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from btc_assets.lake import ARTIFACT_DIRS, LakeCorruptionError, LakeError
+from btc_assets.lake import (
+    ARTIFACT_DIRS,
+    LakeCorruptionError,
+    LakeError,
+    fsync_dir,
+    sha256_file,
+)
 
 MANIFEST = "MANIFEST.tsv"
 SUCCESS = "_SUCCESS"
@@ -136,11 +142,11 @@ class ArtifactStore:
                 _write_synced(temp / entry.name, files[entry.name])
             _write_synced(temp / MANIFEST, manifest.encode())
             _write_synced(temp / SUCCESS, b"")
-            _fsync_dir(temp)
+            fsync_dir(temp)
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(temp, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
         return self.verify(name, version)
@@ -152,7 +158,7 @@ class ArtifactStore:
         temp = pointer.parent / f".{CURRENT}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         _write_synced(temp, f"{version}\n".encode())
         os.replace(temp, pointer)
-        _fsync_dir(pointer.parent)
+        fsync_dir(pointer.parent)
 
     # ------------------------------------------------------------------ read
 
@@ -198,7 +204,7 @@ class ArtifactStore:
                 raise ArtifactCorruptionError(
                     f"{path}: size mismatch, manifest says {entry.bytes} bytes, file has {size}"
                 )
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != entry.sha256:
                 raise ArtifactCorruptionError(
                     f"{path}: sha256 mismatch, manifest says {entry.sha256}, file has {digest}"
@@ -239,20 +245,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

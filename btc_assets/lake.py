@@ -216,7 +216,7 @@ class Lake:
                 _write_parquet(data, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            size, digest = data_tmp.stat().st_size, _sha256(data_tmp)
+            size, digest = data_tmp.stat().st_size, sha256_file(data_tmp)
             target = directory / f"part-{day:%Y%m%d}-{digest[:_NAME_HASH]}.parquet"
             os.replace(data_tmp, target)  # same bytes if it existed: the name is the content
             written = DayWrite(target, data.height, size, digest, dict(provenance or {}))
@@ -230,7 +230,7 @@ class Lake:
                     os.utime(directory / previous)
             os.replace(manifest_tmp, directory / MANIFEST)
             (directory / SUCCESS).touch()
-            _fsync_dir(directory)
+            fsync_dir(directory)
         finally:
             for tmp in temps:
                 with suppress(FileNotFoundError):
@@ -261,7 +261,7 @@ class Lake:
             raise LakeCorruptionError(
                 f"{target}: size mismatch, manifest says {expected.bytes} bytes, file has {size}"
             )
-        digest = _sha256(target)
+        digest = sha256_file(target)
         if digest != expected.sha256:
             raise LakeCorruptionError(
                 f"{target}: sha256 mismatch, manifest says {expected.sha256}, file has {digest}"
@@ -366,7 +366,7 @@ def _write_synced(fd: int, text: str) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     # Makes the renames durable; not every platform can open a directory, hence best effort.
     with suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -421,7 +421,7 @@ def _sweep(directory: Path, keep: str) -> None:
                 path.unlink()
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
