@@ -79,12 +79,21 @@ def _window(config: TrainingWindow, present: list[date], default_days: int) -> l
 
 
 def _md_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
-    rows = ["| split | model | rmse | mae | directional accuracy | ic |", "|" + "---|" * 6]
-    for split, models in metrics.items():
-        for name, m in models.items():
-            cells = [f"{m.get(k, float('nan')):.6g}" for k in
-                     ("rmse", "mae", "directional_accuracy", "ic")]  # fmt: skip
-            rows.append(f"| {split} | {name} | " + " | ".join(cells) + " |")
+    """Regression rows (model and the naive forecasts), then the classifier's."""
+
+    def cells(m: dict[str, float], keys: tuple[str, ...]) -> str:
+        return " | ".join(f"{m.get(k, float('nan')):.6g}" for k in keys)
+
+    regression = ("rmse", "mae", "directional_accuracy", "ic")
+    rows = ["| split | forecast | rmse | mae | directional accuracy | ic |", "|" + "---|" * 6]
+    rows += [f"| {split} | {name} | {cells(models[name], regression)} |"
+             for split, models in metrics.items() for name in ("model", "zero", "last_return")
+             if name in models]  # fmt: skip
+    classification = ("directional_accuracy", "log_loss", "brier")
+    rows += ["", "| split | direction | accuracy | log loss | brier |", "|" + "---|" * 5]
+    rows += [f"| {split} | {name} | {cells(models[name], classification)} |"
+             for split, models in metrics.items() for name in ("classifier", "up_prior")
+             if name in models]  # fmt: skip
     return "\n".join(rows)
 
 
