@@ -31,7 +31,7 @@ from btc_assets.lake import (
     LakeCorruptionError,
     LakeError,
     fsync_dir,
-    sha256_file,
+    verify_content,
 )
 
 MANIFEST = "MANIFEST.tsv"
@@ -199,16 +199,7 @@ class ArtifactStore:
             path = directory / entry.name
             if not path.is_file():
                 raise ArtifactCorruptionError(f"{path}: missing (listed in {manifest})")
-            size = path.stat().st_size
-            if size != entry.bytes:
-                raise ArtifactCorruptionError(
-                    f"{path}: size mismatch, manifest says {entry.bytes} bytes, file has {size}"
-                )
-            digest = sha256_file(path)
-            if digest != entry.sha256:
-                raise ArtifactCorruptionError(
-                    f"{path}: sha256 mismatch, manifest says {entry.sha256}, file has {digest}"
-                )
+            verify_content(path, entry.bytes, entry.sha256, ArtifactCorruptionError)
         return Artifact(
             self.kind, name, version, directory, entries, hashlib.sha256(text.encode()).hexdigest()
         )

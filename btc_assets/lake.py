@@ -256,16 +256,7 @@ class Lake:
             raise LakeCorruptionError(f"{target}: data file missing (listed in {manifest})")
         if not (directory / SUCCESS).is_file():
             raise LakeCorruptionError(f"{directory / SUCCESS}: marker missing for {target}")
-        size = target.stat().st_size
-        if size != expected.bytes:
-            raise LakeCorruptionError(
-                f"{target}: size mismatch, manifest says {expected.bytes} bytes, file has {size}"
-            )
-        digest = sha256_file(target)
-        if digest != expected.sha256:
-            raise LakeCorruptionError(
-                f"{target}: sha256 mismatch, manifest says {expected.sha256}, file has {digest}"
-            )
+        verify_content(target, expected.bytes, expected.sha256)
         try:
             rows = pq.read_metadata(target).num_rows
         except Exception as exc:  # pyarrow raises several types for a bad footer
@@ -348,6 +339,18 @@ def _validate(table: str, symbol: str, day: date, df: pl.DataFrame) -> None:
             f"{table} {day}: {wrong.height} row(s) with symbol != {symbol!r}, "
             f"e.g. symbol={first['symbol']!r} at ts {first['ts']}"
         )
+
+
+def verify_content(
+    path: Path, size: int, sha256: str, error: type[LakeError] = LakeCorruptionError
+) -> None:
+    """Raise ``error`` naming ``path`` unless it has the manifest's size and sha256."""
+    found = path.stat().st_size
+    if found != size:
+        raise error(f"{path}: size mismatch, manifest says {size} bytes, file has {found}")
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise error(f"{path}: sha256 mismatch, manifest says {sha256}, file has {digest}")
 
 
 def _create_temp(directory: Path, name: str) -> tuple[Path, int]:

@@ -32,7 +32,7 @@ from btc_assets.model.dataset import (
     dataset_files,
     dataset_store,
     load_dataset,
-    lookahead_rows,
+    lookahead_by_split,
 )
 from btc_assets.model.metrics import naive_predictions
 from btc_assets.model.registry import model_store, save_model
@@ -141,9 +141,7 @@ def model_assets(series: Any) -> list[dg.AssetsDefinition]:
             splits = split_by_time(frame, model.split_plan())
         except SplitError as exc:
             raise SplitError(f"training window {days[0]}..{days[-1]}: {exc}") from None
-        leaks = {
-            split: found for split in SPLITS if (found := lookahead_rows(splits.frames[split]))
-        }
+        leaks = lookahead_by_split(splits.frames)
         card = {
             "window": {"start": days[0].isoformat(), "end": days[-1].isoformat()},
             "symbols": perps,
@@ -225,7 +223,7 @@ def model_assets(series: Any) -> list[dg.AssetsDefinition]:
                 f"dataset {stored.version} was built in env {stored.card.get('env')!r}, this "
                 f"is {dataset.env}: rebuild training_dataset"
             )
-        leaks = {s: f for s in SPLITS if (f := lookahead_rows(stored.frames[s]))}
+        leaks = lookahead_by_split(stored.frames)
         if leaks:  # a promoted dataset never has any; a hand-made pointer might
             raise ValueError(f"dataset {stored.version} has look-ahead rows {leaks}: refused")
         trained = train_baseline(

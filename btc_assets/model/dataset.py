@@ -56,6 +56,11 @@ def lookahead_rows(frame: pl.DataFrame) -> dict[str, int]:
     return {c: int(n) for c, n in counts.items() if n}
 
 
+def lookahead_by_split(frames: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, int]]:
+    """``lookahead_rows`` of each split that has any."""
+    return {split: found for split in SPLITS if (found := lookahead_rows(frames[split]))}
+
+
 def dataset_files(splits: Splits, card: Mapping[str, Any]) -> dict[str, bytes]:
     schema = splits.frames["train"].schema
     full_card = {
