@@ -63,6 +63,26 @@ def run_range(
     )
 
 
+def build_catalog(
+    instance: dg.DagsterInstance,
+    res: dict[str, object],
+    selection: tuple[str, ...] = ("duckdb_catalog",),
+) -> dg.ExecuteInProcessResult:
+    """Materialize the unpartitioned ``selection`` (the DuckDB views, by default)."""
+    return dg.materialize(
+        [a for a in all_assets if a.partitions_def is None],
+        instance=instance,
+        resources=res,
+        selection=list(selection),
+    )
+
+
+def catalog_metadata(instance: dg.DagsterInstance) -> dict[str, Any]:
+    """The values of the newest ``duckdb_catalog`` materialization."""
+    record = instance.fetch_materializations(dg.AssetKey("duckdb_catalog"), limit=1).records[0]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
+
+
 def evaluations(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEvaluation]:
     return [
         e.event_specific_data  # type: ignore[misc]

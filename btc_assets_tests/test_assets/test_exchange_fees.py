@@ -33,6 +33,7 @@ from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.settings import load_settings
 from btc_assets.vendors import binance_signed
 from btc_assets_tests.test_assets.helpers import (
+    build_catalog,
     evaluations,
     failure_text,
     lake_digest,
@@ -166,11 +167,7 @@ def test_duckdb_serves_the_fee_table_as_a_view(
 ) -> None:
     res = fee_resources(tmp_path)
     assert materialize(instance, res, YESTERDAY, TODAY).success
-    unpartitioned = [a for a in definitions.all_assets if a.partitions_def is None]
-    catalog = dg.materialize(
-        unpartitioned, instance=instance, resources=res, selection=["duckdb_catalog"]
-    )
-    assert catalog.success
+    assert build_catalog(instance, res).success
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     rows = con.execute(
         "SELECT symbol, maker_bps, taker_bps, note IS NULL FROM exchange_fees ORDER BY symbol, ts"

@@ -35,11 +35,13 @@ from btc_assets.core.forecast_schema import JoinedSeries
 from btc_assets.core.schema import day_bounds, partition_day_expr
 from btc_assets.defs.checks import ERROR_SYMBOLS, QUALITY
 from btc_assets.defs.day_gate import check_failures
-from btc_assets.defs.definitions import SETTINGS, all_assets
+from btc_assets.defs.definitions import SETTINGS
 from btc_assets.defs.forecast_checks import POINT_IN_TIME
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import (
     as_day,
+    build_catalog,
+    catalog_metadata,
     evaluations,
     latest_metadata,
     resources,
@@ -447,15 +449,8 @@ def test_a_lookahead_fails_the_day_and_the_catalog_leaves_it_out(
     figures = checks[(FEATURES, POINT_IN_TIME, leaky_day)].metadata
     assert figures["fred_dtwexbgs_lookahead"].value == 5
 
-    catalog = dg.materialize(
-        [a for a in all_assets if a.partitions_def is None],
-        instance=instance,
-        resources=res,
-        selection=["duckdb_catalog"],
-    )
-    assert catalog.success
-    record = instance.fetch_materializations(dg.AssetKey("duckdb_catalog"), limit=1).records[0]
-    excluded = record.asset_materialization.metadata["excluded_days"].value  # type: ignore[union-attr]
+    assert build_catalog(instance, res).success
+    excluded = catalog_metadata(instance)["excluded_days"]
     assert list(excluded[FEATURES]) == [f"{SYMBOL} {leaky_day}"]
     assert "features_1h.quality failed" in excluded[FEATURES][f"{SYMBOL} {leaky_day}"]
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)

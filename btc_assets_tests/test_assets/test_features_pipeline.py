@@ -19,7 +19,13 @@ from btc_assets.defs.definitions import all_assets
 from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
-from btc_assets_tests.test_assets.helpers import evaluations, latest_metadata, resources, run_range
+from btc_assets_tests.test_assets.helpers import (
+    build_catalog,
+    evaluations,
+    latest_metadata,
+    resources,
+    run_range,
+)
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 COINGLASS = [
@@ -63,13 +69,7 @@ def test_full_graph_builds_gated_features_catalog_and_report(
     # CoinGlass fetches whole spans: one request per endpoint page, not per day.
     assert latest_metadata(instance, "coinglass_price_ohlc", DAYS[0])["source"] == "vendor"
 
-    catalog = dg.materialize(
-        [a for a in all_assets if a.partitions_def is None],
-        instance=instance,
-        resources=res,
-        selection=["duckdb_catalog", "qa_report"],
-    )
-    assert catalog.success
+    assert build_catalog(instance, res, ("duckdb_catalog", "qa_report")).success
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM bars_15m").fetchone() == (288,)
     assert con.execute("SELECT count(*) FROM coinglass_open_interest").fetchone() == (288,)
@@ -146,13 +146,7 @@ def test_gate_failure_stops_only_that_days_downstream(
     assert built == {DAYS[0], DAYS[2]}
     assert latest_metadata(instance, "features_consumer", DAYS[1]) == {"blocked": True}
 
-    catalog = dg.materialize(
-        [a for a in all_assets if a.partitions_def is None],
-        instance=instance,
-        resources=res,
-        selection=["duckdb_catalog"],
-    )
-    assert catalog.success
+    assert build_catalog(instance, res).success
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     days = con.execute(
         "SELECT DISTINCT (ts - INTERVAL 1 MILLISECOND)::DATE FROM bars_15m"

@@ -15,11 +15,13 @@ import pytest
 from btc_assets.core.tables import OPEN_INTEREST, lake_tables
 from btc_assets.defs.checks import QUALITY
 from btc_assets.defs.day_gate import GATED_INPUTS
-from btc_assets.defs.definitions import SETTINGS, all_assets, defs
+from btc_assets.defs.definitions import SETTINGS, defs
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import (
     as_day,
+    build_catalog,
+    catalog_metadata,
     evaluations,
     failure_text,
     lake_digest,
@@ -144,7 +146,7 @@ def test_duckdb_views_leave_out_a_day_that_does_not_verify(
     else:
         del data[len(data) // 2 :]
     victim.write_bytes(bytes(data))
-    assert _build_catalog(instance, res).success
+    assert build_catalog(instance, res).success
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     days = con.execute(
         "SELECT DISTINCT (ts - INTERVAL 1 MILLISECOND)::DATE FROM binance_perp_klines_1m"
@@ -152,25 +154,9 @@ def test_duckdb_views_leave_out_a_day_that_does_not_verify(
     assert sorted(str(d) for (d,) in days) == [DAYS[0], DAYS[2]]
     (top,) = con.execute("SELECT max(quote_volume) FROM binance_perp_klines_1m").fetchone()
     assert top < 1e12  # no garbage value from the damaged file
-    excluded = _catalog_meta(instance)["excluded_days"]["binance_perp_klines_1m"]
+    excluded = catalog_metadata(instance)["excluded_days"]["binance_perp_klines_1m"]
     key = f"{SYMBOL} {DAYS[1]}"
     assert list(excluded) == [key] and str(victim) in excluded[key]
-
-
-def _build_catalog(
-    instance: dg.DagsterInstance, res: dict[str, object]
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [a for a in all_assets if a.partitions_def is None],
-        instance=instance,
-        resources=res,
-        selection=["duckdb_catalog"],
-    )
-
-
-def _catalog_meta(instance: dg.DagsterInstance) -> dict[str, Any]:
-    record = instance.fetch_materializations(dg.AssetKey("duckdb_catalog"), limit=1).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
 
 
 # --- honest raw days --------------------------------------------------------------------------
@@ -247,7 +233,7 @@ def test_live_never_reads_reuses_or_views_a_sandbox_day(
     live = {**sandbox, "dataset": DatasetResource(**settings, env="live")}
     derived = run_range(instance, live, DAYS[0], DAYS[1], ["spot_klines_15m"])
     assert derived.success
-    assert _build_catalog(instance, live).success
+    assert build_catalog(instance, live).success
     reason = _quality(derived, "spot_klines_15m", DAYS[0]).description or ""
     assert "written in sandbox env, this is live" in reason
     assert "binance_spot_klines_1m" not in _views(tmp_path)

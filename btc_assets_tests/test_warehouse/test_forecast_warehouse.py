@@ -31,7 +31,7 @@ from btc_assets.core.tables import (
     features_1h_table,
 )
 from btc_assets.defs.checks import QUALITY, ROW_PARITY
-from btc_assets.defs.definitions import SETTINGS, all_assets
+from btc_assets.defs.definitions import SETTINGS
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 from btc_assets.warehouse.bigquery import (
@@ -43,6 +43,8 @@ from btc_assets.warehouse.bigquery import (
 )
 from btc_assets_tests.emulators import PROJECT, BigQueryEmulator
 from btc_assets_tests.test_assets.helpers import (
+    build_catalog,
+    catalog_metadata,
     evaluations,
     failure_text,
     latest_metadata,
@@ -205,7 +207,7 @@ def test_duckdb_views_serve_the_sources_and_leave_out_bad_series_days(
     _build_sources(instance, res)
     assert _counts(_lake_frame(tmp_path, res, FRED_SERIES)) == FRED_ROWS
 
-    assert _build_catalog(instance, res).success
+    assert build_catalog(instance, res).success
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         for table in FORECAST_SOURCE_TABLES:
             lake = _lake_frame(tmp_path, res, table)
@@ -217,12 +219,12 @@ def test_duckdb_views_serve_the_sources_and_leave_out_bad_series_days(
         assert types["vintage_date"] == "DATE" and types["available_at"].startswith("TIMESTAMP")
         (perp,) = con.execute("SELECT count(*) FROM coinapi_perp_ohlcv_1h").fetchone()  # type: ignore[misc]
         assert perp == 24 * len(DAYS)
-    meta = _catalog_meta(instance)
+    meta = catalog_metadata(instance)
     assert meta["excluded_days"] == {}
     assert all(meta["views"][t.name] > 0 for t in FORECAST_SOURCE_TABLES)
 
     rotten = _damage(tmp_path, instance, res)
-    assert _build_catalog(instance, res).success
+    assert build_catalog(instance, res).success
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         served = con.execute(
             "SELECT symbol, CAST(CAST(ts - INTERVAL 1 MILLISECOND AS DATE) AS VARCHAR), "
@@ -230,7 +232,7 @@ def test_duckdb_views_serve_the_sources_and_leave_out_bad_series_days(
         ).fetchall()
     expected = {k: n for k, n in FRED_ROWS.items() if k not in (ROTTEN, DUPLICATED)}
     assert {(s, d): n for s, d, n in served} == expected
-    excluded = _catalog_meta(instance)["excluded_days"]
+    excluded = catalog_metadata(instance)["excluded_days"]
     assert set(excluded) == {FRED_SERIES.name}  # the other tables are whole
     why = excluded[FRED_SERIES.name]
     assert set(why) == {" ".join(ROTTEN), " ".join(DUPLICATED)}
@@ -239,22 +241,6 @@ def test_duckdb_views_serve_the_sources_and_leave_out_bad_series_days(
     )
     assert "fred_series.quality failed" in why[" ".join(DUPLICATED)]
     assert "duplicate_keys=1" in why[" ".join(DUPLICATED)]
-
-
-def _build_catalog(
-    instance: dg.DagsterInstance, res: dict[str, object]
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [a for a in all_assets if a.partitions_def is None],
-        instance=instance,
-        resources=res,
-        selection=["duckdb_catalog"],
-    )
-
-
-def _catalog_meta(instance: dg.DagsterInstance) -> dict[str, Any]:
-    record = instance.fetch_materializations(dg.AssetKey("duckdb_catalog"), limit=1).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
 
 
 # --- BigQuery (emulator) ---------------------------------------------------------------------
