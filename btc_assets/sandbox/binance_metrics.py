@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from btc_assets.sandbox import market as mk
+from btc_assets.sandbox import market_events as events
 
 # The real archive has metrics from 2020-09-01 on; nothing before exists here either.
 METRICS_SINCE = date(2020, 9, 1)
@@ -67,6 +68,8 @@ def metrics_day(seed: int, symbol: str, day: date) -> MetricsDay:
     frac = np.arange(SNAPSHOTS) / SNAPSHOTS
     # Bridge from a at 00:00 towards b at the next 00:00 (which the next day starts from).
     log_oi = a + walk - frac * (walk[-1] + shocks[-1]) + frac * (b - a)
+    # Cascades close positions on Binance too: the same offsets as CoinGlass's open interest.
+    log_oi = log_oi + events.day_effects(seed, symbol, i).log_oi[::_STEP_MINUTES][:SNAPSHOTS]
     open_interest = np.round(np.exp(log_oi), 3)
 
     today = mk.market_day(seed, symbol, day).perp

@@ -7,11 +7,14 @@ combined and every series agrees with the Binance perp of the same sandbox:
 - price: the Binance perp OHLC with an occasional one-tick difference (CoinGlass samples
   its own feed), ``volume_usd`` the perp quote volume within a fraction of a percent;
 - open interest: coins x perp price; the coins follow a mean-reverting daily anchor path
-  (drawn once per seed) bridged through the day, rising with bursts of activity;
+  (drawn once per seed) bridged through the day, rising a little with bursts of activity,
+  and dropping 1-7 % through a liquidation cascade (``market_events``), then rebuilding;
 - funding: the predicted rate of Binance's formula (running premium average since the last
   settlement, plus the clamped interest), so a settlement bar closes on the settled rate,
   with a small cross-exchange spread for the OI and volume weightings; in percent;
-- taker volumes and liquidations: Binance's flows scaled by each listed exchange's size.
+- taker volumes and liquidations: Binance's flows scaled by each listed exchange's size;
+  liquidations are convex in each minute's move, plus, in a cascade, the squeezed side's
+  forced orders: 25-60 times the day's calm hourly total over the move.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from btc_assets.sandbox import market as mk
+from btc_assets.sandbox import market_events as events
 
 Kind = Literal[
     "price", "oi", "oi_coin", "funding_oi", "funding_vol", "pair_taker", "spot_taker",
@@ -38,6 +42,14 @@ EXCHANGES: dict[str, tuple[float, float]] = {
     "Coinbase": (0.35, 0.02), "Gate": (0.1, 0.2), "HTX": (0.08, 0.1), "Kraken": (0.06, 0.02),
     "Bitfinex": (0.04, 0.01), "Deribit": (0.0, 0.06), "Hyperliquid": (0.0, 0.3),
 }  # fmt: skip
+
+
+# log OI (coins) added per minute of traded value above the day's mean: small enough that a
+# calm day's OI moves well under 3 % an hour (an OI shock is an event, not the daily rhythm).
+OI_PER_ACTIVITY = 0.0002
+# Liquidations grow as (|z| - 0.5) ** 2.5 of a minute's move, up to this |z| - 0.5: past it a
+# lone jump minute would outweigh days of background and hide every real cascade.
+LIQ_MOVE_CAP = 5.0
 
 
 def _key(*parts: str) -> list[int]:
@@ -115,11 +127,17 @@ def coinglass_day(seed: int, symbol: str, day: date) -> CoinGlassDay:
     anchors = _oi_anchor_coins(seed, symbol)
     la, lb = anchors[i], anchors[i + 1]
     frac = np.arange(1, n + 1) / n
-    activity = np.cumsum(perp.quote_volume / perp.quote_volume.mean() - 1.0) * 0.0007
+    effects = events.day_effects(seed, symbol, i)
+    # Positions open with ordinary activity; a cascade's forced volume closes them instead.
+    calm_value = perp.quote_volume / (1.0 + events.CASCADE_VOLUME_BOOST * effects.intensity)
+    activity = np.cumsum(calm_value / calm_value.mean() - 1.0) * OI_PER_ACTIVITY
     wiggle = _ar1(rng.normal(0.0, 0.0004, n), 0.95)
     log_coins = la + (lb - la) * frac + _pinned(activity) + _pinned(wiggle)
     log_coins[-1] = lb
-    oi_coin_path = np.exp(np.concatenate([[la], log_coins]))
+    # A cascade's drop and rebuild: zero at midnight unless it runs through it, and then
+    # the same value on both sides, so the days still join exactly.
+    log_coins += effects.log_oi[1:]
+    oi_coin_path = np.exp(np.concatenate([[la + effects.log_oi[0]], log_coins]))
     # A perp price is per contract unit (1000 coins for 1000PEPEUSDT); OI counts coins.
     oi_usd_path = oi_coin_path * np.concatenate([[perp.open[0]], perp.close]) / inst.multiplier
 
@@ -132,15 +150,24 @@ def coinglass_day(seed: int, symbol: str, day: date) -> CoinGlassDay:
     spread_oi = _ar1(rng.normal(0.0, 6e-7, n + 1), 0.98)
     spread_vol = _ar1(rng.normal(0.0, 1.2e-6, n + 1), 0.98)
 
-    # Liquidations cascade on large moves: convex in the move, in its direction.
+    # Liquidations cascade on large moves: convex in the move, in its direction. The scale
+    # is the day's calm minutes, so a cascade's own minutes do not hide themselves.
     ret = np.log(perp.close / perp.open)
-    z = ret / max(float(ret.std()), 1e-12)
+    calm = effects.intensity == 0.0
+    z = ret / max(float(ret[calm].std()), 1e-12)
     base = perp.quote_volume * 0.002
 
     def liq(move: np.ndarray) -> np.ndarray:
-        spikes = np.maximum(move - 0.5, 0.0) ** 2.5 * np.exp(rng.normal(0.0, 0.8, n))
+        spikes = np.clip(move - 0.5, 0.0, LIQ_MOVE_CAP) ** 2.5 * np.exp(rng.normal(0.0, 0.8, n))
         background = (rng.random(n) < 0.35) * np.exp(rng.normal(-2.5, 1.0, n))
-        return np.round(base * (spikes + background), 5)
+        return base * (spikes + background)
+
+    liq_long, liq_short = liq(-z), liq(z)
+    if not effects.calm:
+        # A cascade's forced selling (or buying): a multiple of the calm hourly total.
+        hourly = 60.0 * float((liq_long + liq_short)[calm].mean())
+        liq_long = liq_long + hourly * effects.long_liq
+        liq_short = liq_short + hourly * effects.short_liq
 
     noise = 1.0 + rng.normal(0.0, 0.002, (2, n))
     pair_buy = perp.taker_buy_quote_volume * noise[0]
@@ -150,7 +177,7 @@ def coinglass_day(seed: int, symbol: str, day: date) -> CoinGlassDay:
         (predicted + spread_oi) * 100.0, (predicted + spread_vol) * 100.0, pair_buy, pair_sell,
         spot.taker_buy_quote_volume, spot.quote_volume - spot.taker_buy_quote_volume,
         perp.taker_buy_quote_volume, perp.quote_volume - perp.taker_buy_quote_volume,
-        liq(-z), liq(z),
+        np.round(liq_long, 5), np.round(liq_short, 5),
     )  # fmt: skip
     for name, value in vars(out).items():
         for arr in value if name == "price" else (value,):

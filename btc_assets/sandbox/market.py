@@ -11,6 +11,12 @@ and each day's minutes are a variance-weighted Brownian bridge between two ancho
 from an RNG keyed by the day. So any window of any request sees the same numbers, days join
 without a jump, and one day costs O(1 day) to build whatever its date.
 
+Rare events (``sandbox.market_events``) break the calm: a liquidation cascade adds a sharp
+1.5-4 % move to the minutes it runs through (and to the anchors, so the bridge keeps it),
+with more volatility and volume and the perp leading the spot; a funding spike lifts the
+premium for a few hours, and with it the funding. Both are zero at midnight unless they run
+through it, and then equal on both sides, so days still join exactly.
+
 Levels are calibrated on the real Binance files in the shared fixtures (2020-01 and
 2024-09): 1m log-return sd 3e-4..1e-3, bar range about 1.2 sd, average trade 400-600 USDT on
 spot, taker buy share around one half, perp volume several times spot volume.
@@ -26,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from btc_assets.sandbox import market_events as events
 from btc_assets.sandbox.universe import BY_PERP, Instrument
 
 EPOCH = date(2017, 1, 1)
@@ -33,8 +40,9 @@ EPOCH_MS = 1_483_228_800_000
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 MINUTES = 1440
-# Anchors are drawn for this many days after the epoch (to 2050); one draw is ~1 ms.
-HORIZON_DAYS = 12_100
+# Anchors are drawn for this many days after the epoch (to 2050); one draw is ~1 ms. The
+# event schedule covers the same days.
+HORIZON_DAYS = events.HORIZON_DAYS
 # BTCUSDT perpetual went live on 2019-09-08; the real API has nothing for it before then.
 # (Every instrument's listing is in ``sandbox.universe``; this is BTCUSDT's.)
 PERP_LISTED = date(2019, 9, 8)
@@ -175,12 +183,14 @@ def _anchors(seed: int, symbol: str) -> _Anchors:
     )
     z = rng.standard_t(4, n) / np.sqrt(2.0)
     jumps = (rng.random(n) < 0.03) * rng.normal(0.0, 0.04, n)
+    # Liquidation cascades move the price for good: each day's share of their moves.
+    cascade_moves = events.daily_cascade_moves(seed, symbol)
     lo, hi = np.log(8_000.0), np.log(140_000.0)
     log_price = np.empty(n)
     x = np.log(15_000.0)
     for i in range(n):  # sequential because of the reflection; ~12k steps once per seed
         log_price[i] = x
-        x = x + 0.004 * (trend[i] - x) + sigma[i] * z[i] + jumps[i]
+        x = x + 0.004 * (trend[i] - x) + sigma[i] * z[i] + jumps[i] + cascade_moves[i]
         if x < lo:
             x = 2 * lo - x
         elif x > hi:
@@ -264,10 +274,19 @@ def market_day(seed: int, symbol: str, day: date) -> MarketDay:
     vol_state = np.exp(_ar1(rng.normal(0.0, 0.06, n), 0.97))
     s = season * vol_state
     s *= sigma / np.sqrt(np.sum(s**2))
+    # Events (``market_events``): a cascade's move joins the walk (its daily share is in the
+    # anchors, so the bridge does not take it back) and shakes the minutes it runs through.
+    # The bridge spreads its correction by the calm volatility, so a cascade's minutes do
+    # not take a bigger share of it than any other.
+    effects = events.day_effects(seed, symbol, i)
+    variance_share = np.cumsum(s**2) / np.sum(s**2)
+    s = s * (1.0 + events.CASCADE_VOLATILITY_BOOST * effects.intensity)
     shocks = rng.standard_t(5, n) / np.sqrt(5 / 3) * s
     shocks += (rng.random(n) < 0.0008) * rng.normal(0.0, 4.0, n) * s
+    for first, last in effects.moves:  # the minutes' own drift does not blunt the move
+        shocks[first:last] -= shocks[first:last].mean()
+    shocks += effects.returns
     walk = np.cumsum(shocks)
-    variance_share = np.cumsum(s**2) / np.sum(s**2)
     log_close = a + walk - variance_share * (walk[-1] - (b - a))
     log_close[-1] = b  # exact, so the next day's first open equals this close
     close_raw = np.exp(log_close)
@@ -284,6 +303,7 @@ def market_day(seed: int, symbol: str, day: date) -> MarketDay:
         * vol_state**1.5
         * np.exp(_ar1(rng.normal(0.0, 0.35, n), 0.6))
         * (0.55 + 0.45 * np.abs(z))
+        * (1.0 + events.CASCADE_VOLUME_BOOST * effects.intensity)
     )
     share = np.clip(0.5 + 0.1 * np.tanh(z) + rng.normal(0.0, 0.06, n), 0.3, 0.7)
     trade_size = 600.0 - 200.0 * min(years / 8.0, 1.0)
@@ -295,9 +315,13 @@ def market_day(seed: int, symbol: str, day: date) -> MarketDay:
     wiggle -= frac * wiggle[-1]  # pinned to the anchors at both ends of the day
     premium = pa + (pb - pa) * frac + wiggle
     premium[-1] = pb
+    # Funding spikes and the perp's lead in a cascade; zero at midnight unless an event
+    # runs through it, and then the same value on both sides.
+    premium += effects.premium[1:]
+    open_premium = pa + effects.premium[0]  # as yesterday's premium[-1], bit for bit
     unit = inst.multiplier  # a contract unit holds this many coins
     perp_raw = close_raw * unit * (1.0 + premium)
-    perp_ohlc = _ohlc(rng, np.exp(a) * unit * (1.0 + pa), perp_raw, s, perp_dp[0])
+    perp_ohlc = _ohlc(rng, np.exp(a) * unit * (1.0 + open_premium), perp_raw, s, perp_dp[0])
     perp_volume = spot.volume / unit * anchors.perp_ratio[i] * np.exp(rng.normal(0.0, 0.3, n))
     perp_share = np.clip(share + rng.normal(0.0, 0.04, n), 0.3, 0.7)
     perp = _flows(rng, perp_volume, perp_ohlc, perp_share, 1800.0, perp_dp, open_ms)
