@@ -372,6 +372,10 @@ def quality_by_day(
         from btc_assets.core.published_quality import published_quality_by_day
 
         return published_quality_by_day(frame, days, table.key, table.required, as_of)
+    if tuple(table.key) != ("symbol", "ts"):
+        from btc_assets.core.keyed_quality import keyed_quality_by_day
+
+        return keyed_quality_by_day(frame, days, table.key, table.required, as_of)
     if table.every is None:
         required = ["symbol", "ts", *table.required]
         return event_quality_by_day(frame.select(required), days, as_of=as_of)

@@ -23,6 +23,14 @@ from btc_assets.core.forecast_schema import (
     JoinedSeries,
     features_1h_schema,
 )
+from btc_assets.core.market_schema import (
+    ALERT_KEY,
+    ALERT_SCHEMA,
+    HEATMAP_CANDLE_KEY,
+    HEATMAP_CANDLE_SCHEMA,
+    HEATMAP_TILE_KEY,
+    HEATMAP_TILE_SCHEMA,
+)
 from btc_assets.core.schema import (
     BAR_SCHEMA,
     COINGLASS_AGG_TAKER_SCHEMA,
@@ -147,6 +155,52 @@ LIQUIDATIONS = Table(
     "CoinGlass aggregated long/short liquidations (USD) over the exchange list.",
 )
 COINGLASS_TABLES = (PRICE, OPEN_INTEREST, FUNDING_CG, TAKER, AGG_TAKER, LIQUIDATIONS)
+
+# --- market structure: CoinGlass liquidation heatmaps (raw) and the alert history
+HEATMAP_TILES = Table(
+    "coinglass_liquidation_heatmap",
+    HEATMAP_TILE_SCHEMA,
+    None,
+    "CoinGlass liquidation heatmap model1 in long form: one row per non-empty cell, ts = the "
+    "close of its candle, price_level = its y_axis value, intensity = estimated liquidation "
+    "leverage in USD; scope 'pair' (the Binance perp pair) or 'coin' (aggregated over "
+    "exchanges, where the plan serves it). The candle interval depends on the range asked "
+    "(the day's provenance says which).",
+    required=("scope", "price_level", "intensity"),
+    key=HEATMAP_TILE_KEY,
+)
+HEATMAP_CANDLES = Table(
+    "coinglass_heatmap_candles",
+    HEATMAP_CANDLE_SCHEMA,
+    None,
+    "The price candles CoinGlass sends with each liquidation heatmap (ts = candle close), "
+    "per scope: the price line drawn over the tiles.",
+    required=("scope", "close"),
+    key=HEATMAP_CANDLE_KEY,
+)
+HEATMAP_TABLES = (HEATMAP_TILES, HEATMAP_CANDLES)
+SIGNALS = Table(
+    "signals",
+    ALERT_SCHEMA,
+    None,
+    "Market signals over bars_15m (liquidation cascade, funding anomaly, open-interest "
+    "shock), one row per episode and severity reached; part of the alert history. "
+    "Definitions in btc_assets/core/signals.py.",
+    required=("kind", "severity", "value", "threshold", "dedupe_key"),
+    key=ALERT_KEY,
+)
+WHALE_ALERTS = Table(
+    "whale_alerts",
+    ALERT_SCHEMA,
+    None,
+    "Hyperliquid whale positions and whale-alert events at or above the notional threshold "
+    "(CoinGlass /api/hyperliquid/*), once per position or event, ts = when first seen; part "
+    "of the alert history.",
+    required=("kind", "severity", "value", "threshold", "dedupe_key"),
+    key=ALERT_KEY,
+)
+ALERT_TABLES = (SIGNALS, WHALE_ALERTS)
+ALERT_HISTORY_VIEW = "alert_history"  # the warehouse's union of ALERT_TABLES
 
 # --- resampled bars: {spot,perp}_klines_<interval> from the 1m klines, one pair per interval
 # of BTC_ASSETS_INTERVALS. The 1m klines are themselves the 1m bars: no resampled copy.
@@ -303,7 +357,9 @@ def lake_tables(intervals: Iterable[str], series: Iterable[JoinedSeries] = ()) -
         EXCHANGE_FEES,
         *resampled_tables(intervals),
         *COINGLASS_TABLES,
+        *HEATMAP_TABLES,
         FEATURES,
         *FORECAST_SOURCE_TABLES,
         features_1h_table(series),
+        *ALERT_TABLES,
     )
