@@ -42,7 +42,12 @@ import numpy as np
 from btc_assets.sandbox import coinglass_market as cgm
 from btc_assets.sandbox import market as mk
 from btc_assets.sandbox import routes
-from btc_assets.sandbox.credentials import SANDBOX_COINGLASS_KEY
+from btc_assets.sandbox.credentials import (
+    SANDBOX_COINGLASS_HOBBYIST_KEY,
+    SANDBOX_COINGLASS_KEY,
+    SANDBOX_COINGLASS_STANDARD_KEY,
+    SANDBOX_COINGLASS_STARTUP_KEY,
+)
 from btc_assets.sandbox.faults import Fault, apply_row_faults
 from btc_assets.sandbox.routes import Route, SandboxRequest, SandboxResponse, SandboxState
 from btc_assets.sandbox.universe import Instrument
@@ -53,10 +58,17 @@ MAX_HEADER, USE_HEADER = "API-KEY-MAX-LIMIT", "API-KEY-USE-LIMIT"
 MAX_LIMIT = 1000
 # Keys the sandbox accepts, with the shortest history interval (minutes) each plan may ask.
 PLAN_MIN_MINUTES: dict[str, int] = {
-    SANDBOX_COINGLASS_KEY: 1,  # Standard and above: every interval
-    "sandbox-coinglass-startup": 30,
-    "sandbox-coinglass-hobbyist": 240,
+    SANDBOX_COINGLASS_KEY: 1,  # Professional: every interval
+    SANDBOX_COINGLASS_STANDARD_KEY: 1,  # Standard: every interval
+    SANDBOX_COINGLASS_STARTUP_KEY: 30,
+    SANDBOX_COINGLASS_HOBBYIST_KEY: 240,
 }
+# Plans in rising order, and each key's: the market-structure routes need a tier.
+PLAN_TIERS = ("hobbyist", "startup", "standard", "professional")
+PLAN_OF_KEY: dict[str, str] = {
+    SANDBOX_COINGLASS_KEY: "professional", SANDBOX_COINGLASS_STANDARD_KEY: "standard",
+    SANDBOX_COINGLASS_STARTUP_KEY: "startup", SANDBOX_COINGLASS_HOBBYIST_KEY: "hobbyist",
+}  # fmt: skip
 INTERVAL_MINUTES = {
     "1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
     "6h": 360, "8h": 480, "12h": 720, "1d": 1440,
@@ -305,21 +317,36 @@ def _rows(
     return apply_row_faults(rows, faults)
 
 
+def gate(
+    req: SandboxRequest, state: SandboxState, tier: str = "hobbyist"
+) -> tuple[dict[str, str], SandboxResponse | None]:
+    """What every CoinGlass route checks first, in CoinGlass's order: the key, the
+    per-minute bucket, then the plan ``tier`` the path needs. Returns the rate headers and
+    the refusal to send, if any."""
+    headers = _rate_headers(state)
+    key = req.headers.get("cg-api-key", "").strip()
+    if not key:
+        return headers, _envelope("401", "API key missing", headers)
+    if key not in PLAN_MIN_MINUTES:
+        return headers, _envelope("400", "Invalid API key provided", headers)
+    used, retry_after = state.charge(BUCKET, 1, 60)
+    headers = _rate_headers(state, used)
+    if retry_after is not None:
+        headers["retry-after"] = str(int(retry_after) + 1)
+        return headers, _envelope("429", "Too Many Requests", headers, 429)
+    if PLAN_TIERS.index(PLAN_OF_KEY[key]) < PLAN_TIERS.index(tier):
+        return headers, _envelope("401", "Upgrade plan", headers)
+    return headers, None
+
+
 def _handler(ep: Endpoint) -> routes.Handler:
     def handle(
         req: SandboxRequest, state: SandboxState, faults: Sequence[Fault]
     ) -> SandboxResponse:
-        headers = _rate_headers(state)
-        key = req.headers.get("cg-api-key", "").strip()
-        if not key:
-            return _envelope("401", "API key missing", headers)
-        if key not in PLAN_MIN_MINUTES:
-            return _envelope("400", "Invalid API key provided", headers)
-        used, retry_after = state.charge(BUCKET, 1, 60)
-        headers = _rate_headers(state, used)
-        if retry_after is not None:
-            headers["retry-after"] = str(int(retry_after) + 1)
-            return _envelope("429", "Too Many Requests", headers, 429)
+        headers, refusal = gate(req, state)
+        if refusal is not None:
+            return refusal
+        key = req.headers["cg-api-key"].strip()
         try:
             rows = _rows(ep, req, state, faults, key)
         except BadRequest as exc:

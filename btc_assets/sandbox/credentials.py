@@ -4,7 +4,13 @@ Kept apart from the routes so the sandbox-mode resources can name them without l
 synthetic market; a real key only ever comes from the environment (``dg.EnvVar``).
 """
 
+# CoinGlass keys by plan: the default is Professional (history at every interval, heatmaps,
+# Hyperliquid whales); Standard has no heatmaps, Startup (30m history and up) whales only,
+# Hobbyist (4h and up) neither. Each refusal is CoinGlass's 200 {"code":"401","msg":"Upgrade plan"}.
 SANDBOX_COINGLASS_KEY = "sandbox-coinglass-key"
+SANDBOX_COINGLASS_STANDARD_KEY = "sandbox-coinglass-standard"
+SANDBOX_COINGLASS_STARTUP_KEY = "sandbox-coinglass-startup"
+SANDBOX_COINGLASS_HOBBYIST_KEY = "sandbox-coinglass-hobbyist"
 SANDBOX_TELEGRAM_TOKEN = "123456789:sandbox-telegram-token"
 SANDBOX_TELEGRAM_CHAT_ID = "-1001234567890"  # a supergroup
 SANDBOX_MIGRATED_CHAT_ID = "-123456789"  # an old group, upgraded to the supergroup above

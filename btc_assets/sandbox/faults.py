@@ -65,10 +65,14 @@ HTTP_KINDS = frozenset({"404", "429", "418", "451", "500", "503", "error200"})
 # loopback socket "timeout" really waits ``delay`` s and "reset"/"connect" drop the socket.
 NETWORK_KINDS = frozenset({"timeout", "reset", "connect"})
 BODY_KINDS = frozenset({"truncated"})
-# Applied by the route to a normal answer.
+# Applied by the route to a normal answer. The CoinGlass market-structure routes
+# (sandbox/coinglass_heatmap.py, coinglass_whales.py) add their own: "bad_index" (one heatmap
+# cell's x_index points past the candles), "candle_ms" (heatmap candle open times in ms, not
+# the documented seconds) and "seconds" (whale times in seconds, not ms).
 DATA_KINDS = frozenset(
-    {"empty", "duplicates", "out_of_order", "gap", "bad_ohlc", "extra_field", "microseconds"}
-)
+    {"empty", "duplicates", "out_of_order", "gap", "bad_ohlc", "extra_field", "microseconds",
+     "bad_index", "candle_ms", "seconds"}
+)  # fmt: skip
 # Applied by the archive route (sandbox/binance_archive.py) to the file it publishes.
 ARCHIVE_KINDS = frozenset(
     {"checksum_mismatch", "corrupt_zip", "archive_404", "header", "truncated_archive", "replaced"}

@@ -25,6 +25,8 @@ from btc_assets.sandbox import binance_archive as _archive  # noqa: F401  (regis
 from btc_assets.sandbox import binance_exchange_info as _exchange_info  # noqa: F401  (same)
 from btc_assets.sandbox import coinapi as _coinapi  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import coinglass as _coinglass  # noqa: F401  (registers its routes)
+from btc_assets.sandbox import coinglass_heatmap as _heatmap  # noqa: F401  (registers routes)
+from btc_assets.sandbox import coinglass_whales as _whales  # noqa: F401  (registers routes)
 from btc_assets.sandbox import cryptoquant as _cryptoquant  # noqa: F401  (registers routes)
 from btc_assets.sandbox import fred as _fred  # noqa: F401  (registers its routes)
 from btc_assets.sandbox import telegram as _telegram  # noqa: F401  (registers its routes)

@@ -44,6 +44,13 @@ from btc_assets.core.schema import (
 from btc_assets.vendors.coinglass_parse import parse_rows
 from btc_assets.vendors.coinglass_plan import CoinGlassHistoryLimit as CoinGlassHistoryLimit
 from btc_assets.vendors.coinglass_plan import HistoryWindow
+from btc_assets.vendors.coinglass_structure import (
+    COIN_HEATMAP,
+    PAIR_HEATMAP,
+    WHALE_ALERT,
+    WHALE_POSITION,
+    CoinGlassStructureMixin,
+)
 from btc_assets.vendors.errors import (
     MASK,
     VendorConfigError,
@@ -67,6 +74,9 @@ PAIR_TAKER = "/api/futures/v2/taker-buy-sell-volume/history"
 SPOT_AGG_TAKER = "/api/spot/aggregated-taker-buy-sell-volume/history"
 FUTURES_AGG_TAKER = "/api/futures/aggregated-taker-buy-sell-volume/history"
 LIQUIDATION = "/api/futures/liquidation/aggregated-history"
+# Market structure (heatmaps, Hyperliquid whales): methods in coinglass_structure.py.
+COINGLASS_PAIR_HEATMAP, COINGLASS_COIN_HEATMAP = PAIR_HEATMAP, COIN_HEATMAP
+HYPERLIQUID_WHALE_ALERT, HYPERLIQUID_WHALE_POSITION = WHALE_ALERT, WHALE_POSITION
 PAGE_LIMIT = 1000
 KEY_HEADER = "CG-API-KEY"
 USE_HEADER, MAX_HEADER = "API-KEY-USE-LIMIT", "API-KEY-MAX-LIMIT"
@@ -160,8 +170,9 @@ def _envelope_error(body: Any) -> bool:
     return not isinstance(body, dict) or ("code" in body and str(body["code"]).strip() != "0")
 
 
-class CoinGlassClient(SessionClient):
-    """CoinGlass v4 (``open-api-v4.coinglass.com``) history endpoints.
+class CoinGlassClient(CoinGlassStructureMixin, SessionClient):
+    """CoinGlass v4 (``open-api-v4.coinglass.com``) history endpoints, and (from the mixin)
+    the liquidation heatmaps and Hyperliquid whales.
 
     ``requests_per_minute`` is the plan's limit (Hobbyist 30, Startup 80, Standard 300,
     Professional 1200); the client stays under 90 % of it. ``debug`` logs (INFO) each
