@@ -6,6 +6,8 @@
     POST /predict                     {"instances": [{feature: value, ...}]} -> predictions
     GET  /predict/latest?symbol=S     prediction on S's newest usable features_1h row
     GET  /metrics                     Prometheus text
+    GET  /replay/oi/{symbol}, /heatmap/{symbol}, /signals, /whales/alerts
+                                      the lake's market data (``market.py``)
 
 Every JSON answer names ``model_version`` (and the ``X-Model-Version`` header does, on every
 response) and ``input_age_seconds``: now minus the bar close of the newest input used, null
@@ -27,12 +29,14 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from btc_assets.model.registry import model_store
 from btc_assets.service.batcher import PredictBatcher, Result
 from btc_assets.service.config import ServiceConfig
 from btc_assets.service.health import readiness
 from btc_assets.service.latest import LatestFeatures, SymbolState
+from btc_assets.service.market import MARKET_TABLES, add_market_routes
 from btc_assets.service.metrics import MetricsMiddleware, ServiceMetrics
 from btc_assets.service.models import ModelHolder, ServedModel
 from btc_assets.service.poll import Poller
@@ -108,6 +112,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.holder, app.state.latest, app.state.metrics = holder, latest, metrics
     app.state.batcher = batcher
     app.add_middleware(MetricsMiddleware, metrics=metrics, version=lambda: _version(holder))
+    market = add_market_routes(app, config, metrics)
+    app.state.market = market
 
     @app.get("/health/live")
     async def live() -> Response:
@@ -118,8 +124,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.get("/health/ready")
     async def ready() -> Response:
         """200 when a model serves and every symbol has a usable features row younger than
-        the maximum age; 503 listing every reason otherwise."""
+        the maximum age; 503 listing every reason otherwise. ``market`` (informational,
+        not part of the verdict): the newest day present of each market table."""
         payload = readiness(config, holder, latest)
+        newest = await run_in_threadpool(
+            market.newest_days, [t.name for t in MARKET_TABLES], config.symbols
+        )
+        payload["market"] = {"gate": config.market_gate_state, "newest_days": newest}
         status = 200 if payload["status"] == "ready" else 503
         return _answer(payload, status, payload["model_version"])
 

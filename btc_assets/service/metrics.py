@@ -9,6 +9,14 @@ apps in one process never share counters), and the ASGI middleware that times re
     btc_assets_model_predict_calls_total                booster calls (one per batch)
     btc_assets_model_predict_rows_total                 rows predicted (rows/calls: batch size)
 
+and, under the names the seed project's dashboards use:
+
+    api_requests_total{endpoint,method,status}          requests answered
+    api_response_time_seconds{endpoint}                 latency histogram
+    data_points_processed_total{endpoint}               rows, tiles or points served
+
+``endpoint`` is the route's template (``/replay/oi/{symbol}``, never the concrete path, so the
+label's values are bounded by the routes declared), ``other`` for a path no route matched.
 The middleware is plain ASGI (Starlette's BaseHTTPMiddleware costs a task per request). It
 also stamps ``X-Model-Version`` on responses that do not carry one already.
 """
@@ -25,10 +33,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 P = "btc_assets_"
-ENDPOINTS = frozenset(
-    {"/predict", "/predict/latest", "/model", "/health/live", "/health/ready", "/metrics"}
-)
+OTHER = "other"
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+SEED_BUCKETS = (*BUCKETS, 5.0, 10.0)  # a picture is drawn in a fraction of a second or more
 VERSION_HEADER = b"x-model-version"
 
 
@@ -91,26 +99,45 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(model, ages, batches))
+        self.seed_requests = Counter(
+            "api_requests", "requests answered", ["endpoint", "method", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.seed_latency = Histogram(
+            "api_response_time_seconds", "time from request to the end of the response",
+            ["endpoint"], buckets=SEED_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.data_points = Counter(
+            "data_points_processed", "rows, heatmap tiles or candles served",
+            ["endpoint"], registry=self.registry,
+        )  # fmt: skip
         # label children are looked up once: .labels() takes a lock and builds a tuple
-        self._counters: dict[tuple[str, int], Any] = {}
-        self._histograms: dict[str, Any] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 
-    def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        counter = self._counters.get((endpoint, status))
-        if counter is None:
-            counter = self._counters[endpoint, status] = self.requests.labels(endpoint, status)
-        counter.inc()
-        histogram = self._histograms.get(endpoint)
-        if histogram is None:
-            histogram = self._histograms[endpoint] = self.latency.labels(endpoint)
-        histogram.observe(seconds)
+    def observe(self, endpoint: str, status: int, seconds: float, method: str = "GET") -> None:
+        children = self._children.get((endpoint, method, status))
+        if children is None:
+            children = self._children[endpoint, method, status] = (
+                self.requests.labels(endpoint, status), self.latency.labels(endpoint),
+                self.seed_requests.labels(endpoint, method, status),
+                self.seed_latency.labels(endpoint),
+            )  # fmt: skip
+        requests, latency, seed_requests, seed_latency = children
+        requests.inc()
+        latency.observe(seconds)
+        seed_requests.inc()
+        seed_latency.observe(seconds)
+
+    def count_points(self, endpoint: str, points: int) -> None:
+        """``points`` rows, tiles or candles served by ``endpoint`` (its route template)."""
+        self.data_points.labels(endpoint).inc(points)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request by endpoint (unknown paths as ``other``)."""
+    """Counts and times every HTTP request by route template (unmatched paths as ``other``)."""
 
     def __init__(
         self, app: Any, metrics: ServiceMetrics, version: Callable[[], str | None]
@@ -139,6 +166,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_stamped)
         finally:
-            path = scope["path"]
-            endpoint = path if path in ENDPOINTS else "other"
-            self.metrics.observe(endpoint, status, time.perf_counter() - started)
+            # The router put the matched route in the scope (FastAPI's routes only: the docs
+            # pages and unmatched paths count as "other").
+            endpoint = getattr(scope.get("route"), "path", None) or OTHER
+            method = scope.get("method", "GET")
+            method = method if method in METHODS else OTHER  # a client may send any token
+            self.metrics.observe(endpoint, status, time.perf_counter() - started, method)
