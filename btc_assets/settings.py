@@ -78,6 +78,7 @@ from btc_assets.settings_model import (
     Warehouse,
     WarehouseSettings,
 )
+from btc_assets.settings_signals import SignalEnvironment
 from btc_assets.settings_values import (
     BucketName,
     Cron,
@@ -422,13 +423,17 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _SHOWN_VALUE else f"{text[:_SHOWN_VALUE]}...'"
 
 
-def _settings_error(exc: ValidationError) -> SettingsError:
+def _settings_error(
+    exc: ValidationError, declared: type[BaseSettings] | None = None
+) -> SettingsError:
     """One line: every bad variable, its value and what it expects."""
-    expected = {
-        field.validation_alias: field.description for field in _Environment.model_fields.values()
-    }
+    fields = (declared or _Environment).model_fields.values()
+    expected = {field.validation_alias: field.description for field in fields}
     problems = []
     for error in exc.errors():
+        if not error["loc"]:  # a rule across variables: its message names them
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
         name = str(error["loc"][0])
         reason = (
             error["msg"].removeprefix("Value error, ") if error["type"] == "value_error" else ""
@@ -486,6 +491,10 @@ def load_settings() -> Settings:
         read = _Environment()
     except ValidationError as exc:
         raise _settings_error(exc) from None
+    try:
+        signals = SignalEnvironment().settings()
+    except ValidationError as exc:
+        raise _settings_error(exc, SignalEnvironment) from None
     live = read.env == "live"
     project = read.bigquery_project or read.google_cloud_project
     endpoint = read.bigquery_api_endpoint
@@ -556,6 +565,7 @@ def load_settings() -> Settings:
             embargo_hours=read.training_embargo_hours,
             min_edge_pct=read.model_min_edge_pct,
         ),
+        signals=signals,
         serve=ServeSettings(
             host=read.serve_host,
             port=read.serve_port,

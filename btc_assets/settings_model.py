@@ -13,6 +13,7 @@ from typing import Literal
 from btc_assets.core.symbols import SymbolSpec, coin_of, symbol_spec
 from btc_assets.core.tables import DEFAULT_INTERVALS, bar_intervals
 from btc_assets.settings_forecast import ForecastSettings
+from btc_assets.settings_signals import SignalSettings
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_FUTURES_STREAM_URL as LIVE_FUTURES_STREAM_URL,
 )
@@ -156,6 +157,7 @@ class Settings:
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    signals: SignalSettings = field(default_factory=SignalSettings)
 
     @property
     def lake_dir(self) -> Path:
