@@ -89,9 +89,18 @@ def test_the_service_knows_neither_dagster_nor_settings() -> None:
     # ops/serve.py assembles it and hands it features_1h's gate as a plain callable
     allowed = re.compile(
         r"^(fastapi|starlette|prometheus_client|polars|numpy|xgboost)(\.|$)"
-        r"|^btc_assets\.(service|model|artifacts|lake|core|clock)\b"
+        r"|^btc_assets\.(service|model|artifacts|lake|core|clock|charts)\b"
     )
     assert not _violations("btc_assets.service", allowed)
+
+
+def test_charts_and_alerts_know_neither_dagster_nor_settings() -> None:
+    # pictures drawn for the assets, the QA report and the service alike
+    charts = re.compile(r"^(polars|numpy|matplotlib)(\.|$)|^btc_assets\.(charts|core)\b")
+    assert not _violations("btc_assets.charts", charts)
+    # the notifier sends through the Telegram client; the Dagster sensor hands it the rows
+    alerts = re.compile(r"^polars(\.|$)|^btc_assets\.(alerts|core|vendors|clock)\b")
+    assert not _violations("btc_assets.alerts", alerts)
 
 
 def test_lake_settings_and_clock_stay_below_dagster() -> None:
@@ -102,10 +111,11 @@ def test_lake_settings_and_clock_stay_below_dagster() -> None:
         (
             "btc_assets.settings",
             "|pydantic|pydantic_settings|croniter",
-            "|settings_values|settings_model|settings_forecast",
+            "|settings_values|settings_model|settings_forecast|settings_signals",
         ),
-        ("btc_assets.settings_model", "", "|settings_forecast"),
+        ("btc_assets.settings_model", "", "|settings_forecast|settings_signals"),
         ("btc_assets.settings_forecast", "", ""),
+        ("btc_assets.settings_signals", "|pydantic|pydantic_settings", ""),
         ("btc_assets.settings_values", "|pydantic|croniter", ""),
         ("btc_assets.clock", "", ""),
     ):

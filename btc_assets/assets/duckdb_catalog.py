@@ -35,11 +35,16 @@ _ALL_BAR_VIEWS = frozenset(
 
 
 def duckdb_catalog_asset(
-    tables: Sequence[Table], aliases: Mapping[str, Table] | None = None
+    tables: Sequence[Table],
+    aliases: Mapping[str, Table] | None = None,
+    unions: Mapping[str, Sequence[Table]] | None = None,
 ) -> dg.AssetsDefinition:
     """The catalog over ``tables``; ``aliases`` maps further view names to one of them (the
-    1m klines as ``{spot,perp}_klines_1m``, see ``core.tables.kline_aliases``)."""
+    1m klines as ``{spot,perp}_klines_1m``, see ``core.tables.kline_aliases``); ``unions``
+    maps a view name to tables of one schema it stacks (``alert_history``: the rows of every
+    alert table, each as gated as its own view)."""
     aliases = dict(aliases or {})
+    unions = {name: tuple(parts) for name, parts in (unions or {}).items()}
     unknown = sorted(n for n, t in aliases.items() if t.name not in {t.name for t in tables})
     if unknown:
         raise ValueError(f"aliases {unknown} name tables outside the catalog")
@@ -96,6 +101,14 @@ def duckdb_catalog_asset(
                     f'source_count FROM "{table.name}"'
                 )
                 views[alias] = views[table.name]
+            for name, parts in unions.items():
+                present = [t.name for t in parts if t.name in views]
+                if not present:
+                    conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+                    continue
+                stacked = " UNION ALL BY NAME ".join(f'SELECT * FROM "{p}"' for p in present)
+                conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS {stacked}')
+                views[name] = sum(views[p] for p in present)
             configured = {t.name for t in tables} | set(aliases)
             for stale in sorted(_ALL_BAR_VIEWS - configured):
                 conn.execute(f'DROP VIEW IF EXISTS "{stale}"')

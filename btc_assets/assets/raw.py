@@ -14,7 +14,7 @@ request count per day is part of the contract) or per contiguous span (CoinGlass
 bars per request).
 """
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -80,6 +80,9 @@ Recheck = Callable[[Any, Mapping[date, DayWrite]], dict[date, str]]
 # (resources) -> the names the table stores, each with what its fetch is given: the
 # published series (a FRED id, a ticker), where the basket members are the default
 Members = Callable[[Any], dict[str, Any]]
+# (resources, lake, names stored, days of the run) -> more metadata for the run's range (a
+# picture of what was stored), computed after every day is written
+RangeExtras = Callable[[Any, Lake, list[str], list[date]], Mapping[str, Any]]
 
 
 def spans(days: list[date]) -> list[tuple[date, date]]:
@@ -268,9 +271,14 @@ def raw_asset(
     other_origins: OtherOrigins | None = None,
     recheck: Recheck | None = None,
     members: Members | None = None,
+    deps: Sequence[Table] = (),
+    range_extras: RangeExtras | None = None,
 ) -> dg.AssetsDefinition:
     """The raw asset of ``table``: for each name it stores (the basket members' names in it,
-    or ``members``), reuse, fetch through ``fetch`` and write each day of the range."""
+    or ``members``), reuse, fetch through ``fetch`` and write each day of the range.
+
+    ``deps``: tables this one is read with, built first in a run (the heatmap's candles
+    before its tiles); ``range_extras`` adds metadata once every day is written."""
 
     @dg.asset(
         name=table.name,
@@ -281,6 +289,7 @@ def raw_asset(
         kinds=LAKE_KINDS,
         required_resource_keys={"dataset", *vendor_resources} | (set() if members else {"binance"}),
         check_specs=[checks.quality_check_spec(table_key(table))],
+        deps=[table_key(dep) for dep in deps],
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
@@ -349,7 +358,14 @@ def raw_asset(
             done,
             configured=list(by_name) if members else dataset.lake_symbols(table),
             workers=dataset.symbol_workers,
-            range_metadata={"run_http_requests": requests},
+            range_metadata={
+                "run_http_requests": requests,
+                **(
+                    range_extras(context.resources, lake, list(by_name), days)
+                    if range_extras
+                    else {}
+                ),
+            },
             as_of=as_of,
         )
 

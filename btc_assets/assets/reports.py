@@ -17,14 +17,17 @@ import polars as pl
 from btc_assets import clock
 from btc_assets.assets.common import partial_cutoff, table_key
 from btc_assets.assets.features import BAR, IMPUTED_FLAGS, gate_figures
+from btc_assets.assets.heatmap import newest_picture
 from btc_assets.core.schema import DERIVED_FEATURES
-from btc_assets.core.tables import FEATURES
+from btc_assets.core.tables import FEATURES, HEATMAP_CANDLES, HEATMAP_TILES
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import Input, gated_deps, unusable_days
 from btc_assets.defs.resources import DatasetResource, QualityGatesResource
 
 REPORT_NAME = "p1_qa_core.json"
 CHART_NAME = "p1_qa_coverage.png"
+HEATMAP_NAME = "liquidation_heatmap.png"
+HEATMAP_LOOKBACK = 7  # stored heatmap days looked at for the newest usable one
 
 
 def _gate_verdicts(instance: dg.DagsterInstance, days: list[date]) -> dict[str, str]:
@@ -114,7 +117,7 @@ def _chart(
     "of derived features, gate verdicts. JSON + PNG under data/reports/.",
     group_name="reports",
     kinds={"polars", "json"},
-    **gated_deps([Input(FEATURES)]),
+    **gated_deps([Input(FEATURES), Input(HEATMAP_TILES), Input(HEATMAP_CANDLES)]),
 )
 def qa_report(
     context: dg.AssetExecutionContext, dataset: DatasetResource, gates: QualityGatesResource
@@ -174,6 +177,8 @@ def qa_report(
     }  # fmt: skip
     reports = Path(dataset.reports_root)
     reports.mkdir(parents=True, exist_ok=True)
+    heatmap = _heatmap(context.instance, dataset, symbols[0], reports / HEATMAP_NAME)
+    report["liquidation_heatmap"] = heatmap[0]
     report_path = reports / REPORT_NAME
     tmp = report_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
@@ -203,5 +208,30 @@ def qa_report(
             "failed_days": dg.MetadataValue.json(failed),
             "left_out_days": dg.MetadataValue.json(report["left_out_days"]),
             "coverage": report["bars"]["coverage"],
+            **heatmap[1],
         }
     )
+
+
+def _heatmap(
+    instance: dg.DagsterInstance, dataset: DatasetResource, symbol: str, path: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The newest usable heatmap day of ``symbol`` drawn to ``path``: what the report says
+    of it, and the metadata showing it (nothing drawn when no day passes its gate)."""
+    lake = dataset.lake()
+    days = lake.days_present(HEATMAP_TILES.name, symbol)[-HEATMAP_LOOKBACK:]
+    left_out, usable, _ = unusable_days(instance, lake, HEATMAP_TILES, symbol, days, dataset.env)
+    picture = newest_picture(lake, symbol, sorted(usable))
+    if picture is None:
+        why = "no heatmap day stored" if not days else "no stored heatmap day passes its gate"
+        return {"symbol": symbol, "drawn": False, "why": why,
+                "left_out": {d.isoformat(): r for d, r in left_out.items()}}, {}  # fmt: skip
+    tmp = path.with_suffix(".png.tmp")
+    tmp.write_bytes(picture.png)
+    tmp.replace(path)
+    return (
+        {"symbol": symbol, "drawn": True, "day": picture.day.isoformat(),
+         "scope": picture.scope, "path": str(path)},
+        {**picture.metadata("liquidation_heatmap"),
+         "heatmap_path": dg.MetadataValue.path(str(path))},
+    )  # fmt: skip

@@ -79,7 +79,7 @@ def _status(settings: Settings) -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED
 
 
-def _sensor_status(settings: Settings) -> dg.DefaultSensorStatus:
+def sensor_status(settings: Settings) -> dg.DefaultSensorStatus:
     on = settings.automation_on
     return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
 
@@ -169,7 +169,7 @@ def build_live_today(job: AssetJob, settings: Settings) -> dg.SensorDefinition:
         name="live_today",
         job=job,
         minimum_interval_seconds=min(interval, STREAM_POLL_SECONDS),
-        default_status=_sensor_status(settings),
+        default_status=sensor_status(settings),
         description="Keep today's partial partition current with closed bars: a run once the "
         f"stream staging has moved {trigger} closed minute(s) or crossed a 15-minute "
         f"boundary, and every {interval} s regardless; skip while the previous live run is "
@@ -267,7 +267,7 @@ def build_warehouse_refresh(job: AssetJob, settings: Settings) -> dg.SensorDefin
         name="warehouse_refresh",
         job=job,
         minimum_interval_seconds=30,
-        default_status=_sensor_status(settings),
+        default_status=sensor_status(settings),
         description="Rebuild the DuckDB views and the QA report once the lake tables they read "
         "have changed and are no longer being written.",
     )
@@ -375,7 +375,7 @@ def build_quality_alerts(settings: Settings) -> dg.SensorDefinition:
     @dg.sensor(
         name="quality_alerts",
         minimum_interval_seconds=60,
-        default_status=_sensor_status(settings),
+        default_status=sensor_status(settings),
         description="Telegram message when a blocking check fails with ERROR.",
     )
     def quality_alerts(
@@ -403,7 +403,7 @@ def build_quality_alerts(settings: Settings) -> dg.SensorDefinition:
 def build_run_failure_alerts(settings: Settings) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="run_failure_alerts",
-        default_status=_sensor_status(settings),
+        default_status=sensor_status(settings),
         description="Telegram message when a run fails.",
     )
     def run_failure_alerts(context: dg.RunFailureSensorContext, telegram: TelegramResource) -> None:

@@ -17,9 +17,19 @@ from btc_assets.assets.features import bars_15m
 from btc_assets.assets.features_1h import features_1h_asset
 from btc_assets.assets.forecast_monitoring import forecast_monitoring_asset
 from btc_assets.assets.forecast_sources import forecast_source_assets
+from btc_assets.assets.heatmap import heatmap_assets
 from btc_assets.assets.model import model_assets
 from btc_assets.assets.reports import qa_report
-from btc_assets.core.tables import RAW_TABLES, kline_aliases, lake_tables
+from btc_assets.assets.signals import signals
+from btc_assets.assets.whales import whale_alerts
+from btc_assets.core.tables import (
+    ALERT_HISTORY_VIEW,
+    ALERT_TABLES,
+    RAW_TABLES,
+    kline_aliases,
+    lake_tables,
+)
+from btc_assets.defs.alert_sensors import build_alert_notifier, build_whale_watch
 from btc_assets.defs.automation import (
     MAX_RUNTIME_TAG,
     build_freshness_checks,
@@ -37,6 +47,11 @@ from btc_assets.defs.forecast_resources import (
     CryptoQuantResource,
     FredResource,
     forecast_resource,
+)
+from btc_assets.defs.market_resources import (
+    alert_delivery_resource,
+    signals_resource,
+    whale_watch_resource,
 )
 from btc_assets.defs.model_resources import model_resource
 from btc_assets.defs.resources import (
@@ -60,7 +75,9 @@ from btc_assets.warehouse.resources import warehouse_resources
 SETTINGS = load_settings()
 raw_freshness = build_freshness_checks(RAW_TABLES, SETTINGS)
 
-DAILY_TABLES = dg.AssetSelection.groups("binance", "bars", "coinglass", "features")
+DAILY_TABLES = dg.AssetSelection.groups(
+    "binance", "bars", "coinglass", "features", "market_structure", "signals"
+)
 # The forecasting sources publish daily (and Alpha Vantage allows 25 requests a day): the
 # daily job builds them, the live job every few minutes does not.
 FORECAST_TABLES = dg.AssetSelection.groups("forecast_sources", "forecast")
@@ -87,6 +104,13 @@ catalog_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("warehouse", "reports"),
     description="DuckDB views over the lake, and the QA report.",
     executor_def=dg.in_process_executor,  # two light steps, after every live run
+)
+
+whale_job = dg.define_asset_job(
+    "whale_watch",
+    selection=dg.AssetSelection.groups("whales"),
+    description="Today's Hyperliquid whale positions and events into the alert history.",
+    executor_def=dg.in_process_executor,  # one light step every few minutes
 )
 
 model_job = dg.define_asset_job(
@@ -246,6 +270,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "gates": QualityGatesResource(),
         **forecast_resources(settings, secrets, sandbox),
         "model": model_resource(settings.model),
+        "signal_thresholds": signals_resource(settings.signals),
+        "whale_watch": whale_watch_resource(settings.signals),
+        "alert_delivery": alert_delivery_resource(
+            settings.signals, settings.data_dir / "state", settings.env
+        ),
         "telegram": TelegramResource(
             base_url=settings.telegram_base_url,
             token=secrets["telegram_token"],
@@ -262,12 +291,16 @@ all_assets = [
     exchange_fees,
     *bar_assets(SETTINGS.bar_intervals),
     *coinglass_assets,
+    *heatmap_assets,
     bars_15m,
+    signals,
+    whale_alerts,
     *forecast_source_assets,
     features_1h_asset(SETTINGS.forecast.joined_series()),
     duckdb_catalog_asset(
         lake_tables(SETTINGS.bar_intervals, SETTINGS.forecast.joined_series()),
         aliases=kline_aliases(SETTINGS.bar_intervals),
+        unions={ALERT_HISTORY_VIEW: ALERT_TABLES},
     ),
     qa_report,
     forecast_monitoring_asset(SETTINGS.forecast.joined_series()),
@@ -279,12 +312,14 @@ defs = dg.Definitions(
     assets=all_assets,
     asset_checks=[raw_freshness],
     resources=build_resources(SETTINGS),
-    jobs=[daily_job, catalog_job, live_job, bigquery_job, model_job],
+    jobs=[daily_job, catalog_job, live_job, bigquery_job, model_job, whale_job],
     schedules=[build_tail_refresh(daily_job, SETTINGS), build_weekly_retrain(model_job, SETTINGS)],
     sensors=[
         build_live_today(live_job, SETTINGS),
         build_quality_alerts(SETTINGS),
         build_run_failure_alerts(SETTINGS),
         build_warehouse_refresh(catalog_job, SETTINGS),
+        build_whale_watch(whale_job, SETTINGS),
+        build_alert_notifier(SETTINGS),
     ],
 )

@@ -23,7 +23,7 @@ from btc_assets import clock  # noqa: E402  (after the filters)
 from btc_assets.assets.day_metadata import BLOCKED_TAG_PREFIX  # noqa: E402
 from btc_assets.core.tables import lake_tables  # noqa: E402
 from btc_assets.defs.definitions import defs  # noqa: E402
-from btc_assets.ops import demo_model  # noqa: E402
+from btc_assets.ops import demo_alerts, demo_model  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
 from btc_assets.warehouse import demo_step  # noqa: E402  (after the filters)
 
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         run_config=QUIET,
         raise_on_error=False,
     )
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    alerts = demo_alerts.run(defs, instance, settings, days, QUIET)
     catalog = defs.resolve_job_def("warehouse_catalog").execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
     )
@@ -88,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'asset':<26}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
     dataset = defs.resources["dataset"]
     lake = dataset.lake()  # type: ignore[union-attr]
-    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     for table in lake_tables(settings.bar_intervals, settings.forecast.joined_series()):
         present: set[date] = set()
         rows = 0
@@ -107,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'qa_report':<26}{'':>6}{'':>10}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
     print(bigquery.summary)
     print(model.summary)
+    print(alerts.summary)
     blocked = _blocked(instance, [daily.run_id, *bigquery.run_ids])
     if blocked:
         print("\nblocked (asset: days not built because an input day failed its gate):")
         for asset, text in blocked.items():
             print(f"  {asset}: {text}")
     ok = daily.success and catalog.success and bigquery.success and model.success
+    ok = ok and alerts.success
     status = "succeeded" if ok else "FAILED"
     print(
         f"\nruns {status} in {elapsed:.1f} s (daily run {daily.run_id[:8]}, "

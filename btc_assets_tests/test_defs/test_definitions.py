@@ -33,7 +33,10 @@ FORECAST_SOURCES = {
     "cryptoquant_flows",
 }
 MODEL = {"training_dataset", "baseline_model"}
-DAILY_TABLES = {*RAW_AND_BARS, "bars_15m", *FORECAST_SOURCES, "features_1h"}
+# the liquidation heatmap (tiles and their candles) and the signals of the alert history
+MARKET = {"coinglass_heatmap_candles", "coinglass_liquidation_heatmap", "signals"}
+WHALES = {"whale_alerts"}  # observed now, by its own job and sensor: never backfilled
+DAILY_TABLES = {*RAW_AND_BARS, "bars_15m", *FORECAST_SOURCES, "features_1h", *MARKET}
 # lake table -> its BigQuery load (group "bigquery"), see btc_assets/assets/bigquery_loads.py
 BIGQUERY_LOADS = {
     "binance_spot_klines_1m": "bq_spot_klines",
@@ -61,20 +64,32 @@ def test_definitions_load_with_the_expected_graph() -> None:
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     reports = {"duckdb_catalog", "qa_report", "forecast_monitoring"}
-    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), *reports, *MODEL}
+    assert keys == {*DAILY_TABLES, *BIGQUERY_LOADS.values(), *reports, *MODEL, *WHALES}
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert jobs >= {"btc_daily", "warehouse_catalog", "live_today", "train_model"}
+    assert jobs >= {"btc_daily", "warehouse_catalog", "live_today", "train_model", "whale_watch"}
     # the model is trained over a window by its own job, never per daily partition
     daily = {
         k.to_user_string()
         for k in defs.resolve_job_def("btc_daily").asset_layer.executable_asset_keys
     }
     assert not daily & MODEL
+    assert daily >= MARKET and not daily & WHALES
+    live = defs.resolve_job_def("live_today").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in live} >= MARKET  # today's signals as bars close
+    watch = defs.resolve_job_def("whale_watch").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in watch} == WHALES
+    assert defs.resolve_sensor_def("whale_watch").job_name == "whale_watch"
     train = defs.resolve_job_def("train_model").asset_layer.executable_asset_keys
     assert {k.to_user_string() for k in train} == MODEL
     assert defs.resolve_schedule_def("weekly_retrain").job_name == "train_model"
     assert defs.resolve_schedule_def("tail_refresh").cron_schedule == "30 0 * * *"
-    for sensor in ("live_today", "quality_alerts", "run_failure_alerts"):
+    for sensor in (
+        "live_today",
+        "quality_alerts",
+        "run_failure_alerts",
+        "whale_watch",
+        "alert_notifier",
+    ):
         assert defs.resolve_sensor_def(sensor) is not None
 
 
@@ -86,7 +101,7 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
         checks_by_asset.setdefault(check_key.asset_key.to_user_string(), {})[check_key.name] = (
             node.blocking
         )
-    assert checks_by_asset.keys() == DAILY_TABLES | set(BIGQUERY_LOADS.values()) | MODEL
+    assert checks_by_asset.keys() == DAILY_TABLES | set(BIGQUERY_LOADS.values()) | MODEL | WHALES
     assert checks_by_asset["training_dataset"] == {"no_lookahead": True}
     assert checks_by_asset["baseline_model"] == {"beats_naive_baselines": False}
     raw = {name for name in RAW_AND_BARS if name.startswith(("binance_", "coinglass_"))}
@@ -95,7 +110,7 @@ def test_every_lake_table_has_its_checks_and_single_run_backfills() -> None:
     for name in RAW_AND_BARS - raw:
         assert checks_by_asset[name] == {"quality": True}, name
     assert checks_by_asset["bars_15m"] == {"quality": True, "reconciliation": False}
-    for name in FORECAST_SOURCES:
+    for name in FORECAST_SOURCES | MARKET | WHALES:
         assert checks_by_asset[name] == {"quality": True}, name
     assert checks_by_asset["features_1h"] == {
         "quality": True,
@@ -131,7 +146,14 @@ def test_derived_tables_depend_on_their_sources() -> None:
         "binance_metrics",  # the substitutes for days CoinGlass has none of
         "binance_funding_rate",
     }
-    assert parents("qa_report") == {"bars_15m"}
+    assert parents("qa_report") == {
+        "bars_15m",
+        "coinglass_liquidation_heatmap",
+        "coinglass_heatmap_candles",
+    }
+    assert parents("signals") == {"bars_15m"}
+    assert parents("coinglass_liquidation_heatmap") == {"coinglass_heatmap_candles"}
+    assert parents("whale_alerts") == set()
     assert parents("features_1h") == {
         "perp_klines_1h",
         "spot_klines_1h",
