@@ -222,16 +222,16 @@ def _heatmap(
     days = lake.days_present(HEATMAP_TILES.name, symbol)[-HEATMAP_LOOKBACK:]
     left_out, usable, _ = unusable_days(instance, lake, HEATMAP_TILES, symbol, days, dataset.env)
     picture = newest_picture(lake, symbol, sorted(usable))
+    skipped = {d.isoformat(): why for d, why in sorted(left_out.items())}
     if picture is None:
         why = "no heatmap day stored" if not days else "no stored heatmap day passes its gate"
-        return {"symbol": symbol, "drawn": False, "why": why,
-                "left_out": {d.isoformat(): r for d, r in left_out.items()}}, {}  # fmt: skip
+        return {"symbol": symbol, "drawn": False, "why": why, "left_out": skipped}, {}
     tmp = path.with_suffix(".png.tmp")
     tmp.write_bytes(picture.png)
     tmp.replace(path)
     return (
         {"symbol": symbol, "drawn": True, "day": picture.day.isoformat(),
-         "scope": picture.scope, "path": str(path)},
+         "scope": picture.scope, "path": str(path), "left_out": skipped},
         {**picture.metadata("liquidation_heatmap"),
          "heatmap_path": dg.MetadataValue.path(str(path))},
     )  # fmt: skip

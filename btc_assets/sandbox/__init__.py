@@ -13,7 +13,9 @@
                    market (``binance_metrics``: the 5m open-interest and ratio model, also
                    behind ``/futures/data/openInterestHist``)
 - ``coinglass``    CoinGlass v4 history routes (``coinglass_market``: its series, derived
-                   from the same market)
+                   from the same market); ``coinglass_heatmap`` the liquidation heatmaps,
+                   ``coinglass_whales`` the Hyperliquid whale positions and events
+- ``market_events`` the liquidation cascades and funding spikes the market is given
 - ``binance_stream`` the kline websocket's feed (in-process connector); ``stream_server``
                    serves it on loopback
 - ``coinapi``      CoinAPI OHLCV and metrics (``coinapi_market``: the same market's minutes)

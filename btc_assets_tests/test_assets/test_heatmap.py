@@ -147,3 +147,30 @@ def test_the_picture_draws_only_verified_days(
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     assert newest_picture(lake, SYMBOL, [date(2024, 3, 9)]) is None
+
+
+def test_the_qa_report_draws_the_newest_day_that_passes_its_gate(
+    tmp_path: Path, instance: dg.DagsterInstance, pinned_clock: Callable[[datetime], None]
+) -> None:
+    from btc_assets.assets.reports import _heatmap
+    from btc_assets.defs.resources import DatasetResource
+
+    pinned_clock(NOW)
+    res = resources(tmp_path)
+    assert run_range(instance, res, "2024-03-08", "2024-03-09", selection=HEATMAP).success
+    dataset = res["dataset"]
+    assert isinstance(dataset, DatasetResource)
+    path = tmp_path / "reports" / "liquidation_heatmap.png"
+    path.parent.mkdir(parents=True)
+    said, shown = _heatmap(instance, dataset, SYMBOL, path)
+    assert said["drawn"] and said["day"] == "2024-03-09"
+    assert path.read_bytes().startswith(b"\x89PNG") and "liquidation_heatmap" in shown
+    # the newest day corrupted: the report draws the day before, and names the one left out
+    lake = Lake(tmp_path / "lake")
+    bad = lake.verify_day(HEATMAP_TILES.name, SYMBOL, date(2024, 3, 9)).path
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    said, _ = _heatmap(instance, dataset, SYMBOL, path)
+    assert said["day"] == "2024-03-08"
+    assert "sha256" in said["left_out"]["2024-03-09"] or "size" in said["left_out"]["2024-03-09"]

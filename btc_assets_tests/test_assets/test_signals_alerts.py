@@ -259,3 +259,25 @@ def test_past_whale_days_are_not_fetched(
     failure = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "answer for now only" in str(failure.event_specific_data.error)  # type: ignore[union-attr]
     assert Lake(tmp_path / "lake").days_present(WHALE_ALERTS.name, "BTCUSDT") == []
+
+
+def test_the_whale_sensor_asks_for_today_and_waits_for_a_run_in_flight(
+    instance: dg.DagsterInstance, pinned_clock: Callable[[datetime], None]
+) -> None:
+    pinned_clock(WHALES_NOW)
+    sensor = defs.resolve_sensor_def("whale_watch")
+    repo = defs.get_repository_def()
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo))
+    (request,) = first.run_requests or []
+    assert request.partition_key == WHALES_NOW.date().isoformat()
+    job = defs.resolve_job_def("whale_watch")
+    run = instance.create_run_for_job(job_def=job, run_config={})
+    instance.handle_run_event(
+        run.run_id,
+        dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.PIPELINE_START.value, job_name=job.name
+        ),
+    )
+    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo))
+    assert not second.run_requests
+    assert second.skip_message and run.run_id in second.skip_message
