@@ -28,8 +28,13 @@ os.environ["DAGSTER_HOME"] = str(WORK / "dagster_home")
 (WORK / "dagster_home").mkdir(parents=True, exist_ok=True)
 (WORK / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
+import warnings  # noqa: E402
+
 import dagster as dg  # noqa: E402
 import polars as pl  # noqa: E402
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from btc_assets import clock  # noqa: E402
 from btc_assets.core.market_schema import ALERT_SCHEMA  # noqa: E402
