@@ -55,7 +55,10 @@ def peak_rss_mib() -> float:
 def run(keys: list[str], tags: dict[str, str], instance: dg.DagsterInstance) -> float:
     began = time.perf_counter()
     result = defs.resolve_job_def("btc_daily").execute_in_process(
-        instance=instance, tags=tags, asset_selection=[dg.AssetKey(k) for k in keys]
+        instance=instance,
+        tags=tags,
+        asset_selection=[dg.AssetKey(k) for k in keys],
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     assert result.success, f"{keys}: run failed"
     return time.perf_counter() - began

@@ -128,9 +128,11 @@ def coinglass_day(seed: int, symbol: str, day: date) -> CoinGlassDay:
     la, lb = anchors[i], anchors[i + 1]
     frac = np.arange(1, n + 1) / n
     effects = events.day_effects(seed, symbol, i)
-    # Positions open with ordinary activity; a cascade's forced volume closes them instead.
+    # Positions open with ordinary activity; a cascade's forced volume closes them instead
+    # (its minutes add nothing here: their volume follows the move, not new positions).
     calm_value = perp.quote_volume / (1.0 + events.CASCADE_VOLUME_BOOST * effects.intensity)
-    activity = np.cumsum(calm_value / calm_value.mean() - 1.0) * OI_PER_ACTIVITY
+    opening = np.where(effects.intensity > 0.0, 0.0, calm_value / calm_value.mean() - 1.0)
+    activity = np.cumsum(opening) * OI_PER_ACTIVITY
     wiggle = _ar1(rng.normal(0.0, 0.0004, n), 0.95)
     log_coins = la + (lb - la) * frac + _pinned(activity) + _pinned(wiggle)
     log_coins[-1] = lb

@@ -13,7 +13,8 @@ midnight and an event that crosses midnight joins the days without a jump.
   daily anchors (the move is permanent), raises volatility and volume while it runs, and
   lets the perp lead the spot (the premium leans in the move's direction). ``coinglass_market``
   spikes the squeezed side's liquidations to tens of times the hourly background and drops
-  open interest by 2-6 % in USD as the move runs, rebuilding it over 12-72 hours.
+  open interest by 1.5-5 % in coins as the move runs (forced closes), rebuilding it over
+  12-72 hours.
 - A **funding spike** lifts (or, less often, sinks) the premium index by 20-32 bp for 2-8
   hours running through a settlement: a jump, a plateau, a one-hour decay. Binance's formula
   then carries it into the predicted and settled funding, several times the rate's usual
@@ -100,10 +101,9 @@ def _schedule(seed: int, symbol: str) -> _Schedule:
     c_minutes = rng.integers(15, _MAX_CASCADE_MINUTES + 1, n)
     c_sign = np.where(rng.random(n) < LONG_SQUEEZE_SHARE, -1.0, 1.0)
     c_move = c_sign * rng.uniform(0.015, 0.04, n)
-    # Open interest in USD drops 2-6 %: coins drop that much plus the price's own rise (a
-    # short squeeze lifts the price of the positions left), at least 1 %.
-    usd_drop = rng.uniform(0.02, 0.06, n)
-    c_coin_drop = np.clip(usd_drop + c_move, 0.01, 0.07)
+    # Forced closes: open interest in coins drops 1.5-5 % over the move (in USD that plus
+    # the move itself for a long squeeze, less the price's rise for a short one).
+    c_coin_drop = rng.uniform(0.015, 0.05, n)
     c_recovery = rng.integers(12 * 60, _MAX_RECOVERY_MINUTES + 1, n)
     c_liq = rng.uniform(25.0, 60.0, n)
     # A spike runs through a settlement (from 0.5-4 h before to 1.5-4 h after it), so the

@@ -39,7 +39,7 @@ class Signals:
     liq_ratio: np.ndarray  # 1h liquidations / hourly mean of the 24h before that hour
     longs_dominate: np.ndarray
     move_1h: np.ndarray  # log close change over the hour
-    oi_change_1h: np.ndarray  # log oi_now change over the hour
+    oi_change_1h: np.ndarray  # log change of open interest in coins (oi_now / close), 1h
     funding_z: np.ndarray  # funding close against the 30 days before
 
     def cascade(self, ratio: float) -> np.ndarray:
@@ -98,7 +98,7 @@ def signals(symbol: str) -> Signals:
         liq_ratio=_hour(liq) / baseline,
         longs_dominate=_hour(s["long"]) > _hour(s["short"]),
         move_1h=_lagged_change(np.log(s["close"]), 4),
-        oi_change_1h=_lagged_change(np.log(s["oi"]), 4),
+        oi_change_1h=_lagged_change(np.log(s["oi"] / s["close"]), 4),
         funding_z=z,
     )
     _SIGNALS[symbol] = out
