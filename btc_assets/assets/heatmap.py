@@ -13,8 +13,9 @@ Both scopes are asked: ``pair`` (the Binance perp pair) and ``coin`` (aggregated
 exchanges). A scope the plan refuses is left out of the day and named in its provenance
 (``refused_scopes``); only when both are refused is the day unavailable.
 
-Tiles and candles are two tables from the same answers. The candles are built first
-(``deps``) and the tile asset's materialization carries a picture of the newest day.
+Tiles and candles are two tables from the same answers. The candles are built first (a
+gated input of the tiles) and the tile asset's materialization carries a picture of the
+newest day that passes its gate, over its candles if theirs pass too.
 """
 
 import base64
@@ -32,6 +33,7 @@ from btc_assets.charts.heatmap import heatmap_png
 from btc_assets.core.market_schema import HEATMAP_SCOPES
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import HEATMAP_CANDLES, HEATMAP_TILES, Table
+from btc_assets.defs.day_gate import unusable_days
 from btc_assets.lake import Lake
 from btc_assets.vendors.coinglass import COINGLASS_PAIR_HEATMAP, CoinGlassClient
 from btc_assets.vendors.coinglass_structure import heatmap_range_for
@@ -120,11 +122,14 @@ class Picture:
         }
 
 
-def newest_picture(lake: Lake, symbol: str, days: list[date]) -> Picture | None:
-    """The newest of ``days`` with tiles, drawn over its candles (the pair scope when
-    stored); None when no day has any. Only verified days are read: the caller passes the
-    days its gate allows."""
-    tiles = lake.read_days(HEATMAP_TILES.name, symbol, days, schema=HEATMAP_TILES.schema)
+def newest_picture(
+    instance: dg.DagsterInstance, lake: Lake, env: str, symbol: str, days: list[date]
+) -> Picture | None:
+    """The newest of ``days`` whose tiles pass the gate, drawn over its candles (the pair
+    scope when stored; no line when the candles do not pass theirs); None when no day has
+    usable tiles."""
+    _, usable, _ = unusable_days(instance, lake, HEATMAP_TILES, symbol, days, env)
+    tiles = lake.read_days(HEATMAP_TILES.name, symbol, sorted(usable), HEATMAP_TILES.schema)
     frame = tiles.frame.collect()
     with_tiles = [
         d for d in sorted(tiles.committed, reverse=True) if frame.filter(_in_day(d)).height
@@ -135,8 +140,8 @@ def newest_picture(lake: Lake, symbol: str, days: list[date]) -> Picture | None:
     scopes = set(frame.filter(_in_day(day))["scope"].to_list())
     scope = "pair" if "pair" in scopes else sorted(scopes)[0]
     day_tiles = frame.filter(_in_day(day), pl.col("scope") == scope)
-    candles = lake.read_days(HEATMAP_CANDLES.name, symbol, [day], schema=HEATMAP_CANDLES.schema)
-    day_candles = candles.frame.filter(pl.col("scope") == scope).collect()
+    _, _, candles = unusable_days(instance, lake, HEATMAP_CANDLES, symbol, [day], env)
+    day_candles = candles.filter(pl.col("scope") == scope).collect()
     title = f"{symbol} {day} liquidation heatmap ({scope})"
     return Picture(heatmap_png(day_tiles, day_candles, title), symbol, day, scope)
 
@@ -146,8 +151,11 @@ def _in_day(day: date) -> pl.Expr:
     return (pl.col("ts") > start) & (pl.col("ts") <= end)
 
 
-def _picture(resources: Any, lake: Lake, names: list[str], days: list[date]) -> Mapping[str, Any]:
-    picture = newest_picture(lake, names[0], days) if names else None
+def _picture(
+    context: dg.AssetExecutionContext, lake: Lake, names: list[str], days: list[date]
+) -> Mapping[str, Any]:
+    env = context.resources.dataset.env
+    picture = newest_picture(context.instance, lake, env, names[0], days) if names else None
     return picture.metadata() if picture else {}
 
 
@@ -155,12 +163,12 @@ def _origin(resources: Any) -> str:
     return resources.coinglass.base_url + COINGLASS_PAIR_HEATMAP
 
 
-def _asset(table: Table, part: Part, deps: tuple[Table, ...] = (), extras: Any = None) -> Any:
+def _asset(table: Table, part: Part, reads: tuple[Table, ...] = (), extras: Any = None) -> Any:
     return raw_asset(table, "market_structure", {"coinglass"}, _fetch(part), _origin,
-                     deps=deps, range_extras=extras)  # fmt: skip
+                     reads=reads, range_extras=extras)  # fmt: skip
 
 
 heatmap_assets = [
     _asset(HEATMAP_CANDLES, "candles"),
-    _asset(HEATMAP_TILES, "tiles", deps=(HEATMAP_CANDLES,), extras=_picture),
+    _asset(HEATMAP_TILES, "tiles", reads=(HEATMAP_CANDLES,), extras=_picture),
 ]

@@ -39,6 +39,7 @@ from btc_assets.core.quality import quality_by_day
 from btc_assets.core.schema import conform, day_bounds, partition_day_expr
 from btc_assets.core.tables import Table
 from btc_assets.defs import checks
+from btc_assets.defs.day_gate import Input, gated_deps
 from btc_assets.defs.partitions import DAILY, SINGLE_RUN
 from btc_assets.lake import DayWrite, Lake
 
@@ -80,9 +81,9 @@ Recheck = Callable[[Any, Mapping[date, DayWrite]], dict[date, str]]
 # (resources) -> the names the table stores, each with what its fetch is given: the
 # published series (a FRED id, a ticker), where the basket members are the default
 Members = Callable[[Any], dict[str, Any]]
-# (resources, lake, names stored, days of the run) -> more metadata for the run's range (a
+# (context, lake, names stored, days of the run) -> more metadata for the run's range (a
 # picture of what was stored), computed after every day is written
-RangeExtras = Callable[[Any, Lake, list[str], list[date]], Mapping[str, Any]]
+RangeExtras = Callable[[dg.AssetExecutionContext, Lake, list[str], list[date]], Mapping[str, Any]]
 
 
 def spans(days: list[date]) -> list[tuple[date, date]]:
@@ -271,14 +272,15 @@ def raw_asset(
     other_origins: OtherOrigins | None = None,
     recheck: Recheck | None = None,
     members: Members | None = None,
-    deps: Sequence[Table] = (),
+    reads: Sequence[Table] = (),
     range_extras: RangeExtras | None = None,
 ) -> dg.AssetsDefinition:
     """The raw asset of ``table``: for each name it stores (the basket members' names in it,
     or ``members``), reuse, fetch through ``fetch`` and write each day of the range.
 
-    ``deps``: tables this one is read with, built first in a run (the heatmap's candles
-    before its tiles); ``range_extras`` adds metadata once every day is written."""
+    ``reads``: other tables ``range_extras`` reads, through the gate (the heatmap's candles,
+    drawn under its tiles): declared as gated inputs, so they are built first in a run;
+    ``range_extras`` adds metadata once every day is written."""
 
     @dg.asset(
         name=table.name,
@@ -289,7 +291,7 @@ def raw_asset(
         kinds=LAKE_KINDS,
         required_resource_keys={"dataset", *vendor_resources} | (set() if members else {"binance"}),
         check_specs=[checks.quality_check_spec(table_key(table))],
-        deps=[table_key(dep) for dep in deps],
+        **(gated_deps(Input(t) for t in reads) if reads else {}),
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         days = range_days(context)
@@ -360,11 +362,7 @@ def raw_asset(
             workers=dataset.symbol_workers,
             range_metadata={
                 "run_http_requests": requests,
-                **(
-                    range_extras(context.resources, lake, list(by_name), days)
-                    if range_extras
-                    else {}
-                ),
+                **(range_extras(context, lake, list(by_name), days) if range_extras else {}),
             },
             as_of=as_of,
         )
