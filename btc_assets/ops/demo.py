@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from btc_assets import clock  # noqa: E402  (after the filters)
 from btc_assets.assets.day_metadata import BLOCKED_TAG_PREFIX  # noqa: E402
-from btc_assets.core.tables import lake_tables  # noqa: E402
+from btc_assets.core.tables import WHALE_ALERTS, lake_tables  # noqa: E402
 from btc_assets.defs.definitions import defs  # noqa: E402
 from btc_assets.ops import demo_alerts, demo_model  # noqa: E402
 from btc_assets.settings import load_settings  # noqa: E402
@@ -85,27 +85,30 @@ def main(argv: list[str] | None = None) -> int:
     bigquery = demo_step.load(defs, instance, settings, start, end, QUIET)
     model = demo_model.train(defs, instance, settings, args.days, QUIET)
     elapsed = time.perf_counter() - began
-    tally = _check_tally(instance, daily.run_id)
+    tally = {**_check_tally(instance, daily.run_id), **_check_tally(instance, alerts.run_id)}
     lake_root = settings.lake_dir
-    print(f"\n{'asset':<26}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
+    width = 30
+    print(f"\n{'asset':<{width}}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
     dataset = defs.resources["dataset"]
     lake = dataset.lake()  # type: ignore[union-attr]
     for table in lake_tables(settings.bar_intervals, settings.forecast.joined_series()):
         present: set[date] = set()
         rows = 0
+        # The whale watch observes today, not the demo's range.
+        shown = [clock.today_utc()] if table.name == WHALE_ALERTS.name else days
         for symbol in dataset.lake_symbols(table):  # type: ignore[union-attr]
-            read = lake.read_days(table.name, symbol, days)
+            read = lake.read_days(table.name, symbol, shown)
             present |= set(read.committed)
             rows += read.frame.select("ts").collect().height if read.committed else 0
         counts = tally.get(table.name, Counter())
         passed = counts.pop("passed", 0)
         failed = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "0 failed"
         print(
-            f"{table.name:<26}{len(present):>6}{rows:>10}  {f'{passed} passed, {failed}':<34}"
+            f"{table.name:<{width}}{len(present):>6}{rows:>10}  {f'{passed} passed, {failed}':<34}"
             f"{lake_root / table.name}"
         )
-    print(f"{'duckdb_catalog':<26}{'':>6}{'':>10}  {'':<34}{settings.warehouse_path}")
-    print(f"{'qa_report':<26}{'':>6}{'':>10}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
+    print(f"{'duckdb_catalog':<{width}}{'':>16}  {'':<34}{settings.warehouse_path}")
+    print(f"{'qa_report':<{width}}{'':>16}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")
     print(bigquery.summary)
     print(model.summary)
     print(alerts.summary)

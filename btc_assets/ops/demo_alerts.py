@@ -28,6 +28,7 @@ NOTIFIER = "alert_notifier"
 class AlertRun:
     success: bool
     summary: str
+    run_id: str  # the whale watch's run
 
 
 def history_counts(lake: Any, symbols: dict[str, list[str]], days: list[date]) -> Counter[str]:
@@ -69,4 +70,5 @@ def run(
     return AlertRun(
         whales.success,
         f"alerts{status}: {shown}\nnotifier -> {where}: {told}",
+        whales.run_id,
     )
