@@ -22,7 +22,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from btc_assets.core.quality import days_frame
+from btc_assets.core.quality import every_day
 from btc_assets.core.schema import partition_day_expr
 
 CLOCKS = ("symbol", "ts", "event_time", "available_at")
@@ -73,14 +73,4 @@ def published_quality_by_day(
             latest_event=pl.col("event_time").max(),
         )
     )
-    counts = [c for c, t in schema.items() if t == pl.Int64()]
-    return (
-        days_frame(days)
-        .select("day")
-        .join(stats, on="day", how="left")
-        .with_columns(pl.col(counts).fill_null(0).cast(pl.Int64))
-        .select(list(schema))
-        .cast(schema)  # type: ignore[arg-type]
-        .sort("day")
-        .collect()
-    )
+    return every_day(stats, days, schema)

@@ -92,6 +92,24 @@ def non_monotonic_step() -> pl.Expr:
 # ---------------------------------------------------------------- shared plumbing
 
 
+def every_day(
+    stats: pl.LazyFrame, days: Iterable[date], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """Per-day figures (``stats``, keyed by ``day``) for every requested day, in ``schema``:
+    a day with no row gets zero counts and null times."""
+    counts = [c for c, t in schema.items() if t == pl.Int64()]
+    return (
+        days_frame(days)
+        .select("day")
+        .join(stats, on="day", how="left")
+        .with_columns(pl.col(counts).fill_null(0).cast(pl.Int64))
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+        .sort("day")
+        .collect()
+    )
+
+
 def days_frame(days: Iterable[date], as_of: datetime | None = None) -> pl.LazyFrame:
     """day, start, end per requested day: (start, end] is what the day should hold.
 
