@@ -31,7 +31,7 @@ from btc_assets import clock
 from btc_assets.assets.raw import FetchDays, Fetched, raw_asset, split_days
 from btc_assets.charts.heatmap import heatmap_png
 from btc_assets.core.market_schema import HEATMAP_SCOPES
-from btc_assets.core.schema import day_bounds
+from btc_assets.core.schema import day_bounds, partition_day_expr
 from btc_assets.core.tables import HEATMAP_CANDLES, HEATMAP_TILES, Table
 from btc_assets.defs.day_gate import unusable_days
 from btc_assets.lake import Lake
@@ -124,38 +124,32 @@ class Picture:
 
 def newest_picture(
     instance: dg.DagsterInstance, lake: Lake, env: str, symbol: str, days: list[date]
-) -> Picture | None:
+) -> tuple[Picture | None, dict[date, str]]:
     """The newest of ``days`` whose tiles pass the gate, drawn over its candles (the pair
-    scope when stored; no line when the candles do not pass theirs); None when no day has
-    usable tiles."""
-    _, usable, _ = unusable_days(instance, lake, HEATMAP_TILES, symbol, days, env)
-    tiles = lake.read_days(HEATMAP_TILES.name, symbol, sorted(usable), HEATMAP_TILES.schema)
-    frame = tiles.frame.collect()
-    with_tiles = [
-        d for d in sorted(tiles.committed, reverse=True) if frame.filter(_in_day(d)).height
-    ]
-    if not with_tiles:
-        return None
-    day = with_tiles[0]
-    scopes = set(frame.filter(_in_day(day))["scope"].to_list())
+    scope when stored; no line when the candles do not pass theirs), None when no day has
+    usable tiles; and the days of ``days`` left out, with why."""
+    left_out, _, tiles = unusable_days(instance, lake, HEATMAP_TILES, symbol, days, env)
+    frame = tiles.collect().with_columns(_day=partition_day_expr())
+    if frame.is_empty():
+        return None, left_out
+    day = frame["_day"].max()
+    of_day = frame.filter(pl.col("_day") == day).drop("_day")
+    scopes = set(of_day["scope"].to_list())
     scope = "pair" if "pair" in scopes else sorted(scopes)[0]
-    day_tiles = frame.filter(_in_day(day), pl.col("scope") == scope)
+    day_tiles = of_day.filter(pl.col("scope") == scope)
     _, _, candles = unusable_days(instance, lake, HEATMAP_CANDLES, symbol, [day], env)
     day_candles = candles.filter(pl.col("scope") == scope).collect()
     title = f"{symbol} {day} liquidation heatmap ({scope})"
-    return Picture(heatmap_png(day_tiles, day_candles, title), symbol, day, scope)
-
-
-def _in_day(day: date) -> pl.Expr:
-    start, end = day_bounds(day)
-    return (pl.col("ts") > start) & (pl.col("ts") <= end)
+    return Picture(heatmap_png(day_tiles, day_candles, title), symbol, day, scope), left_out
 
 
 def _picture(
     context: dg.AssetExecutionContext, lake: Lake, names: list[str], days: list[date]
 ) -> Mapping[str, Any]:
     env = context.resources.dataset.env
-    picture = newest_picture(context.instance, lake, env, names[0], days) if names else None
+    if not names:
+        return {}
+    picture, _ = newest_picture(context.instance, lake, env, names[0], days)
     return picture.metadata() if picture else {}
 
 

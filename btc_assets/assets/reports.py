@@ -220,8 +220,7 @@ def _heatmap(
     of it, and the metadata showing it (nothing drawn when no day passes its gate)."""
     lake = dataset.lake()
     days = lake.days_present(HEATMAP_TILES.name, symbol)[-HEATMAP_LOOKBACK:]
-    left_out, _, _ = unusable_days(instance, lake, HEATMAP_TILES, symbol, days, dataset.env)
-    picture = newest_picture(instance, lake, dataset.env, symbol, days)
+    picture, left_out = newest_picture(instance, lake, dataset.env, symbol, days)
     skipped = {d.isoformat(): why for d, why in sorted(left_out.items())}
     if picture is None:
         why = "no heatmap day stored" if not days else "no stored heatmap day passes its gate"

@@ -80,7 +80,8 @@ def recent_alerts(
     left_out: dict[str, str] = {}
     for table in ALERT_TABLES:
         for symbol in dataset.lake_symbols(table):
-            present = [d for d in days if d in set(lake.days_present(table.name, symbol))]
+            stored = set(lake.days_present(table.name, symbol))
+            present = [d for d in days if d in stored]
             reasons, _, scan = unusable_days(instance, lake, table, symbol, present, dataset.env)
             left_out.update({f"{table.name} {symbol} {d}": why for d, why in reasons.items()})
             frames.append(scan.collect())

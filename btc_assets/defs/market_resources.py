@@ -4,8 +4,10 @@ built from ``SignalSettings`` (``BTC_ASSETS_SIGNAL_*``, ``BTC_ASSETS_WHALE_*``,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -27,16 +29,7 @@ class SignalsResource(dg.ConfigurableResource):
     oi_shock_high: float = 0.06
 
     def thresholds(self) -> SignalThresholds:
-        return SignalThresholds(
-            cascade_ratio=self.cascade_ratio,
-            cascade_ratio_high=self.cascade_ratio_high,
-            cascade_min_move=self.cascade_min_move,
-            cascade_min_oi_drop=self.cascade_min_oi_drop,
-            funding_z=self.funding_z,
-            funding_z_high=self.funding_z_high,
-            oi_shock=self.oi_shock,
-            oi_shock_high=self.oi_shock_high,
-        )
+        return SignalThresholds(**_named(self, type(self).model_fields))
 
 
 class WhaleWatchResource(dg.ConfigurableResource):
@@ -63,16 +56,12 @@ class AlertDeliveryResource(dg.ConfigurableResource):
 
 
 def signals_resource(settings: SignalSettings) -> SignalsResource:
-    return SignalsResource(
-        cascade_ratio=settings.cascade_ratio,
-        cascade_ratio_high=settings.cascade_ratio_high,
-        cascade_min_move=settings.cascade_min_move,
-        cascade_min_oi_drop=settings.cascade_min_oi_drop,
-        funding_z=settings.funding_z,
-        funding_z_high=settings.funding_z_high,
-        oi_shock=settings.oi_shock,
-        oi_shock_high=settings.oi_shock_high,
-    )
+    return SignalsResource(**_named(settings, SignalsResource.model_fields))
+
+
+def _named(source: object, names: Iterable[str]) -> dict[str, Any]:
+    """The thresholds go by the same names in the settings, the resource and the core."""
+    return {name: getattr(source, name) for name in names}
 
 
 def whale_watch_resource(settings: SignalSettings) -> WhaleWatchResource:

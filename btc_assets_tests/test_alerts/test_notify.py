@@ -24,6 +24,7 @@ from btc_assets.sandbox.server import serve_sandbox
 from btc_assets.sandbox.telegram import telegram_desk
 from btc_assets.sandbox.transport import SandboxTransport
 from btc_assets.vendors.telegram import TelegramClient, utf16_length
+from btc_assets_tests.test_vendors.helpers import FakeClock
 
 TOKEN, CHAT = SANDBOX_TELEGRAM_TOKEN, SANDBOX_TELEGRAM_CHAT_ID
 SECRET = TOKEN.split(":", 1)[1]
@@ -42,21 +43,6 @@ WHALE_DETAILS = {  # CoinGlass's whale-position fields, as the whale watch keeps
 }
 
 
-class FakeClock:
-    """Shared by the sandbox's rate windows and the client's sleep: waits are recorded."""
-
-    def __init__(self, start: float = 1_000_050.0) -> None:  # 30 s before a minute ends
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @contextmanager
 def served(
     faults: list[dict[str, Any]] | None = None,
@@ -64,7 +50,7 @@ def served(
     limits: dict[str, int] | None = None,
     **client_kw: Any,
 ) -> Iterator[tuple[TelegramClient, SandboxTransport, FakeClock]]:
-    clock = FakeClock()
+    clock = FakeClock(start=1_000_050.0)  # 30 s before a minute ends
     sandbox = SandboxTransport(faults=json.dumps(faults or []), clock=clock.time, limits=limits)
     with serve_sandbox(transport=sandbox) as url:
         options: dict[str, Any] = {"timeout": 2.0, "sleep": clock.sleep, "clock": clock.time}

@@ -137,17 +137,17 @@ def test_the_picture_draws_only_verified_days(
     assert run_range(instance, resources(tmp_path), "2024-03-09", "2024-03-09",
                      selection=HEATMAP).success  # fmt: skip
     lake = Lake(tmp_path / "lake")
-    picture = newest_picture(instance, lake, "sandbox", SYMBOL, [date(2024, 3, 9)])
+    picture, _ = newest_picture(instance, lake, "sandbox", SYMBOL, [date(2024, 3, 9)])
     assert picture is not None and picture.scope == "pair" and picture.day == date(2024, 3, 9)
     assert picture.png.startswith(b"\x89PNG") and len(picture.png) > 10_000
-    assert newest_picture(instance, lake, "sandbox", SYMBOL, [date(2024, 3, 1)]) is None
-    assert newest_picture(instance, lake, "live", SYMBOL, [date(2024, 3, 9)]) is None
+    assert newest_picture(instance, lake, "sandbox", SYMBOL, [date(2024, 3, 1)])[0] is None
+    assert newest_picture(instance, lake, "live", SYMBOL, [date(2024, 3, 9)])[0] is None
     # a day that does not verify is not drawn
     path = lake.verify_day(HEATMAP_TILES.name, SYMBOL, date(2024, 3, 9)).path
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
-    assert newest_picture(instance, lake, "sandbox", SYMBOL, [date(2024, 3, 9)]) is None
+    assert newest_picture(instance, lake, "sandbox", SYMBOL, [date(2024, 3, 9)])[0] is None
 
 
 def test_the_qa_report_draws_the_newest_day_that_passes_its_gate(
