@@ -83,6 +83,7 @@ from btc_assets.settings_values import (
     BucketName,
     Cron,
     FolderPrefix,
+    LakeUrl,
     NameList,
     NonEmpty,
     OptionalDays,
@@ -94,6 +95,7 @@ from btc_assets.settings_values import (
     Url,
     WholeAboveZero,
     WholeFromZero,
+    blank_is_none,
     lower,
 )
 from btc_assets.vendors.hosts import (
@@ -113,6 +115,7 @@ from btc_assets.vendors.hosts import (
 from btc_assets.vendors.hosts import (
     LIVE_BINANCE_SPOT_STREAM_URL as LIVE_SPOT_STREAM_URL,
 )
+from btc_assets.vendors.shared_budget import WindowStoreError, check_store_url, shown_url
 
 _SHOWN_VALUE = 80  # characters of a bad value an error repeats (a fault plan can be long)
 
@@ -164,11 +167,20 @@ def _var(name: str, default: Any, expected: str) -> Any:
     return Field(default, validation_alias=name, description=expected)
 
 
+BACKFILL_DAYS_SETTING = "BTC_ASSETS_BACKFILL_DAYS_PER_RUN"
+RATE_BUDGET_SETTING = "BTC_ASSETS_RATE_BUDGET_URL"
+RATE_BUDGET_EXPECTED = (
+    "sqlite:///ABSOLUTE/PATH (one machine), postgresql://USER@HOST:5432/DB (a cluster) or "
+    "memory:// (each process counts alone); unset: sqlite under BTC_ASSETS_DATA_DIR/state"
+)
+
+
 URL = "an http(s) URL with a host, e.g. {}"
 EMPTY_MEANS_NONE = frozenset(
     {"bigquery_project", "google_cloud_project", "bigquery_api_endpoint", "gcs_bucket",
      "gcs_prefix", "sandbox_faults", "coinglass_history_days",
-     "sandbox_coinglass_history_days", "sandbox_stream_faults"}
+     "sandbox_coinglass_history_days", "sandbox_stream_faults", "backfill_days_per_run",
+     "rate_budget_url", "sandbox_request_log", "lake_url"}
 )  # fmt: skip
 
 
@@ -198,6 +210,10 @@ class _Environment(BaseSettings):
         "BTC_ASSETS_START_DATE", date(2020, 1, 1), "a UTC date YYYY-MM-DD, not after today"
     )
     data_dir: Path = _var("BTC_ASSETS_DATA_DIR", PROJECT_ROOT / "data", "a folder path")
+    lake_url: LakeUrl = _var(
+        "BTC_ASSETS_LAKE_URL", None,
+        "a folder path or gs://BUCKET/PREFIX (the Parquet lake; unset: BTC_ASSETS_DATA_DIR/lake)",
+    )  # fmt: skip
     tail_days: WholeAboveZero = _var(
         "BTC_ASSETS_TAIL_DAYS", 2, "a whole number of days > 0 (recent days always re-fetched)"
     )
@@ -407,6 +423,20 @@ class _Environment(BaseSettings):
     gcs_prefix: FolderPrefix = _var(
         "GCS_STAGING_PREFIX", "raw", "a folder prefix inside the bucket, e.g. raw, or empty"
     )
+    # Backfills that spread (defs/partitions.py) and the budgets they share (vendors/).
+    backfill_days_per_run: Annotated[
+        Annotated[int, Field(ge=0)] | None, BeforeValidator(blank_is_none)
+    ] = _var(
+        BACKFILL_DAYS_SETTING, None,
+        "a whole number of days >= 1 (a range backfill runs as runs of at most that many "
+        "days), or 0 or empty for one run over the whole range",
+    )  # fmt: skip
+    # Checked in load_settings, not here: pydantic's errors would repeat a password.
+    rate_budget_url: OptionalText = _var(RATE_BUDGET_SETTING, None, RATE_BUDGET_EXPECTED)
+    sandbox_request_log: Annotated[Path | None, BeforeValidator(blank_is_none)] = _var(
+        "BTC_ASSETS_SANDBOX_REQUEST_LOG", None,
+        "a file path (the sandbox appends 'epoch host path pid' per request), or empty",
+    )  # fmt: skip
 
     @field_validator("*", mode="before")
     @classmethod
@@ -441,6 +471,27 @@ def _settings_error(
         said = f"{reason}; " if reason else ""
         problems.append(f"{name}={_shown(error['input'])}: {said}expected {expected.get(name)}")
     return SettingsError(" | ".join(problems))
+
+
+def _rate_budget_url(read: _Environment) -> str | None:
+    """The vendor budgets' shared store (None: the data folder's); a bad URL is named
+    without its password."""
+    if read.rate_budget_url is None:
+        return None
+    try:
+        return check_store_url(read.rate_budget_url)
+    except WindowStoreError as exc:
+        shown = _shown(shown_url(read.rate_budget_url))
+        raise SettingsError(
+            f"{RATE_BUDGET_SETTING}={shown}: {exc}; expected {RATE_BUDGET_EXPECTED}"
+        ) from None
+
+
+def _lake_url(value: str | None) -> str | None:
+    """gs:// as given (checked); a folder made absolute, like BTC_ASSETS_DATA_DIR."""
+    if value is None or value.startswith("gs://"):
+        return value
+    return str(Path(value).resolve())
 
 
 def _url(value: HttpUrl | None, default: str) -> str:
@@ -508,6 +559,7 @@ def load_settings() -> Settings:
         sandbox_latency_ms=read.sandbox_latency_ms,
         start_date=read.start_date,
         data_dir=Path(read.data_dir).resolve(),
+        lake_url=_lake_url(read.lake_url),
         tail_days=read.tail_days,
         binance_spot_base_url=_url(
             read.binance_spot_base_url,
@@ -580,5 +632,10 @@ def load_settings() -> Settings:
             bigquery_api_endpoint=str(endpoint).rstrip("/") if endpoint else None,
             gcs_bucket=read.gcs_bucket,
             gcs_prefix=read.gcs_prefix,
+        ),
+        backfill_days_per_run=read.backfill_days_per_run or None,
+        rate_budget_url=_rate_budget_url(read),
+        sandbox_request_log=(
+            Path(read.sandbox_request_log).resolve() if read.sandbox_request_log else None
         ),
     )

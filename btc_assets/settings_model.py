@@ -153,6 +153,15 @@ class Settings:
     # The sandbox's model of that limit, and the wait it adds to every request.
     sandbox_coinglass_history_days: int | None = None
     sandbox_latency_ms: int = 0
+    # BTC_ASSETS_LAKE_URL: a folder or gs://bucket/prefix; None: data_dir/lake.
+    lake_url: str | None = None
+    # A range backfill of the daily assets runs as runs of at most this many days; None: one.
+    backfill_days_per_run: int | None = None
+    # The store vendor rate budgets count in, shared by every run (vendors/shared_budget.py);
+    # None: a SQLite file under data_dir/state (rate_budget_store_url).
+    rate_budget_url: str | None = None
+    # The sandbox appends one line per request here (rate measurements); None: no log.
+    sandbox_request_log: Path | None = None
     stream: StreamSettings = field(default_factory=StreamSettings)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -161,7 +170,21 @@ class Settings:
 
     @property
     def lake_dir(self) -> Path:
-        return self.data_dir / "lake"
+        """The lake's folder when it is local (the default: BTC_ASSETS_DATA_DIR/lake)."""
+        return (
+            Path(self.lake_url)
+            if self.lake_url and not self.lake_on_gcs
+            else (self.data_dir / "lake")
+        )
+
+    @property
+    def lake_on_gcs(self) -> bool:
+        return bool(self.lake_url and self.lake_url.startswith("gs://"))
+
+    @property
+    def lake_location(self) -> Path | str:
+        """Where the lake is: ``gs://bucket/prefix`` (BTC_ASSETS_LAKE_URL) or its folder."""
+        return self.lake_url if self.lake_on_gcs and self.lake_url else self.lake_dir
 
     @property
     def stream_dir(self) -> Path:
@@ -175,6 +198,12 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def rate_budget_store_url(self) -> str:
+        """BTC_ASSETS_RATE_BUDGET_URL, or by default a SQLite file of this data folder."""
+        default = f"sqlite://{self.data_dir / 'state' / 'rate_budgets.sqlite'}"
+        return self.rate_budget_url or default
 
     @property
     def is_sandbox(self) -> bool:

@@ -94,6 +94,23 @@ def bucket(value: str | None) -> str | None:
     return name
 
 
+def lake_url(value: str | None) -> str | None:
+    """A local folder, or ``gs://bucket[/prefix]`` with a bucket GCS accepts; any other
+    scheme is refused rather than taken for a folder named ``s3:``."""
+    if value is None:
+        return None
+    if value.startswith("gs://"):
+        name, _, prefix = value.removeprefix("gs://").partition("/")
+        if not _BUCKET_NAME.fullmatch(name):
+            raise ValueError(f"bucket {name!r} is not a GCS bucket name")
+        if "//" in prefix.rstrip("/") or any(p in (".", "..") for p in prefix.split("/")):
+            raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' folder")
+        return "gs://" + "/".join(p for p in (name, prefix.strip("/")) if p)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise ValueError("only a folder path or gs://BUCKET/PREFIX is supported")
+    return value
+
+
 NonEmpty = Annotated[str, Field(min_length=1)]
 WholeAboveZero = Annotated[int, Field(gt=0)]
 WholeFromZero = Annotated[int, Field(ge=0)]
@@ -108,3 +125,4 @@ Cron = Annotated[str, AfterValidator(cron)]
 NameList = Annotated[str, AfterValidator(names)]
 BucketName = Annotated[OptionalText, AfterValidator(bucket)]
 FolderPrefix = Annotated[str, AfterValidator(lambda v: v.strip("/"))]
+LakeUrl = Annotated[OptionalText, AfterValidator(lake_url)]

@@ -7,11 +7,15 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pytest
 
 from btc_assets import clock
+
+if TYPE_CHECKING:
+    from btc_assets_tests.emulators import GcsEmulator
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -48,3 +52,14 @@ def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
         monkeypatch.setattr(clock, "epoch_seconds", lambda: time.time() + offset)
 
     return pin
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    """The session's one GCS emulator (generation preconditions enforced, gcs_lake.py), with
+    STORAGE_EMULATOR_HOST set and the lake bucket made: the lake and staging tests share it,
+    since the variable can name only one."""
+    from btc_assets_tests.gcs_lake import gcs_lake_emulator
+
+    with gcs_lake_emulator(tmp_path_factory.mktemp("gcs")) as emulator:
+        yield emulator

@@ -28,7 +28,6 @@ from btc_assets.settings import PROJECT_ROOT
 CACHE = PROJECT_ROOT / ".cache" / "emulators"
 EMULATOR_HOME = CACHE / "home"
 PROJECT = "test-project"
-GCS_BIN = Path(sys.executable).with_name("gcp-storage-emulator")
 
 # What the fallback cannot do, from shared/reference/bigquery-gcs-testing.md: a test that
 # needs one of these skips, with this reason in pytest's summary (-ra), and only that test.
@@ -135,7 +134,9 @@ def serve(
 @contextmanager
 def gcs_emulator(data: Path) -> Iterator[GcsEmulator]:
     port = free_port()
-    cmd = [str(GCS_BIN), "-d", str(data), "start", "--host", "127.0.0.1", "--port", str(port)]
+    # Through the launcher that adds GCS's generation preconditions (gcs_preconditions.py).
+    cmd = [sys.executable, "-m", "btc_assets_tests.gcs_preconditions",
+           "-d", str(data), "start", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     with serve([*cmd, "-q"], port, data / "emulator.log") as url:
         yield GcsEmulator(url, data / ".cloudstorage")
 

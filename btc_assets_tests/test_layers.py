@@ -61,8 +61,10 @@ def test_core_imports_only_polars_numpy_and_core() -> None:
 
 
 def test_vendors_know_http_and_json_not_dagster_settings_or_the_sandbox() -> None:
+    # psycopg2: the rate budgets' shared store on PostgreSQL (vendors/shared_budget.py).
     allowed = re.compile(
-        r"^(httpx|websockets|polars|numpy|tenacity)(\.|$)|^btc_assets\.(vendors|core|clock)\b"
+        r"^(httpx|websockets|polars|numpy|tenacity|psycopg2)(\.|$)"
+        r"|^btc_assets\.(vendors|core|clock)\b"
     )
     assert not _violations("btc_assets.vendors", allowed)
 
@@ -82,7 +84,8 @@ def test_the_model_knows_neither_dagster_nor_settings() -> None:
         r"|^btc_assets\.(model|core|artifacts|lake)\b"
     )
     assert not _violations("btc_assets.model", allowed)
-    assert not _violations("btc_assets.artifacts", re.compile(r"^btc_assets\.lake$"))
+    # the artifacts store speaks the lake's storage interface (a folder or GCS)
+    assert not _violations("btc_assets.artifacts", re.compile(r"^btc_assets\.lake(\.|$)"))
 
 
 def test_the_service_knows_neither_dagster_nor_settings() -> None:
@@ -105,9 +108,10 @@ def test_charts_and_alerts_know_neither_dagster_nor_settings() -> None:
 
 def test_lake_settings_and_clock_stay_below_dagster() -> None:
     # settings also reads and checks the environment with pydantic-settings and croniter,
-    # through the value checks of settings_values
+    # through the value checks of settings_values (and the rate budget store's URL syntax)
     for module, more, ours in (
-        ("btc_assets.lake", "", ""),
+        # the lake on GCS goes through fsspec's gcsfs (lake/gcs.py)
+        ("btc_assets.lake", "|gcsfs", "|lake"),
         (
             "btc_assets.settings",
             "|pydantic|pydantic_settings|croniter",
@@ -120,7 +124,7 @@ def test_lake_settings_and_clock_stay_below_dagster() -> None:
         ("btc_assets.clock", "", ""),
     ):
         allowed = re.compile(
-            rf"^(polars|pyarrow|numpy{more})(\.|$)|^btc_assets\.(core|vendors\.hosts|vendors\.cryptoquant_catalogue|clock{ours})\b"
+            rf"^(polars|pyarrow|numpy{more})(\.|$)|^btc_assets\.(core|vendors\.hosts|vendors\.cryptoquant_catalogue|vendors\.shared_budget|clock{ours})\b"
         )
         assert not _violations(module, allowed), module
 

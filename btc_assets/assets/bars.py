@@ -23,7 +23,7 @@ from btc_assets.core.schema import BAR_SCHEMA, conform, partition_day_expr
 from btc_assets.core.tables import Table, resampled_tables
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import Input, gated_deps, read_gated
-from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL, DAILY_START
 from btc_assets.defs.resources import DatasetResource
 
 
@@ -35,7 +35,7 @@ def _resampled_asset(table: Table, source: Table) -> dg.AssetsDefinition:
         name=table.name,
         description=table.description,
         partitions_def=DAILY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=DAILY_BACKFILL,
         group_name="bars",
         kinds=LAKE_KINDS,
         **gated_deps([Input(source)]),

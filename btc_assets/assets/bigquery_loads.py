@@ -56,7 +56,7 @@ from btc_assets.core.tables import (
 )
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import GatedRead, Input, gate_names, gated_deps
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.warehouse.bigquery import (
     DayFileError,
@@ -277,7 +277,7 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
         + "): each day replaced atomically from its verified day file, staged on GCS when "
         "GCS_STAGING_BUCKET is set.",
         partitions_def=DAILY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=DAILY_BACKFILL,
         group_name=GROUP,
         kinds={"bigquery"},
         **gated_deps([Input(source)]),
@@ -303,15 +303,16 @@ def bigquery_load_asset(source: Table, name: str | None = None) -> dg.AssetsDefi
             for name in names:
                 files = reads[name].committed["lake"]
                 for day in reads[name].days:
-                    path = files[day].path
                     try:
-                        check_day_file(path, source.schema, name, day)  # before staging it
-                        uri = gcs_staging.stage(
-                            storage, path, table.name, table.interval, day, symbol=name
-                        )
-                        loads[name][day] = replace_day(
-                            client, target, source.schema, name, day, path, source_uri=uri
-                        )
+                        # A GCS lake's day is downloaded (verified) for the checks and load.
+                        with lake.local_copy(files[day]) as path:
+                            check_day_file(path, source.schema, name, day)  # before staging
+                            uri = gcs_staging.stage(
+                                storage, path, table.name, table.interval, day, symbol=name
+                            )
+                            loads[name][day] = replace_day(
+                                client, target, source.schema, name, day, path, source_uri=uri
+                            )
                     except (SchemaDriftError, DayFileError) as exc:
                         refused[(name, day)] = str(exc)  # this day's data; others may be fine
                     except Exception as exc:

@@ -65,6 +65,7 @@ def duckdb_catalog_asset(
         views: dict[str, int] = {}
         excluded: dict[str, dict[str, str]] = {}
         with duckdb.get_connection() as conn:
+            lake.register_duckdb(conn)  # a GCS lake's views read gs:// through gcsfs
             for table in tables:
                 files: list[str] = []
                 reasons: dict[str, str] = {}

@@ -36,7 +36,8 @@ from btc_assets.core.fees import FeeRow, fee_figures_by_day, fee_frame, no_fee_r
 from btc_assets.core.schema import day_bounds
 from btc_assets.core.tables import EXCHANGE_FEES
 from btc_assets.defs.checks import QUALITY, Verdict, table_key
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL
+from btc_assets.defs.resources import vendor_pool
 from btc_assets.lake import DayWrite, Lake
 from btc_assets.vendors.binance_signed import (
     COMMISSION_RATE,
@@ -189,7 +190,8 @@ def _fetch_today(
     name=EXCHANGE_FEES.name,
     description=EXCHANGE_FEES.description,
     partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=DAILY_BACKFILL,
+    pool=vendor_pool({"binance_account"}),
     group_name="binance",
     kinds=LAKE_KINDS,
     required_resource_keys={"dataset", "binance_account"},

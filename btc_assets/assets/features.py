@@ -51,7 +51,7 @@ from btc_assets.core.tables import (
 )
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import GatedRead, Input, gated_deps, read_gated
-from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL, DAILY_START
 from btc_assets.defs.resources import DatasetResource, QualityGatesResource
 from btc_assets.lake import Lake
 
@@ -98,7 +98,7 @@ def gate_figures(
     name=FEATURES.name,
     description=FEATURES.description,
     partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=DAILY_BACKFILL,
     group_name="features",
     kinds=LAKE_KINDS,
     **gated_deps(SOURCES.values()),

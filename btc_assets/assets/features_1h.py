@@ -62,7 +62,7 @@ from btc_assets.defs.forecast_checks import (
     with_lookahead,
 )
 from btc_assets.defs.forecast_resources import ForecastResource
-from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL, DAILY_START
 from btc_assets.defs.resources import DatasetResource, QualityGatesResource
 
 HOUR = timedelta(hours=1)
@@ -111,7 +111,7 @@ def features_1h_asset(series: Sequence[JoinedSeries]) -> dg.AssetsDefinition:
         name=table.name,
         description=table.description,
         partitions_def=DAILY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=DAILY_BACKFILL,
         group_name="forecast",
         kinds=LAKE_KINDS,
         **gated_deps([*INPUTS.values(), *published_inputs]),

@@ -14,6 +14,7 @@ request count per day is part of the contract) or per contiguous span (CoinGlass
 bars per request).
 """
 
+import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -40,7 +41,8 @@ from btc_assets.core.schema import conform, day_bounds, partition_day_expr
 from btc_assets.core.tables import Table
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import Input, gated_deps
-from btc_assets.defs.partitions import DAILY, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL
+from btc_assets.defs.resources import vendor_pool
 from btc_assets.lake import DayWrite, Lake
 
 # A bar table's day "has bars" once this much of it has passed; an empty answer after that,
@@ -144,12 +146,15 @@ def reusable(
     )
 
 
-def _confirmations(previous: DayWrite | None, frame: pl.DataFrame, complete: bool) -> int:
+def _confirmations(
+    lake: Lake, previous: DayWrite | None, frame: pl.DataFrame, complete: bool
+) -> int:
     """How many fetches in a row gave this same incomplete answer (0 when complete)."""
     if complete or previous is None or previous.provenance.get("complete") is not False:
         return 0
     try:
-        same = pl.read_parquet(previous.path).equals(frame.sort("symbol", "ts"))
+        stored = pl.read_parquet(io.BytesIO(lake.read_verified_bytes(previous)))
+        same = stored.equals(frame.sort("symbol", "ts"))
     except Exception:  # an unreadable previous file confirms nothing
         return 0
     return int(previous.provenance.get("confirmations", 0)) + 1 if same else 0
@@ -227,7 +232,7 @@ def _write_fetched(
             "closed": closed,
             "complete": complete,
             "rows": frame.height,
-            "confirmations": _confirmations(previous.get(day), frame, complete),
+            "confirmations": _confirmations(lake, previous.get(day), frame, complete),
         }
         if day in fetched.fallbacks:
             provenance["fallback"] = fetched.fallbacks[day]
@@ -282,14 +287,17 @@ def raw_asset(
     drawn under its tiles): declared as gated inputs, so they are built first in a run;
     ``range_extras`` adds metadata once every day is written."""
 
+    resource_keys = {"dataset", *vendor_resources} | (set() if members else {"binance"})
+
     @dg.asset(
         name=table.name,
         description=table.description,
         partitions_def=DAILY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=DAILY_BACKFILL,
+        pool=vendor_pool(resource_keys),  # one vendor's steps queue across runs
         group_name=group,
         kinds=LAKE_KINDS,
-        required_resource_keys={"dataset", *vendor_resources} | (set() if members else {"binance"}),
+        required_resource_keys=resource_keys,
         check_specs=[checks.quality_check_spec(table_key(table))],
         **(gated_deps(Input(t) for t in reads) if reads else {}),
     )

@@ -36,7 +36,7 @@ from btc_assets.core.tables import FEATURES, SIGNALS
 from btc_assets.defs import checks
 from btc_assets.defs.day_gate import GatedRead, Input, gated_deps, read_gated
 from btc_assets.defs.market_resources import SignalsResource
-from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_BACKFILL, DAILY_START
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 
@@ -48,7 +48,7 @@ BAR_COLUMNS = ("symbol", "ts", "close", "oi_now", "funding_now", "liq_long_usd",
     name=SIGNALS.name,
     description=SIGNALS.description,
     partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=DAILY_BACKFILL,
     group_name="signals",
     kinds=LAKE_KINDS,
     **gated_deps(SOURCES.values()),

@@ -32,7 +32,7 @@ from btc_assets.core.whales import whale_alert_rows
 from btc_assets.defs import checks
 from btc_assets.defs.market_resources import WhaleWatchResource
 from btc_assets.defs.partitions import DAILY
-from btc_assets.defs.resources import CoinGlassResource, DatasetResource
+from btc_assets.defs.resources import CoinGlassResource, DatasetResource, vendor_pool
 from btc_assets.lake import Lake
 from btc_assets.vendors.coinglass import HYPERLIQUID_WHALE_POSITION
 
@@ -45,6 +45,7 @@ class WhaleDedupeError(RuntimeError):
     name=WHALE_ALERTS.name,
     description=WHALE_ALERTS.description,
     partitions_def=DAILY,
+    pool=vendor_pool({"coinglass"}),
     group_name="whales",
     kinds=LAKE_KINDS,
     check_specs=[checks.quality_check_spec(table_key(WHALE_ALERTS))],

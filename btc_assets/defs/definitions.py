@@ -63,6 +63,7 @@ from btc_assets.defs.resources import (
     SandboxResource,
     SymbolConfig,
     TelegramResource,
+    rate_budget_config,
 )
 from btc_assets.settings import (
     SANDBOX_FAULTS_SETTING,
@@ -189,6 +190,7 @@ def forecast_resources(
 ) -> dict[str, object]:
     """The forecasting sources' clients and their series."""
     forecast, wait = settings.forecast, settings.vendor_max_wait_seconds
+    budgets = rate_budget_config(settings.rate_budget_store_url)
     return {
         "forecast": forecast_resource(forecast),
         "coinapi": CoinApiResource(
@@ -197,7 +199,7 @@ def forecast_resources(
         ),
         "fred": FredResource(
             base_url=forecast.fred_base_url, api_key=secrets["fred_key"],
-            max_wait_seconds=wait, sandbox=sandbox,
+            max_wait_seconds=wait, rate_budget_url=budgets, sandbox=sandbox,
         ),
         "alphavantage": AlphaVantageResource(
             base_url=forecast.alphavantage_base_url, api_key=secrets["alphavantage_key"],
@@ -208,11 +210,12 @@ def forecast_resources(
             budget_file=str(settings.data_dir / "state" / f"alphavantage_{settings.env}.json"),
             # The sandbox is a local process: no minute spacing needed there.
             requests_per_minute=None if settings.is_sandbox else 5,
-            max_wait_seconds=wait, sandbox=sandbox,
+            max_wait_seconds=wait, rate_budget_url=budgets, sandbox=sandbox,
         ),
         "cryptoquant": CryptoQuantResource(
             base_url=forecast.cryptoquant_base_url, api_key=secrets["cryptoquant_key"],
-            exchange=forecast.cryptoquant_exchange, max_wait_seconds=wait, sandbox=sandbox,
+            exchange=forecast.cryptoquant_exchange, max_wait_seconds=wait,
+            rate_budget_url=budgets, sandbox=sandbox,
         ),
     }  # fmt: skip
 
@@ -225,10 +228,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
         faults=_checked_fault_plan(settings),
         coinglass_history_days=settings.sandbox_coinglass_history_days,
         latency_ms=settings.sandbox_latency_ms,
+        request_log=str(settings.sandbox_request_log) if settings.sandbox_request_log else None,
     )
+    # Every run's clients charge the same per-host counts (vendors/shared_budget.py).
+    budgets = rate_budget_config(settings.rate_budget_store_url)
     return {
         "dataset": DatasetResource(
-            lake_root=str(settings.lake_dir),
+            lake_root=str(settings.lake_location),
             reports_root=str(settings.reports_dir),
             symbols=basket(settings),
             env=settings.env,
@@ -246,6 +252,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             archive_base_url=settings.binance_archive_base_url,
             use_archive=settings.binance_archive,
             max_wait_seconds=settings.vendor_max_wait_seconds,
+            rate_budget_url=budgets,
             sandbox=sandbox,
         ),
         "binance_account": BinanceAccountResource(
@@ -253,6 +260,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             api_key=secrets["binance_key"],
             api_secret=secrets["binance_secret"],
             max_wait_seconds=settings.vendor_max_wait_seconds,
+            rate_budget_url=budgets,
             sandbox=sandbox,
         ),
         "coinglass": CoinGlassResource(
@@ -265,6 +273,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             history_days=settings.coinglass_history_days
             or (settings.sandbox_coinglass_history_days if settings.is_sandbox else None),
             max_wait_seconds=settings.vendor_max_wait_seconds,
+            rate_budget_url=budgets,
             sandbox=sandbox,
         ),
         "gates": QualityGatesResource(),

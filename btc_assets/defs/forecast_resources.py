@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from btc_assets.core.forecast_schema import JoinedSeries
-from btc_assets.defs.resources import SandboxResource
+from btc_assets.defs.resources import SandboxResource, shared_budget_store
 from btc_assets.settings_forecast import ForecastSettings, SeriesSetting, metric_of
 from btc_assets.vendors.alphavantage import AlphaVantageClient
 from btc_assets.vendors.coinapi import CoinApiClient
@@ -29,6 +29,8 @@ class _VendorResource(dg.ConfigurableResource):
     timeout_seconds: float = 10.0
     max_retries: int = 5
     max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
+    # Where the per-minute counts live, shared by every run (memory://: this process only).
+    rate_budget_url: str = "memory://"
     sandbox: SandboxResource
 
     @property
@@ -59,6 +61,7 @@ class FredResource(_VendorResource):
             self.base_url, self.api_key, transport=self.sandbox.transport(),
             timeout=self.timeout_seconds, max_retries=self.max_retries,
             max_wait_seconds=self.max_wait_seconds,
+            budget_store=shared_budget_store(self.rate_budget_url),
         )  # fmt: skip
 
 
@@ -84,6 +87,7 @@ class AlphaVantageResource(_VendorResource):
             max_wait_seconds=self.max_wait_seconds, daily_budget=budget,
             outputsize=self.outputsize,  # type: ignore[arg-type]
             requests_per_minute=self.requests_per_minute,
+            budget_store=shared_budget_store(self.rate_budget_url),
         )  # fmt: skip
 
 
@@ -98,6 +102,7 @@ class CryptoQuantResource(_VendorResource):
             self.base_url, self.api_key, transport=self.sandbox.transport(),
             timeout=self.timeout_seconds, max_retries=self.max_retries,
             max_wait_seconds=self.max_wait_seconds,
+            budget_store=shared_budget_store(self.rate_budget_url),
         )  # fmt: skip
 
 

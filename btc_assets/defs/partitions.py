@@ -8,7 +8,8 @@ import dagster as dg
 
 from btc_assets.settings import load_settings
 
-DAILY_START = load_settings().start_date
+_SETTINGS = load_settings()
+DAILY_START = _SETTINGS.start_date
 
 # end_offset=1: today exists as a partial partition, kept current by the live sensor.
 DAILY = dg.DailyPartitionsDefinition(
@@ -18,8 +19,22 @@ DAILY = dg.DailyPartitionsDefinition(
     end_offset=1,
 )
 
-# A range backfill of a daily asset is one run: the work vectorises over days.
-SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+def backfill_policy(days_per_run: int | None) -> dg.BackfillPolicy:
+    """How a range backfill of a daily asset is cut into runs (BTC_ASSETS_BACKFILL_DAYS_PER_RUN).
+
+    None: one run for the whole range, since the work vectorises over days. N: runs of at
+    most N days, which the run queue starts side by side up to its limits (dagster.yaml), for
+    ranges long enough that one run's wall time matters. Each run reads its own window from
+    ``context.partition_time_window``; look-back inputs (start_offset) are read per run.
+    """
+    if not days_per_run:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(days_per_run)
+
+
+# Every daily asset takes this one policy, so a backfill over several cuts them all alike.
+DAILY_BACKFILL = backfill_policy(_SETTINGS.backfill_days_per_run)
 
 
 class PartitionError(ValueError):

@@ -7,7 +7,10 @@ by transport, so no client or asset branches on it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from datetime import date
+from urllib.parse import urlsplit
 
 import dagster as dg
 import httpx
@@ -15,12 +18,45 @@ from pydantic import Field
 
 from btc_assets.core.tables import Table
 from btc_assets.lake import Lake
+from btc_assets.settings import RATE_BUDGET_SETTING
 from btc_assets.vendors.binance import BinanceClient
 from btc_assets.vendors.binance_archive import ArchiveClient
 from btc_assets.vendors.binance_signed import BinanceAccountClient
 from btc_assets.vendors.coinglass import CoinGlassClient
 from btc_assets.vendors.hosts import LIVE_BINANCE_ARCHIVE_URL
+from btc_assets.vendors.shared_budget import WindowStore, open_window_store
 from btc_assets.vendors.telegram import TelegramClient
+
+# The Dagster concurrency pool of each vendor resource (limits: dagster.yaml). A feed's own
+# vendor comes before Binance: every raw feed also asks Binance once, to check the basket.
+VENDOR_POOLS = {
+    "coinglass": "vendor_coinglass",
+    "coinapi": "vendor_coinapi",
+    "fred": "vendor_fred",
+    "alphavantage": "vendor_alphavantage",
+    "cryptoquant": "vendor_cryptoquant",
+    "binance": "vendor_binance",
+    "binance_account": "vendor_binance",  # the same fapi host and weight count
+    "telegram": "vendor_telegram",
+}
+
+
+def vendor_pool(resource_keys: Iterable[str]) -> str | None:
+    """The pool of the vendor an asset mostly calls, from the resources it requires."""
+    keys = set(resource_keys)
+    return next((pool for key, pool in VENDOR_POOLS.items() if key in keys), None)
+
+
+@functools.cache
+def shared_budget_store(url: str) -> WindowStore | None:
+    """One store per URL and process: every client of a step shares its connection."""
+    return open_window_store(url)
+
+
+def rate_budget_config(url: str) -> str | dg.EnvVar:
+    """What the resources are configured with: the URL itself, unless it holds a password,
+    which must not show in the UI's resource config: then the variable it came from."""
+    return dg.EnvVar(RATE_BUDGET_SETTING) if urlsplit(url).password else url
 
 
 class SymbolConfig(dg.Config):
@@ -79,6 +115,8 @@ class SandboxResource(dg.ConfigurableResource):
     # The CoinGlass plan's 15m history depth the sandbox models (None: unlimited).
     coinglass_history_days: int | None = None
     latency_ms: int = 0  # waited before every sandbox answer, like a network round trip
+    # A file every request is appended to ("epoch host path pid"), for rate measurements.
+    request_log: str | None = None
 
     def transport(self) -> httpx.BaseTransport | None:
         if not self.enabled:
@@ -90,6 +128,7 @@ class SandboxResource(dg.ConfigurableResource):
             faults=self.faults,
             coinglass_history_days=self.coinglass_history_days,
             latency_seconds=self.latency_ms / 1000,
+            request_log=self.request_log,
         )
 
 
@@ -103,6 +142,8 @@ class BinanceResource(dg.ConfigurableResource):
     max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
     spot_weight_limit: int = 6000
     futures_weight_limit: int = 2400
+    # Where the weight counts live, shared by every run (memory://: this process only).
+    rate_budget_url: str = "memory://"
     sandbox: SandboxResource
 
     def client(self) -> BinanceClient:
@@ -115,6 +156,7 @@ class BinanceResource(dg.ConfigurableResource):
             max_wait_seconds=self.max_wait_seconds,
             spot_weight_limit=self.spot_weight_limit,
             futures_weight_limit=self.futures_weight_limit,
+            budget_store=shared_budget_store(self.rate_budget_url),
         )
 
     def archive_client(self) -> ArchiveClient:
@@ -138,6 +180,7 @@ class BinanceAccountResource(dg.ConfigurableResource):
     timeout_seconds: float = 10.0
     max_retries: int = 5
     max_wait_seconds: float = 120.0  # one request's retries, wire time plus waits
+    rate_budget_url: str = "memory://"  # the fapi weight count BinanceResource shares
     sandbox: SandboxResource
 
     @property
@@ -154,6 +197,7 @@ class BinanceAccountResource(dg.ConfigurableResource):
             timeout=self.timeout_seconds,
             max_retries=self.max_retries,
             max_wait_seconds=self.max_wait_seconds,
+            budget_store=shared_budget_store(self.rate_budget_url),
         )
 
 
@@ -171,6 +215,7 @@ class CoinGlassResource(dg.ConfigurableResource):
     debug: bool = False
     # The plan's 15m history depth in days (None: unlimited); older bars are not asked for.
     history_days: int | None = None
+    rate_budget_url: str = "memory://"  # the requests-per-minute count, shared by every run
     sandbox: SandboxResource
 
     def client(self) -> CoinGlassClient:
@@ -184,6 +229,7 @@ class CoinGlassResource(dg.ConfigurableResource):
             max_wait_seconds=self.max_wait_seconds,
             debug=self.debug,
             history_days=self.history_days,
+            budget_store=shared_budget_store(self.rate_budget_url),
         )
 
 

@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -40,7 +41,8 @@ class StoredDataset:
         return tuple(self.card["features"])
 
 
-def dataset_store(lake_root: Any) -> ArtifactStore:
+def dataset_store(lake_root: Path | str) -> ArtifactStore:
+    """The datasets of a lake root: a folder or ``gs://bucket/prefix``."""
     return ArtifactStore(lake_root, "datasets")
 
 

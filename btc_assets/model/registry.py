@@ -60,6 +60,7 @@ class LoadedModel:
 
 
 def model_store(lake_root: Path | str) -> ArtifactStore:
+    """The models of a lake root: a folder or ``gs://bucket/prefix``."""
     return ArtifactStore(lake_root, "models")
 
 
@@ -120,24 +121,24 @@ def load_model(store: ArtifactStore, name: str, version: str | None = None) -> L
         if isinstance(exc, ModelRefused):
             raise
         raise ModelRefused(f"model {name} {version}: {exc}") from exc
-    where = artifact.directory
+    where = artifact.path  # a Path locally, a gs:// URL on GCS: only for messages
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise ModelRefused(f"{where / CARD}: card format {card.get('format')!r}, expected 1")
+        raise ModelRefused(f"{where(CARD)}: card format {card.get('format')!r}, expected 1")
     features = tuple(card.get("features") or ())
     dtypes = card.get("dtypes") or {}
     if not features or set(dtypes) != set(features):
-        raise ModelRefused(f"{where / CARD}: features and dtypes disagree or are empty")
+        raise ModelRefused(f"{where(CARD)}: features and dtypes disagree or are empty")
     boosters = {}
     for file, raw in ((REGRESSOR, regressor_raw), (CLASSIFIER, classifier_raw)):
         booster = xgb.Booster()
         try:
             booster.load_model(bytearray(raw))
         except xgb.core.XGBoostError as exc:
-            raise ModelRefused(f"{where / file}: not an XGBoost model: {exc}") from exc
+            raise ModelRefused(f"{where(file)}: not an XGBoost model: {exc}") from exc
         booster.set_param({"nthread": 1})  # one row per request: threads only cost
         if tuple(booster.feature_names or ()) != features:
             raise ModelRefused(
-                f"{where / file}: its features {_short(booster.feature_names)} are not the "
+                f"{where(file)}: its features {_short(booster.feature_names)} are not the "
                 f"card's {_short(features)}"
             )
         boosters[file] = booster

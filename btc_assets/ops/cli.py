@@ -151,7 +151,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.days is not None and args.days < 1:
         print("btc-assets verify: --days must be at least 1", file=sys.stderr)
         return USAGE
-    lake = Lake(settings.lake_dir)
+    lake = Lake(settings.lake_location)
     basket = [s for s in settings.symbols if not args.symbol or s.perp == args.symbol.upper()]
     if not basket:
         print(f"btc-assets verify: {args.symbol} is not in the basket (BTC_ASSETS_SYMBOLS: "
@@ -176,7 +176,7 @@ def _verify(args: argparse.Namespace) -> int:
     reports = [verify_table(lake, t, name, args.days, now, settings.env) for t, name in names]
     window = f"the {args.days} UTC days ending yesterday" if args.days else "first to last day"
     shown = ", ".join(s.perp for s in basket)
-    print(f"lake {settings.lake_dir}  symbols {shown}  window: {window}  "
+    print(f"lake {settings.lake_location}  symbols {shown}  window: {window}  "
           f"now {now:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     rows = [r.row() for r in reports]
     header = ("table", "days", "coverage", "gaps", "longest", "corrupt", "last ts (UTC)", "lag")
@@ -235,7 +235,8 @@ def _size(n: float) -> str:
 def reset_targets(settings: Settings) -> list[Path]:
     """The files and folders ``reset`` deletes, those that exist (DuckDB may leave a .wal)."""
     wal = settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal")
-    paths = [settings.lake_dir, settings.reports_dir, settings.warehouse_path, wal,
+    lake = [] if settings.lake_on_gcs else [settings.lake_dir]
+    paths = [*lake, settings.reports_dir, settings.warehouse_path, wal,
              settings.stream_dir]  # fmt: skip
     return [p for p in paths if p.exists()]
 
@@ -269,6 +270,9 @@ def _reset(args: argparse.Namespace) -> int:
         print("This deletes:")
         for path in paths:
             print(f"  {_describe(path)}")
+        if settings.lake_on_gcs:  # a shared bucket is not one machine's to wipe
+            print(f"  (not the lake at {settings.lake_location}: delete that prefix yourself, "
+                  "e.g. gcloud storage rm -r, if you mean to)")  # fmt: skip
         if keys:
             names = ", ".join(k.to_user_string() for k in keys)
             where = instance.root_directory or "the instance"

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     model = demo_model.train(defs, instance, settings, args.days, QUIET)
     elapsed = time.perf_counter() - began
     tally = {**_check_tally(instance, daily.run_id), **_check_tally(instance, alerts.run_id)}
-    lake_root = settings.lake_dir
+    lake_root = settings.lake_location
     width = 30
     print(f"\n{'asset':<{width}}{'days':>6}{'rows':>10}  {'checks':<34}lake path")
     dataset = defs.resources["dataset"]
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "0 failed"
         print(
             f"{table.name:<{width}}{len(present):>6}{rows:>10}  {f'{passed} passed, {failed}':<34}"
-            f"{lake_root / table.name}"
+            f"{lake_root}/{table.name}"
         )
     print(f"{'duckdb_catalog':<{width}}{'':>16}  {'':<34}{settings.warehouse_path}")
     print(f"{'qa_report':<{width}}{'':>16}  {'':<34}{settings.reports_dir / 'p1_qa_core.json'}")

@@ -40,7 +40,8 @@ def train(
     )
     if not result.success:
         return ModelRun(False, f"model: FAILED (run {result.run_id[:8]}; see it in the UI)")
-    model = load_model(model_store(settings.lake_dir), settings.model.name)
+    store = model_store(settings.lake_location)  # a folder or gs://bucket/prefix
+    model = load_model(store, settings.model.name)
     verdict = next(
         e.event_specific_data
         for e in result.all_events
@@ -53,7 +54,7 @@ def train(
         True,
         f"model: {model.name} {model.version} on dataset {model.card['dataset_version']} "
         f"({rows['train']}/{rows['validation']}/{rows['test']} rows), promoted to "
-        f"{model_store(settings.lake_dir).directory(model.name, model.version)}\n"
+        f"{store.directory(model.name, model.version)}\n"
         f"  {BEATS_NAIVE} {status}: {verdict.description}\n"  # type: ignore[union-attr]
         f"  serve it: btc-assets serve, then curl 'http://{settings.serve.host}:"
         f"{settings.serve.port}/predict/latest?symbol={settings.symbols[0].perp}'",

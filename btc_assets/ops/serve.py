@@ -27,7 +27,7 @@ def service_config(
     settings: Settings, gate: Gate | None, table_gate: TableGate | None = None
 ) -> ServiceConfig:
     return ServiceConfig(
-        lake_root=settings.lake_dir,
+        lake_root=settings.lake_location,
         model_name=settings.model.name,
         symbols=tuple(s.perp for s in settings.symbols),
         env=settings.env,

@@ -14,8 +14,8 @@ def verify_model(settings: Settings) -> tuple[list[str], list[str]]:
     lines: list[str] = []
     problems: list[str] = []
     datasets, models, name = (
-        dataset_store(settings.lake_dir),
-        model_store(settings.lake_dir),
+        dataset_store(settings.lake_location),  # a folder or gs://bucket/prefix
+        model_store(settings.lake_location),
         settings.model.name,
     )
     try:

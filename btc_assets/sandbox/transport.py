@@ -4,11 +4,15 @@
 
 Every request is dispatched on its URL path to the vendor route modules, through the fault
 plan, and recorded in ``transport.requests`` so tests can count calls at the wire.
+With ``request_log`` each request is also appended to a file as one line
+``epoch_seconds host path pid``, so a harness can measure request rates per host across every
+run process (each line is one ``O_APPEND`` write: concurrent writers interleave whole lines).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +85,7 @@ class SandboxTransport(httpx.BaseTransport):
         coinglass_history_days: int | None = None,
         latency_seconds: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
+        request_log: str | os.PathLike[str] | None = None,
     ) -> None:
         if latency_seconds < 0:
             raise ValueError(f"latency_seconds={latency_seconds}: expected >= 0")
@@ -94,6 +99,8 @@ class SandboxTransport(httpx.BaseTransport):
         )  # fmt: skip
         self.latency_seconds = latency_seconds
         self._sleep = sleep
+        self._clock = clock
+        self.request_log = None if request_log is None else os.fspath(request_log)
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
 
@@ -144,7 +151,17 @@ class SandboxTransport(httpx.BaseTransport):
         with self._lock:
             return sum(1 for r in self.requests if path is None or r.path == path)
 
+    def _log_request(self, log: str, host: str, path: str) -> None:
+        line = f"{self._clock():.6f} {host} {path} {os.getpid()}\n".encode()
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of a short line: never split by another writer
+        finally:
+            os.close(fd)
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.request_log is not None:
+            self._log_request(self.request_log, request.url.host, request.url.path)
         if self.latency_seconds:
             self._sleep(self.latency_seconds)
         params = dict(request.url.params.multi_items())

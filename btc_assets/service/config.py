@@ -32,7 +32,7 @@ class ServiceConfig:
     its answers are kept ``reload_seconds``. ``max_replay_days``: the longest /replay range;
     ``max_alert_lookback_days``: how far back /signals and /whales/alerts may reach."""
 
-    lake_root: Path
+    lake_root: Path | str  # a folder or gs://bucket/prefix
     model_name: str
     symbols: tuple[str, ...]
     env: str

@@ -109,7 +109,7 @@ class LatestFeatures:
         table, env = self.config.features_table, self.config.env
         days = self.lake.days_present(table, symbol)[-self.config.lookback_days :]
         if not days:
-            where = self.lake.root / table / symbol
+            where = f"{self.lake.url}/{table}/{symbol}"
             return SymbolState(symbol, None, f"{table} never built for {symbol} ({where})")
         blocked = self.gate(symbol, list(days))
         skipped: dict[date, str] = {}
@@ -131,7 +131,9 @@ class LatestFeatures:
                     f"({written.path})"
                 )
                 continue
-            row = self._reuse(previous, day, written) or self._newest_row(symbol, day, written)
+            row = self._reuse(previous, day, written) or self._newest_row(
+                symbol, day, written, read.frame
+            )
             if row is None:
                 skipped[day] = f"no rows ({written.path})"
                 continue
@@ -147,8 +149,11 @@ class LatestFeatures:
         same = old is not None and old.day == day and old.written.path == written.path
         return old if same and old.written.sha256 == written.sha256 else None
 
-    def _newest_row(self, symbol: str, day: date, written: DayWrite) -> LatestRow | None:
-        frame = Lake.scan([written]).sort("ts").tail(1).collect()
+    def _newest_row(
+        self, symbol: str, day: date, written: DayWrite, scan: pl.LazyFrame
+    ) -> LatestRow | None:
+        # read_days' scan, not the path: on GCS it is the very bytes downloaded and verified.
+        frame = scan.sort("ts").tail(1).collect()
         if frame.is_empty():
             return None
         values = frame.row(0, named=True)

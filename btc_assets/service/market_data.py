@@ -21,7 +21,6 @@ content-addressed and immutable), in a small LRU. The gate's answers are kept
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -35,6 +34,7 @@ import polars as pl
 
 from btc_assets.core.tables import Table
 from btc_assets.lake import MANIFEST, DayWrite, Lake
+from btc_assets.lake.storage import Location
 from btc_assets.service.config import TableGate
 
 log = logging.getLogger("btc_assets.service")
@@ -42,7 +42,7 @@ NOT_IN_LAKE = "not in the lake"
 # Provenance entries shown in a response's ``source`` (what the writers record).
 SHOWN_PROVENANCE = ("env", "host", "endpoint", "closed", "source")
 V = TypeVar("V")
-Fingerprint = tuple[int, int, int, int]
+Fingerprint = Hashable  # Lake.fingerprint: a stat locally, a generation on GCS
 
 
 class GateUnavailable(RuntimeError):
@@ -76,7 +76,7 @@ class LruCache(Generic[V]):
 @dataclass(frozen=True)
 class _Verified:
     manifest: Fingerprint
-    data_path: Path
+    data_path: Location
     data: Fingerprint | None
     written: DayWrite | None
     error: str | None
@@ -95,7 +95,7 @@ class MarketRead:
         """Where the rows came from, for the response: table, env, gate, each day's file."""
         days = {
             day.isoformat(): {
-                "file": written.path.name,
+                "file": written.name,
                 "rows": written.rows,
                 "sha256": written.sha256,
                 **{k: written.provenance[k] for k in SHOWN_PROVENANCE if k in written.provenance},
@@ -110,7 +110,7 @@ class MarketData:
 
     def __init__(
         self,
-        lake_root: Path,
+        lake_root: Path | str,
         env: str,
         gate: TableGate | None,
         gate_seconds: float,
@@ -209,19 +209,21 @@ class MarketData:
     def _verify(self, table: str, symbol: str, day: date) -> _Verified | None:
         """The day's verification, reused while its manifest and file are unchanged."""
         key = (table, symbol, day)
-        manifest = _fingerprint(self.lake.day_dir(table, symbol, day) / MANIFEST)
+        manifest = self.lake.fingerprint(
+            self.lake.storage.join(self.lake.day_dir(table, symbol, day), MANIFEST)
+        )
         if manifest is None:
             return None
         cached = self._verified.get(key)
         if (
             cached is not None
             and cached.manifest == manifest
-            and cached.data == _fingerprint(cached.data_path)
+            and cached.data == self.lake.fingerprint(cached.data_path)
         ):
             return cached
         # Fingerprints first, then the hashing: a change during the read shows next time.
         data_path = self.lake.day_file(table, symbol, day)
-        data = _fingerprint(data_path)
+        data = self.lake.fingerprint(data_path)
         read = self.lake.read_days(table, symbol, [day])
         self.verifications += 1
         written = read.committed.get(day)
@@ -238,14 +240,6 @@ class MarketData:
         key = (table.name, written.sha256)
         frame = self._frames.get(key)
         if frame is None:
-            frame = Lake.scan([written], dict(table.schema)).collect()
+            frame = self.lake.scan([written], dict(table.schema)).collect()
             frame = self._frames.put(key, frame)
         return frame
-
-
-def _fingerprint(path: Path) -> Fingerprint | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns

@@ -161,7 +161,7 @@ class ModelHolder:
                 return False
             if pointer == self._refused_pointer:
                 return False
-            where = str(self.store.directory(self.name, pointer) / CARD)
+            where = str(self.store.location(self.name, pointer, CARD))
             try:
                 loaded = load_model(self.store, self.name, pointer)
                 model = prepare(loaded, self.env, where, self.now())

@@ -57,8 +57,9 @@ from btc_assets.vendors.errors import (
 )
 from btc_assets.vendors.hosts import LIVE_ALPHAVANTAGE_URL
 from btc_assets.vendors.http import SessionClient, VendorHttpClient
-from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.ratelimit import WeightBudget, budget_name
 from btc_assets.vendors.retry import Transient
+from btc_assets.vendors.shared_budget import WindowStore
 
 log = logging.getLogger("btc_assets.vendors")
 
@@ -226,6 +227,7 @@ class AlphaVantageClient(SessionClient):
         outputsize: Literal["compact", "full"] = "compact",
         requests_per_minute: int | None = 5,
         rng: random.Random | None = None,
+        budget_store: WindowStore | None = None,
     ) -> None:
         if outputsize not in ("compact", "full"):
             raise VendorConfigError(f"alphavantage: outputsize={outputsize!r}; expected "
@@ -239,7 +241,7 @@ class AlphaVantageClient(SessionClient):
         # Kept without a limit too: its window is what a call-frequency answer waits for.
         self.minute_budget = WeightBudget(
             requests_per_minute or _UNLIMITED, 60, safety=1.0, clock=clock, sleep=sleep,
-            name="alphavantage requests/min",
+            name=budget_name(base_url, "requests"), store=budget_store,
         )  # fmt: skip
         self.http = _AlphaVantageHttp(
             VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,

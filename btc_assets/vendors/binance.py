@@ -53,7 +53,8 @@ from btc_assets.vendors.errors import (
 )
 from btc_assets.vendors.hosts import LIVE_BINANCE_FUTURES_URL, LIVE_BINANCE_SPOT_URL
 from btc_assets.vendors.http import VendorHttpClient
-from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.ratelimit import WeightBudget, budget_name
+from btc_assets.vendors.shared_budget import WindowStore
 
 log = logging.getLogger("btc_assets.vendors")
 
@@ -132,6 +133,7 @@ class BinanceClient:
         weight_safety: float = 0.9,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        budget_store: WindowStore | None = None,
     ) -> None:
         self.now_ms = now_ms
         headers = {"X-MBX-APIKEY": api_key} if api_key else {}
@@ -139,7 +141,7 @@ class BinanceClient:
         def budget(limit: int, window: float, header: str | None, name: str) -> WeightBudget:
             return WeightBudget(
                 limit, window, header=header, safety=weight_safety, clock=clock, sleep=sleep,
-                name=name,
+                name=name, store=budget_store,
             )  # fmt: skip
 
         def http(base_url: str, setting: str, limiter: WeightBudget) -> VendorHttpClient:
@@ -151,11 +153,17 @@ class BinanceClient:
                 transient_codes=TRANSIENT_CODES,
             )  # fmt: skip
 
-        self.spot_budget = budget(spot_weight_limit, 60, WEIGHT_HEADER, "binance spot weight")
-        self.futures_budget = budget(futures_weight_limit, 60, WEIGHT_HEADER, "binance fapi weight")
-        self.funding_budget = budget(funding_limit_per_5m, 300, None, "binance fundingRate")
+        # Named by host: BinanceAccountClient charges the same fapi weight count.
+        spot, fapi = spot_base_url, futures_base_url
+        self.spot_budget = budget(spot_weight_limit, 60, WEIGHT_HEADER, budget_name(spot, "weight"))
+        self.futures_budget = budget(
+            futures_weight_limit, 60, WEIGHT_HEADER, budget_name(fapi, "weight")
+        )
+        self.funding_budget = budget(
+            funding_limit_per_5m, 300, None, budget_name(fapi, "fundingRate")
+        )
         self.futures_data_budget = budget(
-            futures_data_limit_per_5m, 300, None, "binance futures/data"
+            futures_data_limit_per_5m, 300, None, budget_name(fapi, "futures/data")
         )
         self.spot = http(spot_base_url, "BINANCE_SPOT_BASE_URL", self.spot_budget)
         self.futures = http(futures_base_url, "BINANCE_FUTURES_BASE_URL", self.futures_budget)

@@ -47,7 +47,8 @@ from btc_assets.vendors.errors import (
 )
 from btc_assets.vendors.hosts import LIVE_BINANCE_FUTURES_URL
 from btc_assets.vendors.http import SessionClient, VendorHttpClient
-from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.ratelimit import WeightBudget, budget_name
+from btc_assets.vendors.shared_budget import WindowStore
 
 log = logging.getLogger("btc_assets.vendors")
 
@@ -168,6 +169,7 @@ class BinanceAccountClient(SessionClient):
         weight_limit: int = 2400,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        budget_store: WindowStore | None = None,
     ) -> None:
         if not 0 < recv_window_ms <= MAX_RECV_WINDOW_MS:
             raise VendorConfigError(
@@ -180,7 +182,7 @@ class BinanceAccountClient(SessionClient):
         self.offset_ms = 0  # server time minus ours, learnt from /fapi/v1/time on a -1021
         self.budget = WeightBudget(
             weight_limit, 60, header=WEIGHT_HEADER, safety=0.9, clock=clock, sleep=sleep,
-            name="binance fapi weight (signed)",
+            name=budget_name(futures_base_url, "weight"), store=budget_store,
         )  # fmt: skip
         self.http = VendorHttpClient(
             VENDOR, futures_base_url, transport=transport, timeout=timeout,

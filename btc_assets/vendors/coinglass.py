@@ -61,7 +61,8 @@ from btc_assets.vendors.errors import (
     VendorUnavailable,
 )
 from btc_assets.vendors.http import SessionClient, VendorHttpClient
-from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.ratelimit import WeightBudget, budget_name
+from btc_assets.vendors.shared_budget import WindowStore
 
 log = logging.getLogger("btc_assets.vendors")
 
@@ -202,6 +203,7 @@ class CoinGlassClient(CoinGlassStructureMixin, SessionClient):
         now_ms: Callable[[], int] = epoch_ms,
         rng: random.Random | None = None,
         history_days: int | None = None,
+        budget_store: WindowStore | None = None,
     ) -> None:
         self.history = HistoryWindow(history_days)
         self.api_key = (api_key or "").strip() or None
@@ -214,7 +216,7 @@ class CoinGlassClient(CoinGlassStructureMixin, SessionClient):
         )
         self.budget = _PlanBudget(
             requests_per_minute, 60, header=USE_HEADER, clock=clock, sleep=sleep,
-            name="coinglass requests/min",
+            name=budget_name(base_url, "requests"), store=budget_store,
         )  # fmt: skip
         self.http = VendorHttpClient(
             VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,

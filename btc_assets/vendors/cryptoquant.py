@@ -54,7 +54,8 @@ from btc_assets.vendors.errors import (
 )
 from btc_assets.vendors.hosts import LIVE_CRYPTOQUANT_URL
 from btc_assets.vendors.http import SessionClient, VendorHttpClient
-from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.ratelimit import WeightBudget, budget_name
+from btc_assets.vendors.shared_budget import WindowStore
 
 log = logging.getLogger("btc_assets.vendors")
 
@@ -179,6 +180,7 @@ class CryptoQuantClient(SessionClient):
         clock: Callable[[], float] = time.time,
         now_ms: Callable[[], int] = epoch_ms,
         rng: random.Random | None = None,
+        budget_store: WindowStore | None = None,
     ) -> None:
         if not 1 <= page_limit <= MAX_LIMIT:
             raise VendorConfigError(f"{VENDOR}: page_limit={page_limit}; expected 1..{MAX_LIMIT}")
@@ -189,7 +191,8 @@ class CryptoQuantClient(SessionClient):
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self.budget = WeightBudget(requests_per_minute, 60, clock=clock, sleep=sleep,
-                                   name="cryptoquant requests/min")  # fmt: skip
+                                   name=budget_name(base_url, "requests"),
+                                   store=budget_store)  # fmt: skip
         self.http = _CryptoQuantHttp(
             self.token, VENDOR, base_url, transport=transport, timeout=timeout,
             max_retries=max_retries, max_wait_seconds=max_wait_seconds, headers=headers,

@@ -50,7 +50,8 @@ from btc_assets.vendors.errors import (
 )
 from btc_assets.vendors.hosts import LIVE_FRED_URL
 from btc_assets.vendors.http import SessionClient, VendorHttpClient
-from btc_assets.vendors.ratelimit import WeightBudget
+from btc_assets.vendors.ratelimit import WeightBudget, budget_name
+from btc_assets.vendors.shared_budget import WindowStore
 
 log = logging.getLogger("btc_assets.vendors")
 
@@ -134,14 +135,16 @@ class FredClient(SessionClient):
         clock: Callable[[], float] = time.time,
         requests_per_minute: int = 120,
         page_limit: int = MAX_PAGE_LIMIT,
+        budget_store: WindowStore | None = None,
     ) -> None:
         if not 1 <= page_limit <= MAX_PAGE_LIMIT:
             raise VendorConfigError(f"{VENDOR}: page_limit {page_limit}; FRED takes 1..100000")
         self._key = (api_key or "").strip()
         self.page_limit = page_limit
         self.budget = WeightBudget(
-            requests_per_minute, 60, clock=clock, sleep=sleep, name="fred requests/min"
-        )
+            requests_per_minute, 60, clock=clock, sleep=sleep,
+            name=budget_name(base_url, "requests"), store=budget_store,
+        )  # fmt: skip
         self.http = VendorHttpClient(
             VENDOR, base_url, transport=transport, timeout=timeout, max_retries=max_retries,
             max_wait_seconds=max_wait_seconds, headers={"accept": "application/json"},

@@ -16,7 +16,7 @@ from btc_assets.core.tables import FEATURES, Table
 from btc_assets.defs.checks import QUALITY, RECONCILIATION
 from btc_assets.defs.day_gate import Input, gated_deps, read_gated
 from btc_assets.defs.definitions import all_assets
-from btc_assets.defs.partitions import DAILY, DAILY_START, SINGLE_RUN
+from btc_assets.defs.partitions import DAILY, DAILY_START
 from btc_assets.defs.resources import DatasetResource
 from btc_assets.lake import Lake
 from btc_assets_tests.test_assets.helpers import (
@@ -88,7 +88,7 @@ def _downstream_of_features() -> dg.AssetsDefinition:
     @dg.asset(
         name=out.name,
         partitions_def=DAILY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         **gated_deps([Input(FEATURES)]),
     )
     def features_consumer(

@@ -26,6 +26,12 @@ def snapshot(defs: dg.Definitions) -> dict[str, Any]:
         "schedules": sorted(s.name for s in repo.schedule_defs),
         "sensors": sorted(s.name for s in repo.sensor_defs),
         "resources": sorted(defs.resources or {}),
+        # Which concurrency pool each vendor-calling asset queues on (dagster.yaml limits).
+        "pools": sorted(
+            f"{key.to_user_string()}:{','.join(sorted(graph.get(key).pools))}"
+            for key in graph.get_all_asset_keys()
+            if graph.get(key).pools
+        ),
     }
 
 

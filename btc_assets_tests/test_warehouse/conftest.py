@@ -34,7 +34,6 @@ from btc_assets_tests.emulators import (
     BigQueryEmulator,
     GcsEmulator,
     bigquery_emulator,
-    gcs_emulator,
     installed_backend,
 )
 from btc_assets_tests.test_assets.helpers import resources, run_range
@@ -63,14 +62,8 @@ def _no_metadata_server() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    with gcs_emulator(tmp_path_factory.mktemp("gcs")) as emulator:
-        patch = pytest.MonkeyPatch()
-        patch.setenv("STORAGE_EMULATOR_HOST", emulator.url)  # the clients follow it
-        try:
-            yield emulator
-        finally:
-            patch.undo()
+def gcs(gcs_server: GcsEmulator) -> GcsEmulator:
+    return gcs_server  # the session's one emulator (btc_assets_tests/conftest.py)
 
 
 @pytest.fixture(scope="session")
