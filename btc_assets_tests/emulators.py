@@ -132,12 +132,14 @@ def serve(
 
 
 @contextmanager
-def gcs_emulator(data: Path) -> Iterator[GcsEmulator]:
+def gcs_emulator(data: Path, extra: Sequence[str] = ()) -> Iterator[GcsEmulator]:
+    """``extra``: more arguments of ``start`` (``-M`` for in memory; ``--skip-index`` with
+    it, for benchmarks: gcs_preconditions.py)."""
     port = free_port()
     # Through the launcher that adds GCS's generation preconditions (gcs_preconditions.py).
     cmd = [sys.executable, "-m", "btc_assets_tests.gcs_preconditions",
            "-d", str(data), "start", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with serve([*cmd, "-q"], port, data / "emulator.log") as url:
+    with serve([*cmd, "-q", *extra], port, data / "emulator.log") as url:
         yield GcsEmulator(url, data / ".cloudstorage")
 
 

@@ -5,7 +5,7 @@ damage a lake the way the real world would (Google's own client, not the lake's 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,14 +18,14 @@ BUCKET = "btc-assets-lake"
 
 
 @contextmanager
-def gcs_lake_emulator(data: Path) -> Iterator[GcsEmulator]:
+def gcs_lake_emulator(data: Path, extra: Sequence[str] = ()) -> Iterator[GcsEmulator]:
     """The emulator with ``STORAGE_EMULATOR_HOST`` pointing at it and the lake bucket made.
     Nothing may look for GCE's metadata server meanwhile."""
     from google.auth.compute_engine import _metadata
 
     saved = _metadata._NO_GCE_CHECK
     _metadata._NO_GCE_CHECK = True
-    with gcs_emulator(data) as emulator:
+    with gcs_emulator(data, extra) as emulator:
         patch = pytest.MonkeyPatch()
         patch.setenv("STORAGE_EMULATOR_HOST", emulator.url)  # every Google client follows it
         try:
