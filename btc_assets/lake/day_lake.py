@@ -325,7 +325,9 @@ class Lake:
                 errors[day] = str(exc)
         return DayRead(self.scan(committed.values(), schema), committed, errors, missing)
 
-    def _download_verified(self, written: DayWrite) -> bytes:
+    def read_verified_bytes(self, written: DayWrite) -> bytes:
+        """The bytes of a committed file, read once and checked against its manifest entry
+        (size, sha256, footer row count): what is returned is what was hashed."""
         try:
             content = self.storage.read_bytes(written.path)
         except FileNotFoundError:
@@ -334,7 +336,7 @@ class Lake:
         if len(content) != written.bytes or digest != written.sha256:
             raise LakeCorruptionError(
                 f"{written.path}: sha256 mismatch, manifest says {written.sha256}, "
-                f"download has {digest} ({len(content)} bytes)"
+                f"the bytes read have {digest} ({len(content)} bytes)"
             )
         try:
             rows = pq.read_metadata(io.BytesIO(content)).num_rows
@@ -342,15 +344,6 @@ class Lake:
             raise LakeCorruptionError(f"{written.path}: unreadable parquet: {exc}") from exc
         check_rows(written.path, written.rows, rows)
         return content
-
-    def read_verified_bytes(self, written: DayWrite) -> bytes:
-        """The bytes of a committed file, checked against its manifest entry."""
-        if not self.storage.remote:
-            self.storage.verify_content(
-                written.path, written.bytes, written.sha256, LakeCorruptionError
-            )
-            return self.storage.read_bytes(written.path)
-        return self._download_verified(written)
 
     @contextmanager
     def local_copy(self, written: DayWrite) -> Iterator[Path]:
@@ -362,7 +355,7 @@ class Lake:
             return
         with tempfile.TemporaryDirectory(prefix="btc-assets-lake-") as folder:
             copy = Path(folder) / written.name
-            copy.write_bytes(self._download_verified(written))
+            copy.write_bytes(self.read_verified_bytes(written))
             yield copy
 
     def scan(
@@ -386,7 +379,7 @@ class Lake:
             return pl.scan_parquet(paths, schema=pinned, hive_partitioning=False)
 
         def download() -> pl.DataFrame:
-            contents = [io.BytesIO(self._download_verified(w)) for w in written]
+            contents = [io.BytesIO(self.read_verified_bytes(w)) for w in written]
             return pl.scan_parquet(contents, schema=pinned).collect()
 
         if pinned is None:
