@@ -22,7 +22,7 @@ from btc_assets.artifacts import (
 )
 from btc_assets.lake import Lake, LakeCommitConflict
 from btc_assets.lake.storage import Location
-from btc_assets_tests.gcs_lake import blob, fresh_url
+from btc_assets_tests.gcs_lake import blob, fresh_url, raw_read, raw_remove, raw_write
 
 
 @dataclass
@@ -41,23 +41,14 @@ class Backend:
         return "/".join([self.root, *parts])
 
     def read(self, location: Location) -> bytes:
-        if self.kind == "local":
-            return Path(location).read_bytes()
-        return blob(str(location)).download_as_bytes()
+        return raw_read(location)
 
     def write(self, location: Location, data: bytes) -> None:
         """Replace or create a stored file's bytes (no store metadata), as a bug would."""
-        if self.kind == "local":
-            Path(location).parent.mkdir(parents=True, exist_ok=True)
-            Path(location).write_bytes(data)
-        else:
-            blob(str(location)).upload_from_string(data)
+        raw_write(location, data)
 
     def remove(self, location: Location) -> None:
-        if self.kind == "local":
-            Path(location).unlink()
-        else:
-            blob(str(location)).delete()
+        raw_remove(location)
 
 
 @pytest.fixture(params=["local", "gcs"])

@@ -29,7 +29,7 @@ from btc_assets.lake import (
 )
 from btc_assets.lake.storage import Location
 from btc_assets_tests.emulators import GcsEmulator
-from btc_assets_tests.gcs_lake import blob, fresh_url
+from btc_assets_tests.gcs_lake import blob, fresh_url, raw_read, raw_remove, raw_write
 from btc_assets_tests.test_core.test_bars import fixture_klines
 
 TABLE, SYMBOL = "klines_1m", "BTCUSDT"
@@ -47,22 +47,14 @@ class Backend:
         return Lake(self.new_root())
 
     def read(self, location: Location) -> bytes:
-        if self.kind == "local":
-            return Path(location).read_bytes()
-        return blob(str(location)).download_as_bytes()
+        return raw_read(location)
 
     def overwrite(self, location: Location, data: bytes) -> None:
         """Replace a stored file's bytes, as a stray copy or a bug would (no lake metadata)."""
-        if self.kind == "local":
-            Path(location).write_bytes(data)
-        else:
-            blob(str(location)).upload_from_string(data)
+        raw_write(location, data)
 
     def remove(self, location: Location) -> None:
-        if self.kind == "local":
-            Path(location).unlink()
-        else:
-            blob(str(location)).delete()
+        raw_remove(location)
 
     def names(self, lake: Lake, directory: Location) -> list[str]:
         return [f.name for f in lake.storage.files(directory)]
